@@ -1,0 +1,49 @@
+# The one entry point for building, testing and running Agate. `make help` lists the targets.
+SHELL := /bin/bash
+GO    ?= go
+BUF   := $(GO) tool -modfile=tools.mod buf
+DB    ?=
+# Packages built on the pure-Go SQLite driver run without -race: the race detector slows
+# its transpiled C by an order of magnitude (see README, Testing).
+TESTFLAGS ?= -shuffle=on -timeout=20m
+
+.DEFAULT_GOAL := help
+.PHONY: help generate generate-check lint breaking test test-unit fuzz run build bench
+
+help: ## List the targets.
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+generate: ## Regenerate gen/ from proto/ with buf (local plugins only).
+	$(BUF) generate
+
+generate-check: generate ## Fail if regenerating changes anything in gen/.
+	@git add -N gen >/dev/null 2>&1 || true
+	@git diff --exit-code --stat -- gen || { echo "gen/ is stale: run 'make generate' and commit"; exit 1; }
+
+lint: ## buf lint, buf format, gofmt and go vet.
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go' | grep -v '^gen/')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+breaking: ## buf breaking against the previous commit of main (needs full history).
+	@if git rev-parse -q --verify main~1 >/dev/null; then \
+	  $(BUF) breaking --against '.git#branch=main,ref=HEAD~1,subdir=.'; \
+	else echo "no previous commit on main: nothing to compare"; fi
+
+test: ## Run every test (starts a throwaway PostgreSQL unless AGATE_TEST_POSTGRES_URL is set).
+	$(GO) test -race $(TESTFLAGS) ./...
+
+fuzz: ## Longer fuzzing campaigns (FUZZTIME per target, default 30s).
+	@for t in FuzzParse FuzzEvaluate; do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} ./decision/ || exit 1; done
+	$(GO) test -run '^$$' -fuzz '^FuzzTransform$$' -fuzztime $${FUZZTIME:-30s} ./canonical/
+
+build: ## Build bin/agate.
+	$(GO) build -o bin/agate ./cmd/agate
+
+run: build ## Start the server on embedded SQLite with the example policy and dev tokens.
+	./bin/agate serve --policy examples/policy.yaml --tokens examples/tokens.yaml
+
+bench: ## Go benchmarks (engine, job hash, storage).
+	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -1,0 +1,121 @@
+package decision
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// ValidateTopic reports whether topic is a concrete job topic: non-empty
+// tokens separated by dots, no wildcards (* or >), no spaces or control
+// characters, valid UTF-8. Errors wrap ErrInvalidTopic.
+func ValidateTopic(topic string) error {
+	if msg := topicProblem(topic); msg != "" {
+		return fmt.Errorf("%w %q: %s", ErrInvalidTopic, topic, msg)
+	}
+	return nil
+}
+
+// topicProblem returns what is wrong with a concrete topic, or "". It does
+// not allocate, since Evaluate calls it on every job.
+func topicProblem(topic string) string {
+	if topic == "" {
+		return "topic is empty"
+	}
+	start := 0
+	for i := 0; i < len(topic); {
+		c := topic[i]
+		if c == '.' {
+			if i == start {
+				return "empty token (leading, trailing or double dot)"
+			}
+			i++
+			start = i
+			continue
+		}
+		if c < utf8.RuneSelf {
+			if msg := asciiProblem(c); msg != "" {
+				return msg
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(topic[i:])
+		if msg := runeProblem(r, size); msg != "" {
+			return msg
+		}
+		i += size
+	}
+	if start == len(topic) {
+		return "empty token (leading, trailing or double dot)"
+	}
+	return ""
+}
+
+func asciiProblem(c byte) string {
+	switch {
+	case c == '*' || c == '>':
+		return "wildcards are only allowed in policy patterns"
+	case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f':
+		return "contains whitespace"
+	case c < 0x20 || c == 0x7f:
+		return "contains a control character"
+	}
+	return ""
+}
+
+func runeProblem(r rune, size int) string {
+	switch {
+	case r == utf8.RuneError && size <= 1:
+		return "not valid UTF-8"
+	case unicode.IsSpace(r):
+		return "contains whitespace"
+	case unicode.IsControl(r):
+		return "contains a control character"
+	}
+	return ""
+}
+
+// topicPattern is a parsed `when.topic` value.
+type topicPattern struct {
+	raw    string
+	tokens []string // "*" and ">" are wildcards here
+}
+
+// wildcard reports whether the pattern needs the trie (it has * or >).
+func (p topicPattern) wildcard() bool {
+	for _, t := range p.tokens {
+		if t == "*" || t == ">" {
+			return true
+		}
+	}
+	return false
+}
+
+// parsePattern parses a NATS-style topic pattern: `*` matches exactly one
+// token, `>` one or more trailing tokens and only as the last token.
+func parsePattern(s string) (topicPattern, string) {
+	if s == "" {
+		return topicPattern{}, "topic pattern is empty"
+	}
+	tokens := strings.Split(s, ".")
+	for i, t := range tokens {
+		switch {
+		case t == "":
+			return topicPattern{}, fmt.Sprintf("topic pattern %q has an empty token (leading, trailing or double dot)", s)
+		case t == "*":
+		case t == ">":
+			if i != len(tokens)-1 {
+				return topicPattern{}, fmt.Sprintf("topic pattern %q: > is only allowed as the last token", s)
+			}
+		case strings.ContainsAny(t, "*>"):
+			return topicPattern{}, fmt.Sprintf("topic pattern %q: token %q mixes a wildcard with text; a wildcard must be a whole token", s, t)
+		default:
+			if msg := topicProblem(t); msg != "" {
+				return topicPattern{}, fmt.Sprintf("topic pattern %q: %s", s, msg)
+			}
+		}
+	}
+	return topicPattern{raw: s, tokens: tokens}, ""
+}

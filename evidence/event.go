@@ -1,0 +1,134 @@
+package evidence
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/agate-pdp/agate/canonical"
+)
+
+// Kind names what an event records.
+type Kind string
+
+// The event kinds, one per kind of transition.
+const (
+	KindDecision         Kind = "decision"
+	KindApproval         Kind = "approval"
+	KindRejection        Kind = "rejection"
+	KindPublish          Kind = "publish"
+	KindReplay           Kind = "replay"
+	KindOutcome          Kind = "outcome"
+	KindConflict         Kind = "conflict"
+	KindExpiry           Kind = "expiry"
+	KindCancel           Kind = "cancel"
+	KindRefusal          Kind = "refusal"
+	KindPolicyActivation Kind = "policy_activation"
+)
+
+// Kinds lists every kind in a stable order.
+var Kinds = []Kind{KindDecision, KindApproval, KindRejection, KindPublish, KindReplay,
+	KindOutcome, KindConflict, KindExpiry, KindCancel, KindRefusal, KindPolicyActivation}
+
+// PolicyChain is the chain id of policy_activation events, which belong to no job.
+// Activations are rare, so one chain for them is no hot spot.
+const PolicyChain = "policy"
+
+// Event is one append-only evidence record. Times are microseconds since the Unix epoch.
+// Which fields must be set depends on Kind (see Required); Validate enforces it.
+type Event struct {
+	EventID          string   // ULID, unique
+	JobID            string   // the job, or PolicyChain for policy_activation
+	Seq              int64    // position in the job's chain, from 1
+	TraceID          string   // request trace id
+	Kind             Kind     //
+	At               int64    // µs since epoch
+	Actor            string   // the agent or principal the job acts for
+	Principal        string   // the authenticated caller that caused the event
+	Decision         string   // allow | deny | require_human
+	ApprovalRequired bool     //
+	RuleID           string   // deciding rule, or "default"
+	Reason           string   // rule reason, approver/rejecter text, replay text
+	MatchedRules     []string // every matched rule
+	PolicySnapshot   string   // snapshot the job was decided under (for activation: the new one)
+	PreviousSnapshot string   // activation: the one replaced; publish re-evaluation: the deciding one
+	JobHash          string   // the job's hash (for a mismatch conflict: the stored one)
+	PresentedHash    string   // for a mismatch conflict: the hash the caller presented
+	ApprovedBy       string   //
+	ApprovedRole     string   //
+	ApprovedAt       int64    // µs
+	Status           string   // the job's status after the event
+	Attempt          int64    // publish attempt (1 = first publish)
+	Conflict         string   // conflict or refusal reason code, e.g. SNAPSHOT_DRIFT
+	ReplayReasonCode string   // bounded replay reason code
+	Repeat           bool     // an idempotent repeat (already_approved, already_rejected, ...)
+	PrevHash         string   // Hash of the previous event in the chain ("" for seq 1)
+	Hash             string   // sha256 over the canonical form of every other field
+}
+
+// MissingFieldsError reports an event that lacks fields its kind requires.
+type MissingFieldsError struct {
+	Kind   Kind
+	Fields []string
+}
+
+func (e *MissingFieldsError) Error() string {
+	return fmt.Sprintf("evidence: %s event is missing %s", e.Kind, strings.Join(e.Fields, ", "))
+}
+
+// ErrIncomplete matches every MissingFieldsError with errors.Is.
+var ErrIncomplete = errors.New("evidence: incomplete event")
+
+// Is makes errors.Is(err, ErrIncomplete) true.
+func (e *MissingFieldsError) Is(target error) bool { return target == ErrIncomplete }
+
+// fields returns the event's fields by wire name, for hashing and completeness checks.
+// Zero values are included: the hash covers exactly what is stored.
+func (e *Event) fields() map[string]any {
+	m := map[string]any{
+		"event_id": e.EventID, "job_id": e.JobID, "seq": e.Seq, "trace_id": e.TraceID,
+		"kind": string(e.Kind), "at": e.At, "actor": e.Actor, "principal": e.Principal,
+		"decision": e.Decision, "approval_required": e.ApprovalRequired, "rule_id": e.RuleID,
+		"reason": e.Reason, "policy_snapshot": e.PolicySnapshot,
+		"previous_snapshot": e.PreviousSnapshot, "job_hash": e.JobHash,
+		"presented_hash": e.PresentedHash, "approved_by": e.ApprovedBy,
+		"approved_role": e.ApprovedRole, "approved_at": e.ApprovedAt, "status": e.Status,
+		"attempt": e.Attempt, "conflict": e.Conflict, "replay_reason_code": e.ReplayReasonCode,
+		"repeat": e.Repeat, "prev_hash": e.PrevHash,
+	}
+	rules := make([]any, len(e.MatchedRules))
+	for i, r := range e.MatchedRules {
+		rules[i] = r
+	}
+	m["matched_rules"] = rules
+	return m
+}
+
+// ComputeHash returns the chain hash of e: "sha256:" + hex(SHA-256(JCS(fields without
+// hash, with prev_hash))). Including prev_hash links the event to its predecessor.
+func (e *Event) ComputeHash() (string, error) {
+	b, err := canonical.Append(nil, e.fields())
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// Seal links e after the chain head (prevSeq, prevHash), validates it and sets its hash.
+// It fails closed: an incomplete event is returned as a *MissingFieldsError and not sealed.
+func (e *Event) Seal(prevSeq int64, prevHash string) error {
+	e.Seq = prevSeq + 1
+	e.PrevHash = prevHash
+	if err := Validate(e); err != nil {
+		return err
+	}
+	h, err := e.ComputeHash()
+	if err != nil {
+		return err
+	}
+	e.Hash = h
+	return nil
+}

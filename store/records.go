@@ -1,0 +1,94 @@
+package store
+
+// Status is a job's lifecycle state, stored and reported as these lower-case strings.
+type Status string
+
+// The job statuses (see the README's state machine).
+const (
+	StatusAllowed              Status = "allowed"
+	StatusDenied               Status = "denied"
+	StatusPendingApproval      Status = "pending_approval"
+	StatusApproved             Status = "approved"
+	StatusRejected             Status = "rejected"
+	StatusExpired              Status = "expired"
+	StatusCancelled            Status = "cancelled"
+	StatusConflict             Status = "conflict"
+	StatusAllowedAndPublished  Status = "allowed_and_published"
+	StatusApprovedAndPublished Status = "approved_and_published"
+	StatusSucceeded            Status = "succeeded"
+	StatusFailed               Status = "failed"
+)
+
+// Job is a job's current state. Times are microseconds since the Unix epoch; 0 = unset.
+type Job struct {
+	ID          string
+	Topic       string
+	Actor       string
+	Labels      []byte // canonical JSON object
+	Payload     []byte // the JSON object as submitted
+	Hash        string // job_hash
+	SubmittedBy string
+	TraceID     string
+
+	Status           Status
+	Decision         string // allow | deny | require_human
+	ApprovalRequired bool
+	RuleID           string
+	Reason           string
+	MatchedRules     []string
+	Snapshot         string   // policy_snapshot that decided it
+	ApprovalRoles    []string // roles that may approve (require_human only)
+	Quorum           int      // distinct approvals needed (require_human only)
+	ExpiresAt        int64    // approval deadline: approve and publish before it
+	Revision         int      // decision revision; a re-decision after a conflict adds 1
+
+	ApprovedBy   string // the approver who completed the quorum
+	ApprovedRole string
+	ApprovedAt   int64
+
+	Attempt     int64  // publish attempt: 0 unpublished, 1 first publish, +1 per replay
+	Outcome     string // "", succeeded, failed (of the current attempt)
+	DecidedAt   int64
+	PublishedAt int64
+	UpdatedAt   int64
+}
+
+// Approval is one approver's approval of one decision revision of a job.
+type Approval struct {
+	JobID    string
+	Revision int
+	Approver string
+	Role     string
+	At       int64 // µs
+	Reason   string
+}
+
+// JobQuery selects jobs. Empty fields do not filter.
+type JobQuery struct {
+	Statuses       []Status
+	Topic          string // exact topic
+	Actor          string
+	RuleID         string
+	Snapshot       string
+	DecidedBefore  int64 // DecidedAt < DecidedBefore when > 0
+	UpdatedBefore  int64 // UpdatedAt < UpdatedBefore when > 0
+	AfterDecidedAt int64 // cursor
+	AfterID        string
+	Limit          int
+}
+
+// EventQuery selects evidence events. Empty fields do not filter.
+type EventQuery struct {
+	Since, Until int64 // At >= Since, At < Until (when > 0)
+	Kind         string
+	Decision     string
+	Status       string
+	RuleID       string
+	Snapshot     string
+	ApprovedBy   string
+	Conflict     string
+	JobID        string
+	AfterAt      int64 // cursor
+	AfterEventID string
+	Limit        int
+}

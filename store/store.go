@@ -1,0 +1,108 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/agate-pdp/agate/evidence"
+	"github.com/agate-pdp/agate/snapshots"
+)
+
+// Errors every backend returns, so callers never inspect driver errors.
+var (
+	// ErrNotFound: the record does not exist.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: a record with the same key already exists.
+	ErrConflict = errors.New("store: already exists")
+	// ErrBusy: the transaction kept failing on contention until its retry budget ran out.
+	// Nothing it did was committed; the caller may try again later.
+	ErrBusy = errors.New("store: contention: retry budget exhausted")
+	// ErrUnavailable: the database cannot be reached.
+	ErrUnavailable = errors.New("store: database unavailable")
+)
+
+// Store is a database holding Agate's state.
+type Store interface {
+	// ReadWrite runs fn in one SERIALIZABLE transaction and commits it. On a
+	// serialization failure or deadlock (at any statement or at COMMIT) the whole
+	// transaction is rolled back and fn runs again in a fresh one, up to a bounded
+	// number of attempts; then ReadWrite returns ErrBusy. fn must therefore have no
+	// effects outside tx. An error returned by fn rolls back and is returned as is.
+	ReadWrite(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error
+	// Read runs fn in a read-only transaction with a consistent view.
+	Read(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error
+	// ActiveSnapshot returns the active snapshot, or snapshots.ErrNoActive.
+	snapshots.Source
+	// Ping reports whether the database answers; ErrUnavailable when it does not.
+	Ping(ctx context.Context) error
+	// Close releases connections.
+	Close() error
+}
+
+// Tx is what a transaction can do; it is only valid inside the callback that received it.
+type Tx interface {
+	SnapshotTx
+	JobTx
+	ApprovalTx
+	EvidenceTx
+}
+
+// SnapshotTx stores policy snapshots and the active-snapshot pointer.
+type SnapshotTx interface {
+	// PutSnapshot stores s unless a snapshot with s.ID exists; created reports which.
+	// Identical content has the same id, so storing it again is a no-op.
+	PutSnapshot(ctx context.Context, s snapshots.Snapshot) (created bool, err error)
+	// GetSnapshot returns the snapshot with that id, or ErrNotFound.
+	GetSnapshot(ctx context.Context, id string) (snapshots.Snapshot, error)
+	// ListSnapshots returns up to limit snapshots, newest first (created_at desc, id
+	// desc), starting after the snapshot whose id is after ("" for the first page).
+	ListSnapshots(ctx context.Context, after string, limit int) ([]snapshots.Snapshot, error)
+	// ActiveSnapshotID returns the active snapshot's id, or snapshots.ErrNoActive.
+	ActiveSnapshotID(ctx context.Context) (string, error)
+	// SetActiveSnapshot points the active pointer at id, which must exist (else
+	// ErrNotFound).
+	SetActiveSnapshot(ctx context.Context, id string, at time.Time, by string) error
+}
+
+// JobTx stores jobs: one row per job_id holding its current state.
+type JobTx interface {
+	// GetJob returns the job, or ErrNotFound. With forUpdate the row is locked until
+	// the transaction ends (SELECT … FOR UPDATE where the backend has row locks; the
+	// embedded backend's transactions already exclude each other).
+	GetJob(ctx context.Context, id string, forUpdate bool) (Job, error)
+	// InsertJob stores a new job; ErrConflict when the id exists.
+	InsertJob(ctx context.Context, j Job) error
+	// UpdateJob overwrites the mutable state of an existing job (every field except
+	// ID, Topic, Actor, Labels, Payload, Hash, SubmittedBy); ErrNotFound when absent.
+	UpdateJob(ctx context.Context, j Job) error
+	// ListJobs returns up to q.Limit jobs matching q, ordered by (DecidedAt, ID)
+	// ascending, strictly after the cursor (q.AfterDecidedAt, q.AfterID).
+	ListJobs(ctx context.Context, q JobQuery) ([]Job, error)
+	// CountJobs counts jobs in any of statuses whose PolicySnapshot is not snapshot.
+	CountJobs(ctx context.Context, statuses []Status, notSnapshot string) (int, error)
+}
+
+// ApprovalTx stores approvals: one row per (job, decision revision, approver).
+type ApprovalTx interface {
+	// InsertApproval stores a; ErrConflict when the approver already approved that
+	// job revision (so a quorum counts distinct people).
+	InsertApproval(ctx context.Context, a Approval) error
+	// ListApprovals returns the approvals of a job revision, oldest first.
+	ListApprovals(ctx context.Context, jobID string, revision int) ([]Approval, error)
+}
+
+// EvidenceTx appends and reads evidence events. Events are never updated or deleted.
+type EvidenceTx interface {
+	// ChainHead returns the seq and hash of the last event in a chain, or (0, "", nil)
+	// for an empty chain.
+	ChainHead(ctx context.Context, jobID string) (seq int64, hash string, err error)
+	// AppendEvent stores e; ErrConflict when (JobID, Seq) or EventID already exists,
+	// which under SERIALIZABLE means a concurrent append won and the transaction retries.
+	AppendEvent(ctx context.Context, e evidence.Event) error
+	// ListEvents returns a chain's events ordered by seq.
+	ListEvents(ctx context.Context, jobID string) ([]evidence.Event, error)
+	// QueryEvents returns up to q.Limit events matching q ordered by (At, EventID),
+	// strictly after the cursor (q.AfterAt, q.AfterEventID).
+	QueryEvents(ctx context.Context, q EventQuery) ([]evidence.Event, error)
+}
