@@ -30,10 +30,10 @@ type EvidenceEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique event id (a ULID).
 	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	// The job the event belongs to; empty for policy_activation.
+	// The job the event belongs to; "policy" for policy_activation events, which
+	// form one chain of their own.
 	JobId string `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	// Position in the event's chain, from 1: each job's events form one chain, and
-	// events without a job (policy_activation) form one chain of their own.
+	// Position in the event's chain, from 1: each job's events form one chain.
 	Seq int64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	// The job's trace id.
 	TraceId string `protobuf:"bytes,4,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
@@ -70,9 +70,10 @@ type EvidenceEvent struct {
 	Status string `protobuf:"bytes,17,opt,name=status,proto3" json:"status,omitempty"`
 	// Publish attempt the event concerns (publish, replay, outcome); 0 before the
 	// first publish.
-	Attempt int32 `protobuf:"varint,18,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	// For conflict events, the ErrorInfo reason: "SNAPSHOT_DRIFT",
-	// "JOB_HASH_MISMATCH" or "LOCK_BUSY".
+	Attempt int64 `protobuf:"varint,18,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// For conflict events, the ErrorInfo reason ("SNAPSHOT_DRIFT",
+	// "JOB_HASH_MISMATCH" or "LOCK_BUSY"); for refusal events, the reason the caller
+	// got ("SELF_APPROVAL", "ROLE_NOT_ALLOWED", "ALREADY_REJECTED", ...).
 	Conflict string `protobuf:"bytes,19,opt,name=conflict,proto3" json:"conflict,omitempty"`
 	// Ids of every rule that matched, in policy order (decision events).
 	MatchedRules []string `protobuf:"bytes,20,rep,name=matched_rules,json=matchedRules,proto3" json:"matched_rules,omitempty"`
@@ -83,33 +84,21 @@ type EvidenceEvent struct {
 	// For replay events, the reason code: "WORKER_OUTAGE", "PUBLISH_LOST",
 	// "OUTCOME_TIMEOUT" or "OPERATOR_REQUEST".
 	ReplayReasonCode string `protobuf:"bytes,22,opt,name=replay_reason_code,json=replayReasonCode,proto3" json:"replay_reason_code,omitempty"`
-	// The job's topic.
-	Topic string `protobuf:"bytes,23,opt,name=topic,proto3" json:"topic,omitempty"`
+	// For a JOB_HASH_MISMATCH conflict, the hash the caller presented; job_hash is
+	// the stored one.
+	PresentedHash string `protobuf:"bytes,23,opt,name=presented_hash,json=presentedHash,proto3" json:"presented_hash,omitempty"`
 	// Authenticated principal whose call caused the event (the submitter for
 	// decision, the approver for approval and rejection, the dispatcher for publish,
-	// replay and outcome, the policy admin for policy_activation); empty for expiry.
+	// replay and outcome, the policy admin for policy_activation).
 	Principal string `protobuf:"bytes,24,opt,name=principal,proto3" json:"principal,omitempty"`
-	// For refusal events, the ErrorInfo reason the caller got, e.g. "SELF_APPROVAL",
-	// "ROLE_NOT_ALLOWED" or "ALREADY_REJECTED".
-	Refusal string `protobuf:"bytes,25,opt,name=refusal,proto3" json:"refusal,omitempty"`
 	// True when the event records an idempotent repeat (already_approved,
 	// already_rejected); these are the guide's repeat counters.
-	IdempotentRepeat bool `protobuf:"varint,26,opt,name=idempotent_repeat,json=idempotentRepeat,proto3" json:"idempotent_repeat,omitempty"`
-	// Distinct approvers the job needs (decision and approval events of
-	// require_human jobs).
-	Quorum int32 `protobuf:"varint,27,opt,name=quorum,proto3" json:"quorum,omitempty"`
-	// Approvals recorded so far, including this one (approval events).
-	ApprovalCount int32 `protobuf:"varint,28,opt,name=approval_count,json=approvalCount,proto3" json:"approval_count,omitempty"`
-	// Decision revision the event belongs to: 1 at first, + 1 per re-decision.
-	Revision int32 `protobuf:"varint,29,opt,name=revision,proto3" json:"revision,omitempty"`
-	// Approval and publish deadline of a require_human decision, in microseconds
-	// since the Unix epoch.
-	ExpiresAt int64 `protobuf:"varint,30,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	Repeat bool `protobuf:"varint,25,opt,name=repeat,proto3" json:"repeat,omitempty"`
 	// Hash of the previous event in the same chain; empty for seq 1.
-	PrevHash string `protobuf:"bytes,31,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	PrevHash string `protobuf:"bytes,26,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
 	// "sha256:" + hex SHA-256 over the JCS form of this event's other fields
 	// (prev_hash included, hash excluded), chaining the event to its predecessor.
-	Hash          string `protobuf:"bytes,32,opt,name=hash,proto3" json:"hash,omitempty"`
+	Hash          string `protobuf:"bytes,27,opt,name=hash,proto3" json:"hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -263,7 +252,7 @@ func (x *EvidenceEvent) GetStatus() string {
 	return ""
 }
 
-func (x *EvidenceEvent) GetAttempt() int32 {
+func (x *EvidenceEvent) GetAttempt() int64 {
 	if x != nil {
 		return x.Attempt
 	}
@@ -298,9 +287,9 @@ func (x *EvidenceEvent) GetReplayReasonCode() string {
 	return ""
 }
 
-func (x *EvidenceEvent) GetTopic() string {
+func (x *EvidenceEvent) GetPresentedHash() string {
 	if x != nil {
-		return x.Topic
+		return x.PresentedHash
 	}
 	return ""
 }
@@ -312,46 +301,11 @@ func (x *EvidenceEvent) GetPrincipal() string {
 	return ""
 }
 
-func (x *EvidenceEvent) GetRefusal() string {
+func (x *EvidenceEvent) GetRepeat() bool {
 	if x != nil {
-		return x.Refusal
-	}
-	return ""
-}
-
-func (x *EvidenceEvent) GetIdempotentRepeat() bool {
-	if x != nil {
-		return x.IdempotentRepeat
+		return x.Repeat
 	}
 	return false
-}
-
-func (x *EvidenceEvent) GetQuorum() int32 {
-	if x != nil {
-		return x.Quorum
-	}
-	return 0
-}
-
-func (x *EvidenceEvent) GetApprovalCount() int32 {
-	if x != nil {
-		return x.ApprovalCount
-	}
-	return 0
-}
-
-func (x *EvidenceEvent) GetRevision() int32 {
-	if x != nil {
-		return x.Revision
-	}
-	return 0
-}
-
-func (x *EvidenceEvent) GetExpiresAt() int64 {
-	if x != nil {
-		return x.ExpiresAt
-	}
-	return 0
 }
 
 func (x *EvidenceEvent) GetPrevHash() string {
@@ -708,8 +662,9 @@ type Checkpoint struct {
 	PreviousHash string `protobuf:"bytes,5,opt,name=previous_hash,json=previousHash,proto3" json:"previous_hash,omitempty"`
 	// Heads of the chains sealed, sorted by job_id.
 	Heads []*ChainHead `protobuf:"bytes,6,rep,name=heads,proto3" json:"heads,omitempty"`
-	// "sha256:" + hex SHA-256 over the JCS form of this checkpoint's other fields
-	// except signature; this is what signature signs.
+	// "sha256:" + hex SHA-256 over the JCS form of checkpoint_id, at, merkle_root
+	// and previous_hash (the heads are covered through merkle_root); this is what
+	// signature signs.
 	Hash string `protobuf:"bytes,7,opt,name=hash,proto3" json:"hash,omitempty"`
 	// Ed25519 signature over hash, by the key named key_id.
 	Signature []byte `protobuf:"bytes,8,opt,name=signature,proto3" json:"signature,omitempty"`
@@ -816,7 +771,7 @@ var File_agate_v1_evidence_proto protoreflect.FileDescriptor
 
 const file_agate_v1_evidence_proto_rawDesc = "" +
 	"\n" +
-	"\x17agate/v1/evidence.proto\x12\bagate.v1\x1a\x12agate/v1/job.proto\"\xc1\a\n" +
+	"\x17agate/v1/evidence.proto\x12\bagate.v1\x1a\x12agate/v1/job.proto\"\xa9\x06\n" +
 	"\rEvidenceEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x10\n" +
@@ -838,22 +793,16 @@ const file_agate_v1_evidence_proto_rawDesc = "" +
 	"\vapproved_at\x18\x10 \x01(\x03R\n" +
 	"approvedAt\x12\x16\n" +
 	"\x06status\x18\x11 \x01(\tR\x06status\x12\x18\n" +
-	"\aattempt\x18\x12 \x01(\x05R\aattempt\x12\x1a\n" +
+	"\aattempt\x18\x12 \x01(\x03R\aattempt\x12\x1a\n" +
 	"\bconflict\x18\x13 \x01(\tR\bconflict\x12#\n" +
 	"\rmatched_rules\x18\x14 \x03(\tR\fmatchedRules\x12+\n" +
 	"\x11previous_snapshot\x18\x15 \x01(\tR\x10previousSnapshot\x12,\n" +
-	"\x12replay_reason_code\x18\x16 \x01(\tR\x10replayReasonCode\x12\x14\n" +
-	"\x05topic\x18\x17 \x01(\tR\x05topic\x12\x1c\n" +
-	"\tprincipal\x18\x18 \x01(\tR\tprincipal\x12\x18\n" +
-	"\arefusal\x18\x19 \x01(\tR\arefusal\x12+\n" +
-	"\x11idempotent_repeat\x18\x1a \x01(\bR\x10idempotentRepeat\x12\x16\n" +
-	"\x06quorum\x18\x1b \x01(\x05R\x06quorum\x12%\n" +
-	"\x0eapproval_count\x18\x1c \x01(\x05R\rapprovalCount\x12\x1a\n" +
-	"\brevision\x18\x1d \x01(\x05R\brevision\x12\x1d\n" +
-	"\n" +
-	"expires_at\x18\x1e \x01(\x03R\texpiresAt\x12\x1b\n" +
-	"\tprev_hash\x18\x1f \x01(\tR\bprevHash\x12\x12\n" +
-	"\x04hash\x18  \x01(\tR\x04hash\"\xec\x05\n" +
+	"\x12replay_reason_code\x18\x16 \x01(\tR\x10replayReasonCode\x12%\n" +
+	"\x0epresented_hash\x18\x17 \x01(\tR\rpresentedHash\x12\x1c\n" +
+	"\tprincipal\x18\x18 \x01(\tR\tprincipal\x12\x16\n" +
+	"\x06repeat\x18\x19 \x01(\bR\x06repeat\x12\x1b\n" +
+	"\tprev_hash\x18\x1a \x01(\tR\bprevHash\x12\x12\n" +
+	"\x04hash\x18\x1b \x01(\tR\x04hash\"\xec\x05\n" +
 	"\n" +
 	"JobSummary\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
