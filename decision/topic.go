@@ -17,35 +17,55 @@ func ValidateTopic(topic string) error {
 	return nil
 }
 
+// Byte classes for topicProblem's fast path.
+const (
+	byteOK = iota
+	byteDot
+	byteBad
+	byteMulti // the first byte of a multi-byte UTF-8 sequence (or invalid)
+)
+
+var topicBytes = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c == '.':
+			t[c] = byteDot
+		case c >= utf8.RuneSelf:
+			t[c] = byteMulti
+		case asciiProblem(byte(c)) != "":
+			t[c] = byteBad
+		}
+	}
+	return t
+}()
+
 // topicProblem returns what is wrong with a concrete topic, or "". It does
-// not allocate, since Evaluate calls it on every job.
+// not allocate, and its ASCII path is a table lookup, since Evaluate calls it
+// on every job.
 func topicProblem(topic string) string {
 	if topic == "" {
 		return "topic is empty"
 	}
 	start := 0
 	for i := 0; i < len(topic); {
-		c := topic[i]
-		if c == '.' {
+		switch topicBytes[topic[i]] {
+		case byteOK:
+			i++
+		case byteDot:
 			if i == start {
 				return "empty token (leading, trailing or double dot)"
 			}
 			i++
 			start = i
-			continue
-		}
-		if c < utf8.RuneSelf {
-			if msg := asciiProblem(c); msg != "" {
+		case byteBad:
+			return asciiProblem(topic[i])
+		default:
+			r, size := utf8.DecodeRuneInString(topic[i:])
+			if msg := runeProblem(r, size); msg != "" {
 				return msg
 			}
-			i++
-			continue
+			i += size
 		}
-		r, size := utf8.DecodeRuneInString(topic[i:])
-		if msg := runeProblem(r, size); msg != "" {
-			return msg
-		}
-		i += size
 	}
 	if start == len(topic) {
 		return "empty token (leading, trailing or double dot)"
