@@ -1,0 +1,129 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/agate-pdp/agate/snapshots"
+	"github.com/agate-pdp/agate/store"
+)
+
+// Config is what a Service needs. Store and Tracker are required.
+type Config struct {
+	Store   store.Store
+	Tracker *snapshots.Tracker // the replica's view of the active snapshot (hot path: no DB read)
+	Cache   *snapshots.Cache   // compiled snapshots; default: a new cache of DefaultCacheSize
+	Clock   func() time.Time   // default time.Now
+	Log     *slog.Logger       // default: discard
+}
+
+// Service runs the job lifecycle. It holds no state of its own beyond caches: any replica
+// may serve any call, and correctness comes from the store's transactions.
+type Service struct {
+	store   store.Store
+	tracker *snapshots.Tracker
+	cache   *snapshots.Cache
+	clock   func() time.Time
+	log     *slog.Logger
+}
+
+// New checks cfg, fills in defaults and returns a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("jobs: Config.Store is required")
+	}
+	if cfg.Tracker == nil {
+		return nil, errors.New("jobs: Config.Tracker is required")
+	}
+	s := &Service{store: cfg.Store, tracker: cfg.Tracker, cache: cfg.Cache, clock: cfg.Clock, log: cfg.Log}
+	if s.cache == nil {
+		c, err := snapshots.NewCache(snapshots.DefaultCacheSize)
+		if err != nil {
+			return nil, err
+		}
+		s.cache = c
+	}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// Principal is the authenticated caller. Its ID is what evidence records as the
+// principal, approver, rejecter or canceller; it never comes from a request field.
+type Principal struct {
+	ID    string
+	Roles []string
+}
+
+// HasRole reports whether p holds role r.
+func (p Principal) HasRole(r string) bool { return slices.Contains(p.Roles, r) }
+
+// RoleAdmin may cancel any job.
+const RoleAdmin = "admin"
+
+// SystemPrincipal is the principal recorded for transitions Agate makes on its own, such
+// as expiring overdue jobs while listing the approval queue.
+const SystemPrincipal = "agate"
+
+// conflictRetries bounds how often a transaction that lost an insert race (a concurrent
+// Decide of the same new job, a concurrent append to the policy chain) runs again.
+const conflictRetries = 3
+
+// txFunc is one attempt of a write; now is read per attempt, so a retried attempt
+// records the time it really ran.
+type txFunc func(ctx context.Context, tx store.Tx, now int64) error
+
+// write runs fn in a serializable write transaction. When contention outlasts the
+// store's retry budget it records a LOCK_BUSY conflict for jobID in a transaction of its
+// own (best effort) and returns Aborted LOCK_BUSY.
+func (s *Service) write(ctx context.Context, p Principal, jobID string, fn txFunc) error {
+	var err error
+	for range conflictRetries {
+		err = s.store.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
+			return fn(ctx, tx, s.nowMicro())
+		})
+		if !errors.Is(err, store.ErrConflict) {
+			break
+		}
+	}
+	if errors.Is(err, store.ErrConflict) {
+		err = store.ErrBusy // lost every race: contention, as far as the caller is concerned
+	}
+	if errors.Is(err, store.ErrBusy) && jobID != "" && ctx.Err() == nil {
+		s.recordBusy(ctx, p, jobID)
+	}
+	return mapStoreErr(err, "job", jobID)
+}
+
+// read runs fn in a read-only transaction.
+func (s *Service) read(ctx context.Context, what, id string, fn func(ctx context.Context, tx store.Tx) error) error {
+	return mapStoreErr(s.store.Read(ctx, fn), what, id)
+}
+
+// recordBusy writes the conflict event of a call that gave up on contention. The failed
+// transaction rolled back, so this is a transaction of its own; it is best effort.
+func (s *Service) recordBusy(ctx context.Context, p Principal, jobID string) {
+	err := s.store.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
+		j, err := tx.GetJob(ctx, jobID, false)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		e := conflictEvent(&j, p, s.nowMicro(), ReasonLockBusy, "gave up on contention; nothing changed")
+		return appendEvent(ctx, tx, &e)
+	})
+	if err != nil {
+		s.log.Warn("recording a lock-busy conflict", "job_id", jobID, "err", err)
+	}
+}
+
+func (s *Service) nowMicro() int64 { return s.clock().UnixMicro() }
