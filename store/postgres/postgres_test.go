@@ -1,0 +1,52 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+
+	"github.com/agate-pdp/agate/store"
+	"github.com/agate-pdp/agate/store/postgres"
+	"github.com/agate-pdp/agate/store/postgres/pgtest"
+	"github.com/agate-pdp/agate/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, storetest.OpenPostgres)
+}
+
+// Replicas starting together on an empty database serialize their migrations on the
+// lock row, and then their writes on row locks.
+func TestReplicas(t *testing.T) {
+	t.Parallel()
+	url := pgtest.EmptyURL(t)
+	storetest.Replicas(t, 4, func(ctx context.Context) (store.Store, error) {
+		return postgres.Open(ctx, url, postgres.Options{})
+	})
+}
+
+func TestOpenUnreachable(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	for _, scheme := range []string{"postgres", "postgresql"} {
+		_, err := postgres.Open(t.Context(), fmt.Sprintf("%s://agate@%s/agate?connect_timeout=5", scheme, addr), postgres.Options{})
+		if !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("Open(%s://…) with no server: %v, want ErrUnavailable", scheme, err)
+		}
+	}
+}
+
+func TestOpenBadURL(t *testing.T) {
+	t.Parallel()
+	if _, err := postgres.Open(t.Context(), "postgres://%zz", postgres.Options{}); err == nil {
+		t.Error("Open with a malformed URL succeeded")
+	}
+}

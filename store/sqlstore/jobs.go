@@ -1,0 +1,138 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/agate-pdp/agate/store"
+)
+
+const jobCols = `job_id, topic, actor, labels, payload, job_hash, submitted_by, trace_id,
+	status, decision, approval_required, rule_id, reason, matched_rules, policy_snapshot,
+	approval_roles, quorum, expires_at, revision, approved_by, approved_role, approved_at,
+	attempt, outcome, decided_at, published_at, updated_at`
+
+func (t *Tx) scanJob(r Row) (store.Job, error) {
+	var j store.Job
+	var matched, roles string
+	err := r.Scan(&j.ID, &j.Topic, &j.Actor, &j.Labels, &j.Payload, &j.Hash, &j.SubmittedBy,
+		&j.TraceID, &j.Status, &j.Decision, &j.ApprovalRequired, &j.RuleID, &j.Reason, &matched,
+		&j.Snapshot, &roles, &j.Quorum, &j.ExpiresAt, &j.Revision, &j.ApprovedBy, &j.ApprovedRole,
+		&j.ApprovedAt, &j.Attempt, &j.Outcome, &j.DecidedAt, &j.PublishedAt, &j.UpdatedAt)
+	if err != nil {
+		return store.Job{}, t.err(err)
+	}
+	j.Labels, j.Payload = bytesOut(j.Labels), bytesOut(j.Payload)
+	if j.MatchedRules, err = decodeList(matched); err != nil {
+		return store.Job{}, err
+	}
+	if j.ApprovalRoles, err = decodeList(roles); err != nil {
+		return store.Job{}, err
+	}
+	return j, nil
+}
+
+// GetJob implements store.JobTx.
+func (t *Tx) GetJob(ctx context.Context, id string, forUpdate bool) (store.Job, error) {
+	sql := `SELECT ` + jobCols + ` FROM jobs WHERE job_id = $1`
+	if forUpdate {
+		sql += t.d.ForUpdate
+	}
+	j, err := t.scanJob(t.q.QueryRow(ctx, sql, id))
+	if err != nil {
+		return j, fmt.Errorf("job %s: %w", id, err)
+	}
+	return j, nil
+}
+
+// InsertJob implements store.JobTx.
+func (t *Tx) InsertJob(ctx context.Context, j store.Job) error {
+	n, err := t.q.Exec(ctx, `INSERT INTO jobs (`+jobCols+`) VALUES ($1, $2, $3, $4, $5, $6,
+		$7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
+		$25, $26, $27) ON CONFLICT DO NOTHING`,
+		j.ID, j.Topic, j.Actor, bytesIn(j.Labels), bytesIn(j.Payload), j.Hash, j.SubmittedBy,
+		j.TraceID, string(j.Status), j.Decision, j.ApprovalRequired, j.RuleID, j.Reason,
+		encodeList(j.MatchedRules), j.Snapshot, encodeList(j.ApprovalRoles), j.Quorum,
+		j.ExpiresAt, j.Revision, j.ApprovedBy, j.ApprovedRole, j.ApprovedAt, j.Attempt,
+		j.Outcome, j.DecidedAt, j.PublishedAt, j.UpdatedAt)
+	if err != nil {
+		return t.err(err)
+	}
+	if n == 0 {
+		return fmt.Errorf("job %s: %w", j.ID, store.ErrConflict)
+	}
+	return nil
+}
+
+// UpdateJob implements store.JobTx.
+func (t *Tx) UpdateJob(ctx context.Context, j store.Job) error {
+	n, err := t.q.Exec(ctx, `UPDATE jobs SET trace_id = $2, status = $3, decision = $4,
+		approval_required = $5, rule_id = $6, reason = $7, matched_rules = $8,
+		policy_snapshot = $9, approval_roles = $10, quorum = $11, expires_at = $12,
+		revision = $13, approved_by = $14, approved_role = $15, approved_at = $16,
+		attempt = $17, outcome = $18, decided_at = $19, published_at = $20, updated_at = $21
+		WHERE job_id = $1`,
+		j.ID, j.TraceID, string(j.Status), j.Decision, j.ApprovalRequired, j.RuleID, j.Reason,
+		encodeList(j.MatchedRules), j.Snapshot, encodeList(j.ApprovalRoles), j.Quorum,
+		j.ExpiresAt, j.Revision, j.ApprovedBy, j.ApprovedRole, j.ApprovedAt, j.Attempt,
+		j.Outcome, j.DecidedAt, j.PublishedAt, j.UpdatedAt)
+	if err != nil {
+		return t.err(err)
+	}
+	if n == 0 {
+		return fmt.Errorf("job %s: %w", j.ID, store.ErrNotFound)
+	}
+	return nil
+}
+
+// ListJobs implements store.JobTx.
+func (t *Tx) ListJobs(ctx context.Context, jq store.JobQuery) ([]store.Job, error) {
+	var q query
+	q.in("status", statusStrings(jq.Statuses))
+	q.eq("topic", jq.Topic)
+	q.eq("actor", jq.Actor)
+	q.eq("rule_id", jq.RuleID)
+	q.eq("policy_snapshot", jq.Snapshot)
+	if jq.DecidedBefore > 0 {
+		q.where("decided_at < %s", jq.DecidedBefore)
+	}
+	if jq.UpdatedBefore > 0 {
+		q.where("updated_at < %s", jq.UpdatedBefore)
+	}
+	q.after("decided_at", "job_id", jq.AfterDecidedAt, jq.AfterID)
+	sql := `SELECT ` + jobCols + ` FROM jobs` + q.sql() + ` ORDER BY decided_at, job_id` + q.limit(jq.Limit)
+	rows, err := t.q.Query(ctx, sql, q.args...)
+	if err != nil {
+		return nil, t.err(err)
+	}
+	defer rows.Close()
+	var out []store.Job
+	for rows.Next() {
+		j, err := t.scanJob(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, t.err(rows.Err())
+}
+
+// CountJobs implements store.JobTx. No statuses counts jobs in any status.
+func (t *Tx) CountJobs(ctx context.Context, statuses []store.Status, notSnapshot string) (int, error) {
+	var q query
+	q.in("status", statusStrings(statuses))
+	q.where("policy_snapshot <> %s", notSnapshot)
+	var n int64
+	if err := t.q.QueryRow(ctx, `SELECT COUNT(*) FROM jobs`+q.sql(), q.args...).Scan(&n); err != nil {
+		return 0, t.err(err)
+	}
+	return int(n), nil
+}
+
+func statusStrings(ss []store.Status) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	return out
+}

@@ -1,0 +1,154 @@
+package sqlstore
+
+import (
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/agate-pdp/agate/store"
+)
+
+// Tx implements store.Tx over a backend's transaction.
+type Tx struct {
+	q      Querier
+	d      *Dialect
+	failed error
+}
+
+var _ store.Tx = (*Tx)(nil)
+
+// NewTx returns the store.Tx that runs its statements on q.
+func NewTx(q Querier, d *Dialect) *Tx { return &Tx{q: q, d: d} }
+
+// Failed returns the first database error a statement of this transaction met, mapped,
+// or nil. PostgreSQL aborts a transaction at its first error, so when the callback
+// swallowed one the commit fails; the backend reports this error instead, and the retry
+// loop sees a serialization failure for what it was.
+func (t *Tx) Failed() error { return t.failed }
+
+// err maps a driver error and remembers the first one.
+func (t *Tx) err(err error) error {
+	if err == nil {
+		return nil
+	}
+	mapped := t.d.MapError(err)
+	if t.failed == nil && !errors.Is(err, sql.ErrNoRows) {
+		t.failed = mapped
+	}
+	return mapped
+}
+
+// query collects a WHERE clause and its $N arguments.
+type query struct {
+	conds []string
+	args  []any
+}
+
+// arg adds an argument and returns its placeholder.
+func (q *query) arg(v any) string {
+	q.args = append(q.args, v)
+	return "$" + strconv.Itoa(len(q.args))
+}
+
+// where adds a condition; each %s in cond is replaced by a placeholder of the next value.
+func (q *query) where(cond string, vals ...any) {
+	ph := make([]any, len(vals))
+	for i, v := range vals {
+		ph[i] = q.arg(v)
+	}
+	q.conds = append(q.conds, fmt.Sprintf(cond, ph...))
+}
+
+// eq adds "col = value" when value is not empty.
+func (q *query) eq(col, value string) {
+	if value != "" {
+		q.where(col+" = %s", value)
+	}
+}
+
+// in adds "col IN (values…)" when values is not empty.
+func (q *query) in(col string, values []string) {
+	if len(values) == 0 {
+		return
+	}
+	ph := make([]string, len(values))
+	for i, v := range values {
+		ph[i] = q.arg(v)
+	}
+	q.conds = append(q.conds, col+" IN ("+strings.Join(ph, ", ")+")")
+}
+
+// after adds the keyset cursor "(a, b) > (av, bv)", written without row values so
+// every planner uses the (a, b) index the same way.
+func (q *query) after(a, b string, av int64, bv string) {
+	if av == 0 && bv == "" {
+		return
+	}
+	x, y := q.arg(av), q.arg(bv)
+	q.conds = append(q.conds, fmt.Sprintf("(%s > %s OR (%s = %s AND %s > %s))", a, x, a, x, b, y))
+}
+
+// sql returns the WHERE clause (with a leading space, or "").
+func (q *query) sql() string {
+	if len(q.conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(q.conds, " AND ")
+}
+
+// limit returns the LIMIT clause for n, or "" when n is not positive (no limit).
+func (q *query) limit(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return " LIMIT " + q.arg(n)
+}
+
+// encodeList stores a list as a JSON array.
+func encodeList(l []string) string {
+	if len(l) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(l) // a []string always marshals
+	return string(b)
+}
+
+// decodeList reads a JSON array; an empty one reads as nil.
+func decodeList(s string) ([]string, error) {
+	if s == "" || s == "[]" {
+		return nil, nil
+	}
+	var l []string
+	if err := json.Unmarshal([]byte(s), &l); err != nil {
+		return nil, fmt.Errorf("store: corrupt list %q: %w", s, err)
+	}
+	return l, nil
+}
+
+// bytesIn makes nil bytes an empty value: drivers store nil as NULL.
+func bytesIn(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// bytesOut reads an empty value back as nil, the same from every driver.
+func bytesOut(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// orNull stores the zero value of a column that an event may lack as NULL.
+func orNull[T comparable](v T) any {
+	var zero T
+	if v == zero {
+		return nil
+	}
+	return v
+}
