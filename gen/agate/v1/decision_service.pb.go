@@ -72,36 +72,36 @@ func (x *DecideRequest) GetJob() *Job {
 type DecideResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The decided job's id.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// The decision.
 	Decision Decision `protobuf:"varint,2,opt,name=decision,proto3,enum=agate.v1.Decision" json:"decision,omitempty"`
 	// The job's status after the call: allowed, denied or pending_approval (or a later
 	// status for an idempotent repeat).
 	Status JobStatus `protobuf:"varint,3,opt,name=status,proto3,enum=agate.v1.JobStatus" json:"status,omitempty"`
 	// Id of the deciding rule; "default" when no rule matched.
-	RuleId string `protobuf:"bytes,4,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleId string `protobuf:"bytes,4,opt,name=rule_id,proto3" json:"rule_id,omitempty"`
 	// Why: the deciding rule's reason, or the default's explanation.
 	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Ids of every rule that matched, in policy order.
-	MatchedRules []string `protobuf:"bytes,6,rep,name=matched_rules,json=matchedRules,proto3" json:"matched_rules,omitempty"`
+	MatchedRules []string `protobuf:"bytes,6,rep,name=matched_rules,proto3" json:"matched_rules,omitempty"`
 	// Id of the snapshot that decided, e.g. "snap_0123456789abcdef".
-	PolicySnapshot string `protobuf:"bytes,7,opt,name=policy_snapshot,json=policySnapshot,proto3" json:"policy_snapshot,omitempty"`
+	PolicySnapshot string `protobuf:"bytes,7,opt,name=policy_snapshot,proto3" json:"policy_snapshot,omitempty"`
 	// The job's content hash; approvers and dispatchers send it back.
-	JobHash string `protobuf:"bytes,8,opt,name=job_hash,json=jobHash,proto3" json:"job_hash,omitempty"`
+	JobHash string `protobuf:"bytes,8,opt,name=job_hash,proto3" json:"job_hash,omitempty"`
 	// Trace id recorded for the job (request, traceparent, or generated).
-	TraceId string `protobuf:"bytes,9,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	TraceId string `protobuf:"bytes,9,opt,name=trace_id,proto3" json:"trace_id,omitempty"`
 	// What approval the job needs; unset unless the decision is require_human.
-	RequiredApproval *ApprovalRequirement `protobuf:"bytes,10,opt,name=required_approval,json=requiredApproval,proto3" json:"required_approval,omitempty"`
+	RequiredApproval *ApprovalRequirement `protobuf:"bytes,10,opt,name=required_approval,proto3" json:"required_approval,omitempty"`
 	// Approval and publish deadline in microseconds since the Unix epoch; 0 unless the
 	// decision is require_human.
-	ExpiresAt int64 `protobuf:"varint,11,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt int64 `protobuf:"varint,11,opt,name=expires_at,proto3" json:"expires_at,omitempty"`
 	// When the decision was made, in microseconds since the Unix epoch.
-	DecidedAt int64 `protobuf:"varint,12,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	DecidedAt int64 `protobuf:"varint,12,opt,name=decided_at,proto3" json:"decided_at,omitempty"`
 	// Decision revision: 1 at first, + 1 for each re-decision of a job in conflict.
 	Revision int32 `protobuf:"varint,13,opt,name=revision,proto3" json:"revision,omitempty"`
 	// True when job_id was already decided with the same content and this is the
 	// first decision returned again; nothing was written.
-	AlreadyDecided bool `protobuf:"varint,14,opt,name=already_decided,json=alreadyDecided,proto3" json:"already_decided,omitempty"`
+	AlreadyDecided bool `protobuf:"varint,14,opt,name=already_decided,proto3" json:"already_decided,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -238,10 +238,10 @@ func (x *DecideResponse) GetAlreadyDecided() bool {
 type ApproveRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of the job to approve.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// The job_hash the approver saw; must equal the stored job's, else
 	// JOB_HASH_MISMATCH.
-	JobHash string `protobuf:"bytes,2,opt,name=job_hash,json=jobHash,proto3" json:"job_hash,omitempty"`
+	JobHash string `protobuf:"bytes,2,opt,name=job_hash,proto3" json:"job_hash,omitempty"`
 	// Optional note kept in the evidence; at most 512 bytes.
 	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -303,7 +303,7 @@ func (x *ApproveRequest) GetReason() string {
 type ApproveResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The approved job's id.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// Status after the call: pending_approval while the quorum is not met, approved
 	// once it is (or a later status for an idempotent repeat).
 	Status JobStatus `protobuf:"varint,2,opt,name=status,proto3,enum=agate.v1.JobStatus" json:"status,omitempty"`
@@ -314,14 +314,14 @@ type ApproveResponse struct {
 	// Distinct approvers the job needs.
 	Quorum int32 `protobuf:"varint,5,opt,name=quorum,proto3" json:"quorum,omitempty"`
 	// Snapshot the approval is bound to.
-	PolicySnapshot string `protobuf:"bytes,6,opt,name=policy_snapshot,json=policySnapshot,proto3" json:"policy_snapshot,omitempty"`
+	PolicySnapshot string `protobuf:"bytes,6,opt,name=policy_snapshot,proto3" json:"policy_snapshot,omitempty"`
 	// Job hash the approval is bound to.
-	JobHash string `protobuf:"bytes,7,opt,name=job_hash,json=jobHash,proto3" json:"job_hash,omitempty"`
+	JobHash string `protobuf:"bytes,7,opt,name=job_hash,proto3" json:"job_hash,omitempty"`
 	// Approval and publish deadline in microseconds since the Unix epoch.
-	ExpiresAt int64 `protobuf:"varint,8,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt int64 `protobuf:"varint,8,opt,name=expires_at,proto3" json:"expires_at,omitempty"`
 	// True when the caller had already approved this job; nothing changed and the
 	// repeat is counted in evidence.
-	AlreadyApproved bool `protobuf:"varint,9,opt,name=already_approved,json=alreadyApproved,proto3" json:"already_approved,omitempty"`
+	AlreadyApproved bool `protobuf:"varint,9,opt,name=already_approved,proto3" json:"already_approved,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -423,9 +423,9 @@ func (x *ApproveResponse) GetAlreadyApproved() bool {
 type RejectRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of the job to reject.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// The job_hash the approver saw; must equal the stored job's.
-	JobHash string `protobuf:"bytes,2,opt,name=job_hash,json=jobHash,proto3" json:"job_hash,omitempty"`
+	JobHash string `protobuf:"bytes,2,opt,name=job_hash,proto3" json:"job_hash,omitempty"`
 	// Why the job is rejected; required, at most 512 bytes.
 	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -487,18 +487,18 @@ func (x *RejectRequest) GetReason() string {
 type RejectResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The rejected job's id.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// Status after the call: rejected.
 	Status JobStatus `protobuf:"varint,2,opt,name=status,proto3,enum=agate.v1.JobStatus" json:"status,omitempty"`
 	// Authenticated principal that rejected the job (the first one, for a repeat).
-	RejectedBy string `protobuf:"bytes,3,opt,name=rejected_by,json=rejectedBy,proto3" json:"rejected_by,omitempty"`
+	RejectedBy string `protobuf:"bytes,3,opt,name=rejected_by,proto3" json:"rejected_by,omitempty"`
 	// The role the rejection was made under.
-	RejectedRole string `protobuf:"bytes,4,opt,name=rejected_role,json=rejectedRole,proto3" json:"rejected_role,omitempty"`
+	RejectedRole string `protobuf:"bytes,4,opt,name=rejected_role,proto3" json:"rejected_role,omitempty"`
 	// When the rejection was recorded, in microseconds since the Unix epoch.
-	RejectedAt int64 `protobuf:"varint,5,opt,name=rejected_at,json=rejectedAt,proto3" json:"rejected_at,omitempty"`
+	RejectedAt int64 `protobuf:"varint,5,opt,name=rejected_at,proto3" json:"rejected_at,omitempty"`
 	// True when the job was already rejected; nothing changed and the repeat is
 	// counted in evidence.
-	AlreadyRejected bool `protobuf:"varint,6,opt,name=already_rejected,json=alreadyRejected,proto3" json:"already_rejected,omitempty"`
+	AlreadyRejected bool `protobuf:"varint,6,opt,name=already_rejected,proto3" json:"already_rejected,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -579,10 +579,10 @@ func (x *RejectResponse) GetAlreadyRejected() bool {
 type PublishRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of the job to publish.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// Hash of the content the dispatcher is about to run; must equal the stored
 	// job's, else JOB_HASH_MISMATCH and nothing is published.
-	JobHash       string `protobuf:"bytes,2,opt,name=job_hash,json=jobHash,proto3" json:"job_hash,omitempty"`
+	JobHash       string `protobuf:"bytes,2,opt,name=job_hash,proto3" json:"job_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -638,7 +638,7 @@ type PublishResponse struct {
 	Job *JobView `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
 	// True when the job was already published; the same attempt is returned and
 	// nothing changed.
-	AlreadyPublished bool `protobuf:"varint,2,opt,name=already_published,json=alreadyPublished,proto3" json:"already_published,omitempty"`
+	AlreadyPublished bool `protobuf:"varint,2,opt,name=already_published,proto3" json:"already_published,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -691,7 +691,7 @@ func (x *PublishResponse) GetAlreadyPublished() bool {
 type ReportOutcomeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of the job that ran.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// The attempt that ran, as returned by Publish or Replay.
 	Attempt int32 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// Whether it succeeded or failed; required.
@@ -764,7 +764,7 @@ func (x *ReportOutcomeRequest) GetDetail() string {
 type ReportOutcomeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The job's id.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// Status after the call: succeeded or failed.
 	Status JobStatus `protobuf:"varint,2,opt,name=status,proto3,enum=agate.v1.JobStatus" json:"status,omitempty"`
 	// The attempt the outcome was recorded for.
@@ -772,7 +772,7 @@ type ReportOutcomeResponse struct {
 	// The recorded outcome.
 	Outcome Outcome `protobuf:"varint,4,opt,name=outcome,proto3,enum=agate.v1.Outcome" json:"outcome,omitempty"`
 	// True when this outcome was already recorded for this attempt; nothing changed.
-	AlreadyReported bool `protobuf:"varint,5,opt,name=already_reported,json=alreadyReported,proto3" json:"already_reported,omitempty"`
+	AlreadyReported bool `protobuf:"varint,5,opt,name=already_reported,proto3" json:"already_reported,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -846,12 +846,12 @@ func (x *ReportOutcomeResponse) GetAlreadyReported() bool {
 type ListReplayableRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only jobs last changed at least this many seconds ago; 0 means any age.
-	OlderThanSeconds int64 `protobuf:"varint,1,opt,name=older_than_seconds,json=olderThanSeconds,proto3" json:"older_than_seconds,omitempty"`
+	OlderThanSeconds int64 `protobuf:"varint,1,opt,name=older_than_seconds,proto3" json:"older_than_seconds,omitempty"`
 	// Maximum jobs per page: default 50, at most 500.
-	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,proto3" json:"page_size,omitempty"`
 	// Opaque token from a previous response's next_page_token; empty for the first
 	// page.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -914,7 +914,7 @@ type ListReplayableResponse struct {
 	// missing.
 	Jobs []*JobView `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	// Token for the next page; empty when there is none.
-	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -967,15 +967,15 @@ func (x *ListReplayableResponse) GetNextPageToken() string {
 type ReplayRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of the job to replay.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// Hash of the content the dispatcher is about to run; must equal the stored job's.
-	JobHash string `protobuf:"bytes,2,opt,name=job_hash,json=jobHash,proto3" json:"job_hash,omitempty"`
+	JobHash string `protobuf:"bytes,2,opt,name=job_hash,proto3" json:"job_hash,omitempty"`
 	// The attempt this replay supersedes (the job's current attempt; 0 when the first
 	// publish was lost). The replay runs as expected_attempt + 1.
-	ExpectedAttempt int32 `protobuf:"varint,3,opt,name=expected_attempt,json=expectedAttempt,proto3" json:"expected_attempt,omitempty"`
+	ExpectedAttempt int32 `protobuf:"varint,3,opt,name=expected_attempt,proto3" json:"expected_attempt,omitempty"`
 	// Why, from a bounded set: "WORKER_OUTAGE", "PUBLISH_LOST", "OUTCOME_TIMEOUT" or
 	// "OPERATOR_REQUEST". Used as a metric label; anything else is INVALID_ARGUMENT.
-	ReasonCode string `protobuf:"bytes,4,opt,name=reason_code,json=reasonCode,proto3" json:"reason_code,omitempty"`
+	ReasonCode string `protobuf:"bytes,4,opt,name=reason_code,proto3" json:"reason_code,omitempty"`
 	// Free text kept in the evidence; at most 512 bytes.
 	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1054,7 +1054,7 @@ type ReplayResponse struct {
 	Job *JobView `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
 	// True when this replay was already done (the job's attempt is already
 	// expected_attempt + 1); nothing changed.
-	AlreadyReplayed bool `protobuf:"varint,2,opt,name=already_replayed,json=alreadyReplayed,proto3" json:"already_replayed,omitempty"`
+	AlreadyReplayed bool `protobuf:"varint,2,opt,name=already_replayed,proto3" json:"already_replayed,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1107,7 +1107,7 @@ func (x *ReplayResponse) GetAlreadyReplayed() bool {
 type CancelRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of the job to cancel.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// Why; required, at most 512 bytes, kept in the evidence.
 	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1162,15 +1162,15 @@ func (x *CancelRequest) GetReason() string {
 type CancelResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The job's id.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// Status after the call: cancelled.
 	Status JobStatus `protobuf:"varint,2,opt,name=status,proto3,enum=agate.v1.JobStatus" json:"status,omitempty"`
 	// Authenticated principal that cancelled the job (the first one, for a repeat).
-	CancelledBy string `protobuf:"bytes,3,opt,name=cancelled_by,json=cancelledBy,proto3" json:"cancelled_by,omitempty"`
+	CancelledBy string `protobuf:"bytes,3,opt,name=cancelled_by,proto3" json:"cancelled_by,omitempty"`
 	// When the cancellation was recorded, in microseconds since the Unix epoch.
-	CancelledAt int64 `protobuf:"varint,4,opt,name=cancelled_at,json=cancelledAt,proto3" json:"cancelled_at,omitempty"`
+	CancelledAt int64 `protobuf:"varint,4,opt,name=cancelled_at,proto3" json:"cancelled_at,omitempty"`
 	// True when the job was already cancelled; nothing changed.
-	AlreadyCancelled bool `protobuf:"varint,5,opt,name=already_cancelled,json=alreadyCancelled,proto3" json:"already_cancelled,omitempty"`
+	AlreadyCancelled bool `protobuf:"varint,5,opt,name=already_cancelled,proto3" json:"already_cancelled,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -1244,7 +1244,7 @@ func (x *CancelResponse) GetAlreadyCancelled() bool {
 type GetJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of the job.
-	JobId         string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId         string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1342,14 +1342,14 @@ type ListPendingApprovalsRequest struct {
 	// Only jobs with this actor.
 	Actor string `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
 	// Only jobs decided by this rule.
-	RuleId string `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleId string `protobuf:"bytes,3,opt,name=rule_id,proto3" json:"rule_id,omitempty"`
 	// Only jobs decided under this snapshot id.
-	PolicySnapshot string `protobuf:"bytes,4,opt,name=policy_snapshot,json=policySnapshot,proto3" json:"policy_snapshot,omitempty"`
+	PolicySnapshot string `protobuf:"bytes,4,opt,name=policy_snapshot,proto3" json:"policy_snapshot,omitempty"`
 	// Maximum items per page: default 50, at most 500.
-	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageSize int32 `protobuf:"varint,5,opt,name=page_size,proto3" json:"page_size,omitempty"`
 	// Opaque token from a previous response's next_page_token; empty for the first
 	// page. Must be used with the same filters.
-	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken     string `protobuf:"bytes,6,opt,name=page_token,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1433,7 +1433,7 @@ type PendingApproval struct {
 	// approvals so far, required approval and expires_at.
 	Job *JobView `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
 	// Whole seconds until expires_at, at the time of the call; at least 0.
-	TimeLeftSeconds int64 `protobuf:"varint,2,opt,name=time_left_seconds,json=timeLeftSeconds,proto3" json:"time_left_seconds,omitempty"`
+	TimeLeftSeconds int64 `protobuf:"varint,2,opt,name=time_left_seconds,proto3" json:"time_left_seconds,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1486,9 +1486,9 @@ func (x *PendingApproval) GetTimeLeftSeconds() int64 {
 type ListPendingApprovalsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Pending jobs, oldest decision first.
-	PendingApprovals []*PendingApproval `protobuf:"bytes,1,rep,name=pending_approvals,json=pendingApprovals,proto3" json:"pending_approvals,omitempty"`
+	PendingApprovals []*PendingApproval `protobuf:"bytes,1,rep,name=pending_approvals,proto3" json:"pending_approvals,omitempty"`
 	// Token for the next page; empty when there is none.
-	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1543,115 +1543,117 @@ const file_agate_v1_decision_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1fagate/v1/decision_service.proto\x12\bagate.v1\x1a\x12agate/v1/job.proto\"0\n" +
 	"\rDecideRequest\x12\x1f\n" +
-	"\x03job\x18\x01 \x01(\v2\r.agate.v1.JobR\x03job\"\x88\x04\n" +
-	"\x0eDecideResponse\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12.\n" +
+	"\x03job\x18\x01 \x01(\v2\r.agate.v1.JobR\x03job\"\x92\x04\n" +
+	"\x0eDecideResponse\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12.\n" +
 	"\bdecision\x18\x02 \x01(\x0e2\x12.agate.v1.DecisionR\bdecision\x12+\n" +
-	"\x06status\x18\x03 \x01(\x0e2\x13.agate.v1.JobStatusR\x06status\x12\x17\n" +
-	"\arule_id\x18\x04 \x01(\tR\x06ruleId\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\x12#\n" +
-	"\rmatched_rules\x18\x06 \x03(\tR\fmatchedRules\x12'\n" +
-	"\x0fpolicy_snapshot\x18\a \x01(\tR\x0epolicySnapshot\x12\x19\n" +
-	"\bjob_hash\x18\b \x01(\tR\ajobHash\x12\x19\n" +
-	"\btrace_id\x18\t \x01(\tR\atraceId\x12J\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x13.agate.v1.JobStatusR\x06status\x12\x18\n" +
+	"\arule_id\x18\x04 \x01(\tR\arule_id\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12$\n" +
+	"\rmatched_rules\x18\x06 \x03(\tR\rmatched_rules\x12(\n" +
+	"\x0fpolicy_snapshot\x18\a \x01(\tR\x0fpolicy_snapshot\x12\x1a\n" +
+	"\bjob_hash\x18\b \x01(\tR\bjob_hash\x12\x1a\n" +
+	"\btrace_id\x18\t \x01(\tR\btrace_id\x12K\n" +
 	"\x11required_approval\x18\n" +
-	" \x01(\v2\x1d.agate.v1.ApprovalRequirementR\x10requiredApproval\x12\x1d\n" +
+	" \x01(\v2\x1d.agate.v1.ApprovalRequirementR\x11required_approval\x12\x1e\n" +
 	"\n" +
-	"expires_at\x18\v \x01(\x03R\texpiresAt\x12\x1d\n" +
+	"expires_at\x18\v \x01(\x03R\n" +
+	"expires_at\x12\x1e\n" +
 	"\n" +
-	"decided_at\x18\f \x01(\x03R\tdecidedAt\x12\x1a\n" +
-	"\brevision\x18\r \x01(\x05R\brevision\x12'\n" +
-	"\x0falready_decided\x18\x0e \x01(\bR\x0ealreadyDecided\"Z\n" +
-	"\x0eApproveRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
-	"\bjob_hash\x18\x02 \x01(\tR\ajobHash\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xdd\x02\n" +
-	"\x0fApproveResponse\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12+\n" +
+	"decided_at\x18\f \x01(\x03R\n" +
+	"decided_at\x12\x1a\n" +
+	"\brevision\x18\r \x01(\x05R\brevision\x12(\n" +
+	"\x0falready_decided\x18\x0e \x01(\bR\x0falready_decided\"\\\n" +
+	"\x0eApproveRequest\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12\x1a\n" +
+	"\bjob_hash\x18\x02 \x01(\tR\bjob_hash\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xe2\x02\n" +
+	"\x0fApproveResponse\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12+\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x13.agate.v1.JobStatusR\x06status\x12.\n" +
 	"\bapproval\x18\x03 \x01(\v2\x12.agate.v1.ApprovalR\bapproval\x120\n" +
 	"\tapprovals\x18\x04 \x03(\v2\x12.agate.v1.ApprovalR\tapprovals\x12\x16\n" +
-	"\x06quorum\x18\x05 \x01(\x05R\x06quorum\x12'\n" +
-	"\x0fpolicy_snapshot\x18\x06 \x01(\tR\x0epolicySnapshot\x12\x19\n" +
-	"\bjob_hash\x18\a \x01(\tR\ajobHash\x12\x1d\n" +
+	"\x06quorum\x18\x05 \x01(\x05R\x06quorum\x12(\n" +
+	"\x0fpolicy_snapshot\x18\x06 \x01(\tR\x0fpolicy_snapshot\x12\x1a\n" +
+	"\bjob_hash\x18\a \x01(\tR\bjob_hash\x12\x1e\n" +
 	"\n" +
-	"expires_at\x18\b \x01(\x03R\texpiresAt\x12)\n" +
-	"\x10already_approved\x18\t \x01(\bR\x0falreadyApproved\"Y\n" +
-	"\rRejectRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
-	"\bjob_hash\x18\x02 \x01(\tR\ajobHash\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xe6\x01\n" +
-	"\x0eRejectResponse\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12+\n" +
-	"\x06status\x18\x02 \x01(\x0e2\x13.agate.v1.JobStatusR\x06status\x12\x1f\n" +
-	"\vrejected_by\x18\x03 \x01(\tR\n" +
-	"rejectedBy\x12#\n" +
-	"\rrejected_role\x18\x04 \x01(\tR\frejectedRole\x12\x1f\n" +
-	"\vrejected_at\x18\x05 \x01(\x03R\n" +
-	"rejectedAt\x12)\n" +
-	"\x10already_rejected\x18\x06 \x01(\bR\x0falreadyRejected\"B\n" +
-	"\x0ePublishRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
-	"\bjob_hash\x18\x02 \x01(\tR\ajobHash\"c\n" +
+	"expires_at\x18\b \x01(\x03R\n" +
+	"expires_at\x12*\n" +
+	"\x10already_approved\x18\t \x01(\bR\x10already_approved\"[\n" +
+	"\rRejectRequest\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12\x1a\n" +
+	"\bjob_hash\x18\x02 \x01(\tR\bjob_hash\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xeb\x01\n" +
+	"\x0eRejectResponse\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12+\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x13.agate.v1.JobStatusR\x06status\x12 \n" +
+	"\vrejected_by\x18\x03 \x01(\tR\vrejected_by\x12$\n" +
+	"\rrejected_role\x18\x04 \x01(\tR\rrejected_role\x12 \n" +
+	"\vrejected_at\x18\x05 \x01(\x03R\vrejected_at\x12*\n" +
+	"\x10already_rejected\x18\x06 \x01(\bR\x10already_rejected\"D\n" +
+	"\x0ePublishRequest\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12\x1a\n" +
+	"\bjob_hash\x18\x02 \x01(\tR\bjob_hash\"d\n" +
 	"\x0fPublishResponse\x12#\n" +
-	"\x03job\x18\x01 \x01(\v2\x11.agate.v1.JobViewR\x03job\x12+\n" +
-	"\x11already_published\x18\x02 \x01(\bR\x10alreadyPublished\"\x8c\x01\n" +
-	"\x14ReportOutcomeRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\x03job\x18\x01 \x01(\v2\x11.agate.v1.JobViewR\x03job\x12,\n" +
+	"\x11already_published\x18\x02 \x01(\bR\x11already_published\"\x8d\x01\n" +
+	"\x14ReportOutcomeRequest\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12+\n" +
 	"\aoutcome\x18\x03 \x01(\x0e2\x11.agate.v1.OutcomeR\aoutcome\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xcd\x01\n" +
-	"\x15ReportOutcomeResponse\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12+\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xcf\x01\n" +
+	"\x15ReportOutcomeResponse\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12+\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x13.agate.v1.JobStatusR\x06status\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\x05R\aattempt\x12+\n" +
-	"\aoutcome\x18\x04 \x01(\x0e2\x11.agate.v1.OutcomeR\aoutcome\x12)\n" +
-	"\x10already_reported\x18\x05 \x01(\bR\x0falreadyReported\"\x81\x01\n" +
-	"\x15ListReplayableRequest\x12,\n" +
-	"\x12older_than_seconds\x18\x01 \x01(\x03R\x10olderThanSeconds\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\aoutcome\x18\x04 \x01(\x0e2\x11.agate.v1.OutcomeR\aoutcome\x12*\n" +
+	"\x10already_reported\x18\x05 \x01(\bR\x10already_reported\"\x85\x01\n" +
+	"\x15ListReplayableRequest\x12.\n" +
+	"\x12older_than_seconds\x18\x01 \x01(\x03R\x12older_than_seconds\x12\x1c\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\tpage_size\x12\x1e\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"g\n" +
+	"page_token\x18\x03 \x01(\tR\n" +
+	"page_token\"i\n" +
 	"\x16ListReplayableResponse\x12%\n" +
-	"\x04jobs\x18\x01 \x03(\v2\x11.agate.v1.JobViewR\x04jobs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa5\x01\n" +
-	"\rReplayRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
-	"\bjob_hash\x18\x02 \x01(\tR\ajobHash\x12)\n" +
-	"\x10expected_attempt\x18\x03 \x01(\x05R\x0fexpectedAttempt\x12\x1f\n" +
-	"\vreason_code\x18\x04 \x01(\tR\n" +
-	"reasonCode\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"`\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x11.agate.v1.JobViewR\x04jobs\x12(\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\x0fnext_page_token\"\xa9\x01\n" +
+	"\rReplayRequest\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12\x1a\n" +
+	"\bjob_hash\x18\x02 \x01(\tR\bjob_hash\x12*\n" +
+	"\x10expected_attempt\x18\x03 \x01(\x05R\x10expected_attempt\x12 \n" +
+	"\vreason_code\x18\x04 \x01(\tR\vreason_code\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"a\n" +
 	"\x0eReplayResponse\x12#\n" +
-	"\x03job\x18\x01 \x01(\v2\x11.agate.v1.JobViewR\x03job\x12)\n" +
-	"\x10already_replayed\x18\x02 \x01(\bR\x0falreadyReplayed\">\n" +
-	"\rCancelRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xc7\x01\n" +
-	"\x0eCancelResponse\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12+\n" +
-	"\x06status\x18\x02 \x01(\x0e2\x13.agate.v1.JobStatusR\x06status\x12!\n" +
-	"\fcancelled_by\x18\x03 \x01(\tR\vcancelledBy\x12!\n" +
-	"\fcancelled_at\x18\x04 \x01(\x03R\vcancelledAt\x12+\n" +
-	"\x11already_cancelled\x18\x05 \x01(\bR\x10alreadyCancelled\"&\n" +
-	"\rGetJobRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"5\n" +
+	"\x03job\x18\x01 \x01(\v2\x11.agate.v1.JobViewR\x03job\x12*\n" +
+	"\x10already_replayed\x18\x02 \x01(\bR\x10already_replayed\"?\n" +
+	"\rCancelRequest\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xcb\x01\n" +
+	"\x0eCancelResponse\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12+\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x13.agate.v1.JobStatusR\x06status\x12\"\n" +
+	"\fcancelled_by\x18\x03 \x01(\tR\fcancelled_by\x12\"\n" +
+	"\fcancelled_at\x18\x04 \x01(\x03R\fcancelled_at\x12,\n" +
+	"\x11already_cancelled\x18\x05 \x01(\bR\x11already_cancelled\"'\n" +
+	"\rGetJobRequest\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\"5\n" +
 	"\x0eGetJobResponse\x12#\n" +
-	"\x03job\x18\x01 \x01(\v2\x11.agate.v1.JobViewR\x03job\"\xc7\x01\n" +
+	"\x03job\x18\x01 \x01(\v2\x11.agate.v1.JobViewR\x03job\"\xcb\x01\n" +
 	"\x1bListPendingApprovalsRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
-	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x17\n" +
-	"\arule_id\x18\x03 \x01(\tR\x06ruleId\x12'\n" +
-	"\x0fpolicy_snapshot\x18\x04 \x01(\tR\x0epolicySnapshot\x12\x1b\n" +
-	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x18\n" +
+	"\arule_id\x18\x03 \x01(\tR\arule_id\x12(\n" +
+	"\x0fpolicy_snapshot\x18\x04 \x01(\tR\x0fpolicy_snapshot\x12\x1c\n" +
+	"\tpage_size\x18\x05 \x01(\x05R\tpage_size\x12\x1e\n" +
 	"\n" +
-	"page_token\x18\x06 \x01(\tR\tpageToken\"b\n" +
+	"page_token\x18\x06 \x01(\tR\n" +
+	"page_token\"d\n" +
 	"\x0fPendingApproval\x12#\n" +
-	"\x03job\x18\x01 \x01(\v2\x11.agate.v1.JobViewR\x03job\x12*\n" +
-	"\x11time_left_seconds\x18\x02 \x01(\x03R\x0ftimeLeftSeconds\"\x8e\x01\n" +
-	"\x1cListPendingApprovalsResponse\x12F\n" +
-	"\x11pending_approvals\x18\x01 \x03(\v2\x19.agate.v1.PendingApprovalR\x10pendingApprovals\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xd0\x05\n" +
+	"\x03job\x18\x01 \x01(\v2\x11.agate.v1.JobViewR\x03job\x12,\n" +
+	"\x11time_left_seconds\x18\x02 \x01(\x03R\x11time_left_seconds\"\x91\x01\n" +
+	"\x1cListPendingApprovalsResponse\x12G\n" +
+	"\x11pending_approvals\x18\x01 \x03(\v2\x19.agate.v1.PendingApprovalR\x11pending_approvals\x12(\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\x0fnext_page_token2\xd0\x05\n" +
 	"\x0fDecisionService\x12;\n" +
 	"\x06Decide\x12\x17.agate.v1.DecideRequest\x1a\x18.agate.v1.DecideResponse\x12>\n" +
 	"\aApprove\x12\x18.agate.v1.ApproveRequest\x1a\x19.agate.v1.ApproveResponse\x12;\n" +

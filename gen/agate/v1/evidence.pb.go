@@ -29,14 +29,14 @@ const (
 type EvidenceEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique event id (a ULID).
-	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	EventId string `protobuf:"bytes,1,opt,name=event_id,proto3" json:"event_id,omitempty"`
 	// The job the event belongs to; "policy" for policy_activation events, which
 	// form one chain of their own.
-	JobId string `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,2,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// Position in the event's chain, from 1: each job's events form one chain.
 	Seq int64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	// The job's trace id.
-	TraceId string `protobuf:"bytes,4,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	TraceId string `protobuf:"bytes,4,opt,name=trace_id,proto3" json:"trace_id,omitempty"`
 	// What happened: "decision", "approval", "rejection", "publish", "replay",
 	// "outcome", "conflict", "expiry", "cancel", "refusal" or "policy_activation".
 	Kind string `protobuf:"bytes,5,opt,name=kind,proto3" json:"kind,omitempty"`
@@ -47,23 +47,23 @@ type EvidenceEvent struct {
 	// The job's decision: "allow", "deny" or "require_human".
 	Decision string `protobuf:"bytes,8,opt,name=decision,proto3" json:"decision,omitempty"`
 	// True when the decision is require_human.
-	ApprovalRequired bool `protobuf:"varint,9,opt,name=approval_required,json=approvalRequired,proto3" json:"approval_required,omitempty"`
+	ApprovalRequired bool `protobuf:"varint,9,opt,name=approval_required,proto3" json:"approval_required,omitempty"`
 	// Id of the deciding rule; "default" when no rule matched.
-	RuleId string `protobuf:"bytes,10,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleId string `protobuf:"bytes,10,opt,name=rule_id,proto3" json:"rule_id,omitempty"`
 	// The decision's reason, or the caller's reason for approval, rejection,
 	// cancellation, replay, or the outcome detail.
 	Reason string `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Snapshot the job was decided under; for policy_activation, the snapshot
 	// activated.
-	PolicySnapshot string `protobuf:"bytes,12,opt,name=policy_snapshot,json=policySnapshot,proto3" json:"policy_snapshot,omitempty"`
+	PolicySnapshot string `protobuf:"bytes,12,opt,name=policy_snapshot,proto3" json:"policy_snapshot,omitempty"`
 	// The job's content hash ("sha256:" + 64 hex digits).
-	JobHash string `protobuf:"bytes,13,opt,name=job_hash,json=jobHash,proto3" json:"job_hash,omitempty"`
+	JobHash string `protobuf:"bytes,13,opt,name=job_hash,proto3" json:"job_hash,omitempty"`
 	// Approver that completed the quorum (approval events: the approving principal).
-	ApprovedBy string `protobuf:"bytes,14,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	ApprovedBy string `protobuf:"bytes,14,opt,name=approved_by,proto3" json:"approved_by,omitempty"`
 	// Role that approved_by approved under.
-	ApprovedRole string `protobuf:"bytes,15,opt,name=approved_role,json=approvedRole,proto3" json:"approved_role,omitempty"`
+	ApprovedRole string `protobuf:"bytes,15,opt,name=approved_role,proto3" json:"approved_role,omitempty"`
 	// When approved_by approved, in microseconds since the Unix epoch.
-	ApprovedAt int64 `protobuf:"varint,16,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
+	ApprovedAt int64 `protobuf:"varint,16,opt,name=approved_at,proto3" json:"approved_at,omitempty"`
 	// The job's status after the event, e.g. "pending_approval", "approved",
 	// "approved_and_published", "allowed_and_published", "denied", "rejected",
 	// "expired", "cancelled", "conflict", "succeeded", "failed".
@@ -76,17 +76,17 @@ type EvidenceEvent struct {
 	// got ("SELF_APPROVAL", "ROLE_NOT_ALLOWED", "ALREADY_REJECTED", ...).
 	Conflict string `protobuf:"bytes,19,opt,name=conflict,proto3" json:"conflict,omitempty"`
 	// Ids of every rule that matched, in policy order (decision events).
-	MatchedRules []string `protobuf:"bytes,20,rep,name=matched_rules,json=matchedRules,proto3" json:"matched_rules,omitempty"`
+	MatchedRules []string `protobuf:"bytes,20,rep,name=matched_rules,proto3" json:"matched_rules,omitempty"`
 	// The snapshot the job was decided under when it was re-evaluated under another
 	// (allowed job at Publish, re-decision), or the snapshot replaced by a
 	// policy_activation; policy_snapshot then names the new one.
-	PreviousSnapshot string `protobuf:"bytes,21,opt,name=previous_snapshot,json=previousSnapshot,proto3" json:"previous_snapshot,omitempty"`
+	PreviousSnapshot string `protobuf:"bytes,21,opt,name=previous_snapshot,proto3" json:"previous_snapshot,omitempty"`
 	// For replay events, the reason code: "WORKER_OUTAGE", "PUBLISH_LOST",
 	// "OUTCOME_TIMEOUT" or "OPERATOR_REQUEST".
-	ReplayReasonCode string `protobuf:"bytes,22,opt,name=replay_reason_code,json=replayReasonCode,proto3" json:"replay_reason_code,omitempty"`
+	ReplayReasonCode string `protobuf:"bytes,22,opt,name=replay_reason_code,proto3" json:"replay_reason_code,omitempty"`
 	// For a JOB_HASH_MISMATCH conflict, the hash the caller presented; job_hash is
 	// the stored one.
-	PresentedHash string `protobuf:"bytes,23,opt,name=presented_hash,json=presentedHash,proto3" json:"presented_hash,omitempty"`
+	PresentedHash string `protobuf:"bytes,23,opt,name=presented_hash,proto3" json:"presented_hash,omitempty"`
 	// Authenticated principal whose call caused the event (the submitter for
 	// decision, the approver for approval and rejection, the dispatcher for publish,
 	// replay and outcome, the policy admin for policy_activation).
@@ -95,7 +95,7 @@ type EvidenceEvent struct {
 	// already_rejected); these are the guide's repeat counters.
 	Repeat bool `protobuf:"varint,25,opt,name=repeat,proto3" json:"repeat,omitempty"`
 	// Hash of the previous event in the same chain; empty for seq 1.
-	PrevHash string `protobuf:"bytes,26,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	PrevHash string `protobuf:"bytes,26,opt,name=prev_hash,proto3" json:"prev_hash,omitempty"`
 	// "sha256:" + hex SHA-256 over the JCS form of this event's other fields
 	// (prev_hash included, hash excluded), chaining the event to its predecessor.
 	Hash          string `protobuf:"bytes,27,opt,name=hash,proto3" json:"hash,omitempty"`
@@ -329,24 +329,24 @@ func (x *EvidenceEvent) GetHash() string {
 type JobSummary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The job's id.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// The job's trace id.
-	TraceId string `protobuf:"bytes,2,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	TraceId string `protobuf:"bytes,2,opt,name=trace_id,proto3" json:"trace_id,omitempty"`
 	// The decision: "allow", "deny" or "require_human".
 	Decision string `protobuf:"bytes,3,opt,name=decision,proto3" json:"decision,omitempty"`
 	// True when the decision is require_human.
-	ApprovalRequired bool `protobuf:"varint,4,opt,name=approval_required,json=approvalRequired,proto3" json:"approval_required,omitempty"`
+	ApprovalRequired bool `protobuf:"varint,4,opt,name=approval_required,proto3" json:"approval_required,omitempty"`
 	// Snapshot that decided the job (latest revision).
-	PolicySnapshot string `protobuf:"bytes,5,opt,name=policy_snapshot,json=policySnapshot,proto3" json:"policy_snapshot,omitempty"`
+	PolicySnapshot string `protobuf:"bytes,5,opt,name=policy_snapshot,proto3" json:"policy_snapshot,omitempty"`
 	// The job's content hash.
-	JobHash string `protobuf:"bytes,6,opt,name=job_hash,json=jobHash,proto3" json:"job_hash,omitempty"`
+	JobHash string `protobuf:"bytes,6,opt,name=job_hash,proto3" json:"job_hash,omitempty"`
 	// Approver that completed the quorum; empty unless approved.
-	ApprovedBy string `protobuf:"bytes,7,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	ApprovedBy string `protobuf:"bytes,7,opt,name=approved_by,proto3" json:"approved_by,omitempty"`
 	// Role approved_by approved under.
-	ApprovedRole string `protobuf:"bytes,8,opt,name=approved_role,json=approvedRole,proto3" json:"approved_role,omitempty"`
+	ApprovedRole string `protobuf:"bytes,8,opt,name=approved_role,proto3" json:"approved_role,omitempty"`
 	// When the quorum was completed, in microseconds since the Unix epoch; 0 unless
 	// approved.
-	ApprovedAt int64 `protobuf:"varint,9,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
+	ApprovedAt int64 `protobuf:"varint,9,opt,name=approved_at,proto3" json:"approved_at,omitempty"`
 	// Current status: "pending_approval", "approved", "approved_and_published",
 	// "allowed", "allowed_and_published", "denied", "rejected", "expired",
 	// "cancelled", "conflict", "succeeded" or "failed".
@@ -356,9 +356,9 @@ type JobSummary struct {
 	// The job's actor.
 	Actor string `protobuf:"bytes,12,opt,name=actor,proto3" json:"actor,omitempty"`
 	// Authenticated principal that called Decide.
-	SubmittedBy string `protobuf:"bytes,13,opt,name=submitted_by,json=submittedBy,proto3" json:"submitted_by,omitempty"`
+	SubmittedBy string `protobuf:"bytes,13,opt,name=submitted_by,proto3" json:"submitted_by,omitempty"`
 	// Id of the deciding rule.
-	RuleId string `protobuf:"bytes,14,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleId string `protobuf:"bytes,14,opt,name=rule_id,proto3" json:"rule_id,omitempty"`
 	// The decision's reason.
 	Reason string `protobuf:"bytes,15,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Current publish attempt; 0 before the first publish.
@@ -366,18 +366,18 @@ type JobSummary struct {
 	// Every approval of the latest revision, oldest first.
 	Approvers []*Approval `protobuf:"bytes,17,rep,name=approvers,proto3" json:"approvers,omitempty"`
 	// When the latest revision was decided, in microseconds since the Unix epoch.
-	DecidedAt int64 `protobuf:"varint,18,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	DecidedAt int64 `protobuf:"varint,18,opt,name=decided_at,proto3" json:"decided_at,omitempty"`
 	// When the job last changed, in microseconds since the Unix epoch.
-	UpdatedAt int64 `protobuf:"varint,19,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	UpdatedAt int64 `protobuf:"varint,19,opt,name=updated_at,proto3" json:"updated_at,omitempty"`
 	// Ids of every rule that matched.
-	MatchedRules []string `protobuf:"bytes,20,rep,name=matched_rules,json=matchedRules,proto3" json:"matched_rules,omitempty"`
+	MatchedRules []string `protobuf:"bytes,20,rep,name=matched_rules,proto3" json:"matched_rules,omitempty"`
 	// Distinct approvers needed; 0 unless approval_required.
 	Quorum int32 `protobuf:"varint,21,opt,name=quorum,proto3" json:"quorum,omitempty"`
 	// Decision revision: 1 at first, + 1 per re-decision.
 	Revision int32 `protobuf:"varint,22,opt,name=revision,proto3" json:"revision,omitempty"`
 	// When the current attempt was published, in microseconds since the Unix epoch;
 	// 0 before publish.
-	PublishedAt int64 `protobuf:"varint,23,opt,name=published_at,json=publishedAt,proto3" json:"published_at,omitempty"`
+	PublishedAt int64 `protobuf:"varint,23,opt,name=published_at,proto3" json:"published_at,omitempty"`
 	// The latest conflict reason while status is "conflict"; empty otherwise.
 	Conflict      string `protobuf:"bytes,24,opt,name=conflict,proto3" json:"conflict,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -586,7 +586,7 @@ func (x *JobSummary) GetConflict() string {
 type ChainHead struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The chain's job id; empty for the chain of events without a job.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// seq of the chain's last event at sealing time.
 	Seq int64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	// hash of that event.
@@ -651,15 +651,15 @@ func (x *ChainHead) GetHash() string {
 type Checkpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique checkpoint id (a ULID).
-	CheckpointId string `protobuf:"bytes,1,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	CheckpointId string `protobuf:"bytes,1,opt,name=checkpoint_id,proto3" json:"checkpoint_id,omitempty"`
 	// Position in the checkpoint chain, from 1.
 	Seq int64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	// When the checkpoint was sealed, in microseconds since the Unix epoch.
 	At int64 `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
 	// Lower-case hex Merkle root over heads, sorted by job_id.
-	MerkleRoot string `protobuf:"bytes,4,opt,name=merkle_root,json=merkleRoot,proto3" json:"merkle_root,omitempty"`
+	MerkleRoot string `protobuf:"bytes,4,opt,name=merkle_root,proto3" json:"merkle_root,omitempty"`
 	// hash of the previous checkpoint; empty for seq 1.
-	PreviousHash string `protobuf:"bytes,5,opt,name=previous_hash,json=previousHash,proto3" json:"previous_hash,omitempty"`
+	PreviousHash string `protobuf:"bytes,5,opt,name=previous_hash,proto3" json:"previous_hash,omitempty"`
 	// Heads of the chains sealed, sorted by job_id.
 	Heads []*ChainHead `protobuf:"bytes,6,rep,name=heads,proto3" json:"heads,omitempty"`
 	// "sha256:" + hex SHA-256 over the JCS form of checkpoint_id, at, merkle_root
@@ -669,7 +669,7 @@ type Checkpoint struct {
 	// Ed25519 signature over hash, by the key named key_id.
 	Signature []byte `protobuf:"bytes,8,opt,name=signature,proto3" json:"signature,omitempty"`
 	// Id of the signing key, as GetPublicKey reports it.
-	KeyId         string `protobuf:"bytes,9,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	KeyId         string `protobuf:"bytes,9,opt,name=key_id,proto3" json:"key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -771,85 +771,82 @@ var File_agate_v1_evidence_proto protoreflect.FileDescriptor
 
 const file_agate_v1_evidence_proto_rawDesc = "" +
 	"\n" +
-	"\x17agate/v1/evidence.proto\x12\bagate.v1\x1a\x12agate/v1/job.proto\"\xa9\x06\n" +
-	"\rEvidenceEvent\x12\x19\n" +
-	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x15\n" +
-	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x10\n" +
-	"\x03seq\x18\x03 \x01(\x03R\x03seq\x12\x19\n" +
-	"\btrace_id\x18\x04 \x01(\tR\atraceId\x12\x12\n" +
+	"\x17agate/v1/evidence.proto\x12\bagate.v1\x1a\x12agate/v1/job.proto\"\xb9\x06\n" +
+	"\rEvidenceEvent\x12\x1a\n" +
+	"\bevent_id\x18\x01 \x01(\tR\bevent_id\x12\x16\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x06job_id\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x03R\x03seq\x12\x1a\n" +
+	"\btrace_id\x18\x04 \x01(\tR\btrace_id\x12\x12\n" +
 	"\x04kind\x18\x05 \x01(\tR\x04kind\x12\x0e\n" +
 	"\x02at\x18\x06 \x01(\x03R\x02at\x12\x14\n" +
 	"\x05actor\x18\a \x01(\tR\x05actor\x12\x1a\n" +
-	"\bdecision\x18\b \x01(\tR\bdecision\x12+\n" +
-	"\x11approval_required\x18\t \x01(\bR\x10approvalRequired\x12\x17\n" +
+	"\bdecision\x18\b \x01(\tR\bdecision\x12,\n" +
+	"\x11approval_required\x18\t \x01(\bR\x11approval_required\x12\x18\n" +
 	"\arule_id\x18\n" +
-	" \x01(\tR\x06ruleId\x12\x16\n" +
-	"\x06reason\x18\v \x01(\tR\x06reason\x12'\n" +
-	"\x0fpolicy_snapshot\x18\f \x01(\tR\x0epolicySnapshot\x12\x19\n" +
-	"\bjob_hash\x18\r \x01(\tR\ajobHash\x12\x1f\n" +
-	"\vapproved_by\x18\x0e \x01(\tR\n" +
-	"approvedBy\x12#\n" +
-	"\rapproved_role\x18\x0f \x01(\tR\fapprovedRole\x12\x1f\n" +
-	"\vapproved_at\x18\x10 \x01(\x03R\n" +
-	"approvedAt\x12\x16\n" +
+	" \x01(\tR\arule_id\x12\x16\n" +
+	"\x06reason\x18\v \x01(\tR\x06reason\x12(\n" +
+	"\x0fpolicy_snapshot\x18\f \x01(\tR\x0fpolicy_snapshot\x12\x1a\n" +
+	"\bjob_hash\x18\r \x01(\tR\bjob_hash\x12 \n" +
+	"\vapproved_by\x18\x0e \x01(\tR\vapproved_by\x12$\n" +
+	"\rapproved_role\x18\x0f \x01(\tR\rapproved_role\x12 \n" +
+	"\vapproved_at\x18\x10 \x01(\x03R\vapproved_at\x12\x16\n" +
 	"\x06status\x18\x11 \x01(\tR\x06status\x12\x18\n" +
 	"\aattempt\x18\x12 \x01(\x03R\aattempt\x12\x1a\n" +
-	"\bconflict\x18\x13 \x01(\tR\bconflict\x12#\n" +
-	"\rmatched_rules\x18\x14 \x03(\tR\fmatchedRules\x12+\n" +
-	"\x11previous_snapshot\x18\x15 \x01(\tR\x10previousSnapshot\x12,\n" +
-	"\x12replay_reason_code\x18\x16 \x01(\tR\x10replayReasonCode\x12%\n" +
-	"\x0epresented_hash\x18\x17 \x01(\tR\rpresentedHash\x12\x1c\n" +
+	"\bconflict\x18\x13 \x01(\tR\bconflict\x12$\n" +
+	"\rmatched_rules\x18\x14 \x03(\tR\rmatched_rules\x12,\n" +
+	"\x11previous_snapshot\x18\x15 \x01(\tR\x11previous_snapshot\x12.\n" +
+	"\x12replay_reason_code\x18\x16 \x01(\tR\x12replay_reason_code\x12&\n" +
+	"\x0epresented_hash\x18\x17 \x01(\tR\x0epresented_hash\x12\x1c\n" +
 	"\tprincipal\x18\x18 \x01(\tR\tprincipal\x12\x16\n" +
-	"\x06repeat\x18\x19 \x01(\bR\x06repeat\x12\x1b\n" +
-	"\tprev_hash\x18\x1a \x01(\tR\bprevHash\x12\x12\n" +
-	"\x04hash\x18\x1b \x01(\tR\x04hash\"\xec\x05\n" +
+	"\x06repeat\x18\x19 \x01(\bR\x06repeat\x12\x1c\n" +
+	"\tprev_hash\x18\x1a \x01(\tR\tprev_hash\x12\x12\n" +
+	"\x04hash\x18\x1b \x01(\tR\x04hash\"\xfa\x05\n" +
 	"\n" +
-	"JobSummary\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
-	"\btrace_id\x18\x02 \x01(\tR\atraceId\x12\x1a\n" +
-	"\bdecision\x18\x03 \x01(\tR\bdecision\x12+\n" +
-	"\x11approval_required\x18\x04 \x01(\bR\x10approvalRequired\x12'\n" +
-	"\x0fpolicy_snapshot\x18\x05 \x01(\tR\x0epolicySnapshot\x12\x19\n" +
-	"\bjob_hash\x18\x06 \x01(\tR\ajobHash\x12\x1f\n" +
-	"\vapproved_by\x18\a \x01(\tR\n" +
-	"approvedBy\x12#\n" +
-	"\rapproved_role\x18\b \x01(\tR\fapprovedRole\x12\x1f\n" +
-	"\vapproved_at\x18\t \x01(\x03R\n" +
-	"approvedAt\x12\x16\n" +
+	"JobSummary\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12\x1a\n" +
+	"\btrace_id\x18\x02 \x01(\tR\btrace_id\x12\x1a\n" +
+	"\bdecision\x18\x03 \x01(\tR\bdecision\x12,\n" +
+	"\x11approval_required\x18\x04 \x01(\bR\x11approval_required\x12(\n" +
+	"\x0fpolicy_snapshot\x18\x05 \x01(\tR\x0fpolicy_snapshot\x12\x1a\n" +
+	"\bjob_hash\x18\x06 \x01(\tR\bjob_hash\x12 \n" +
+	"\vapproved_by\x18\a \x01(\tR\vapproved_by\x12$\n" +
+	"\rapproved_role\x18\b \x01(\tR\rapproved_role\x12 \n" +
+	"\vapproved_at\x18\t \x01(\x03R\vapproved_at\x12\x16\n" +
 	"\x06status\x18\n" +
 	" \x01(\tR\x06status\x12\x14\n" +
 	"\x05topic\x18\v \x01(\tR\x05topic\x12\x14\n" +
-	"\x05actor\x18\f \x01(\tR\x05actor\x12!\n" +
-	"\fsubmitted_by\x18\r \x01(\tR\vsubmittedBy\x12\x17\n" +
-	"\arule_id\x18\x0e \x01(\tR\x06ruleId\x12\x16\n" +
+	"\x05actor\x18\f \x01(\tR\x05actor\x12\"\n" +
+	"\fsubmitted_by\x18\r \x01(\tR\fsubmitted_by\x12\x18\n" +
+	"\arule_id\x18\x0e \x01(\tR\arule_id\x12\x16\n" +
 	"\x06reason\x18\x0f \x01(\tR\x06reason\x12\x18\n" +
 	"\aattempt\x18\x10 \x01(\x05R\aattempt\x120\n" +
-	"\tapprovers\x18\x11 \x03(\v2\x12.agate.v1.ApprovalR\tapprovers\x12\x1d\n" +
+	"\tapprovers\x18\x11 \x03(\v2\x12.agate.v1.ApprovalR\tapprovers\x12\x1e\n" +
 	"\n" +
-	"decided_at\x18\x12 \x01(\x03R\tdecidedAt\x12\x1d\n" +
+	"decided_at\x18\x12 \x01(\x03R\n" +
+	"decided_at\x12\x1e\n" +
 	"\n" +
-	"updated_at\x18\x13 \x01(\x03R\tupdatedAt\x12#\n" +
-	"\rmatched_rules\x18\x14 \x03(\tR\fmatchedRules\x12\x16\n" +
+	"updated_at\x18\x13 \x01(\x03R\n" +
+	"updated_at\x12$\n" +
+	"\rmatched_rules\x18\x14 \x03(\tR\rmatched_rules\x12\x16\n" +
 	"\x06quorum\x18\x15 \x01(\x05R\x06quorum\x12\x1a\n" +
-	"\brevision\x18\x16 \x01(\x05R\brevision\x12!\n" +
-	"\fpublished_at\x18\x17 \x01(\x03R\vpublishedAt\x12\x1a\n" +
-	"\bconflict\x18\x18 \x01(\tR\bconflict\"H\n" +
-	"\tChainHead\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
+	"\brevision\x18\x16 \x01(\x05R\brevision\x12\"\n" +
+	"\fpublished_at\x18\x17 \x01(\x03R\fpublished_at\x12\x1a\n" +
+	"\bconflict\x18\x18 \x01(\tR\bconflict\"I\n" +
+	"\tChainHead\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x12\n" +
-	"\x04hash\x18\x03 \x01(\tR\x04hash\"\x8d\x02\n" +
+	"\x04hash\x18\x03 \x01(\tR\x04hash\"\x91\x02\n" +
 	"\n" +
-	"Checkpoint\x12#\n" +
-	"\rcheckpoint_id\x18\x01 \x01(\tR\fcheckpointId\x12\x10\n" +
+	"Checkpoint\x12$\n" +
+	"\rcheckpoint_id\x18\x01 \x01(\tR\rcheckpoint_id\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x0e\n" +
-	"\x02at\x18\x03 \x01(\x03R\x02at\x12\x1f\n" +
-	"\vmerkle_root\x18\x04 \x01(\tR\n" +
-	"merkleRoot\x12#\n" +
-	"\rprevious_hash\x18\x05 \x01(\tR\fpreviousHash\x12)\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\x12 \n" +
+	"\vmerkle_root\x18\x04 \x01(\tR\vmerkle_root\x12$\n" +
+	"\rprevious_hash\x18\x05 \x01(\tR\rprevious_hash\x12)\n" +
 	"\x05heads\x18\x06 \x03(\v2\x13.agate.v1.ChainHeadR\x05heads\x12\x12\n" +
 	"\x04hash\x18\a \x01(\tR\x04hash\x12\x1c\n" +
-	"\tsignature\x18\b \x01(\fR\tsignature\x12\x15\n" +
-	"\x06key_id\x18\t \x01(\tR\x05keyIdB\x8f\x01\n" +
+	"\tsignature\x18\b \x01(\fR\tsignature\x12\x16\n" +
+	"\x06key_id\x18\t \x01(\tR\x06key_idB\x8f\x01\n" +
 	"\fcom.agate.v1B\rEvidenceProtoP\x01Z/github.com/agate-pdp/agate/gen/agate/v1;agatev1\xa2\x02\x03AXX\xaa\x02\bAgate.V1\xca\x02\bAgate\\V1\xe2\x02\x14Agate\\V1\\GPBMetadata\xea\x02\tAgate::V1b\x06proto3"
 
 var (

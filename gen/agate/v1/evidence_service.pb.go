@@ -90,7 +90,7 @@ func (TamperKind) EnumDescriptor() ([]byte, []int) {
 type GetEvidenceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of the job.
-	JobId         string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId         string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -202,20 +202,20 @@ type QueryEvidenceRequest struct {
 	// Only events of jobs with this topic.
 	Topic string `protobuf:"bytes,5,opt,name=topic,proto3" json:"topic,omitempty"`
 	// Only events with this deciding rule id.
-	RuleId string `protobuf:"bytes,6,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleId string `protobuf:"bytes,6,opt,name=rule_id,proto3" json:"rule_id,omitempty"`
 	// Only events under this snapshot id.
-	PolicySnapshot string `protobuf:"bytes,7,opt,name=policy_snapshot,json=policySnapshot,proto3" json:"policy_snapshot,omitempty"`
+	PolicySnapshot string `protobuf:"bytes,7,opt,name=policy_snapshot,proto3" json:"policy_snapshot,omitempty"`
 	// Only events with this approved_by.
-	ApprovedBy string `protobuf:"bytes,8,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	ApprovedBy string `protobuf:"bytes,8,opt,name=approved_by,proto3" json:"approved_by,omitempty"`
 	// Only conflict events with this reason, e.g. "SNAPSHOT_DRIFT".
 	Conflict string `protobuf:"bytes,9,opt,name=conflict,proto3" json:"conflict,omitempty"`
 	// Only events of this kind, e.g. "approval".
 	Kind string `protobuf:"bytes,10,opt,name=kind,proto3" json:"kind,omitempty"`
 	// Maximum events per page: default 100, at most 1000.
-	PageSize int32 `protobuf:"varint,11,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageSize int32 `protobuf:"varint,11,opt,name=page_size,proto3" json:"page_size,omitempty"`
 	// Opaque token from a previous response's next_page_token; empty for the first
 	// page. Must be used with the same filters.
-	PageToken     string `protobuf:"bytes,12,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken     string `protobuf:"bytes,12,opt,name=page_token,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -340,7 +340,7 @@ type QueryEvidenceResponse struct {
 	// Matching events in a stable order.
 	Events []*EvidenceEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
 	// Token for the next page; empty when every settled event has been returned.
-	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -449,14 +449,14 @@ func (x *CheckCompletenessRequest) GetUntil() int64 {
 type CompletenessFinding struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The job concerned; empty for events without a job.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// The incomplete event; empty when the finding is about the job's summary.
-	EventId string `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	EventId string `protobuf:"bytes,2,opt,name=event_id,proto3" json:"event_id,omitempty"`
 	// The event's kind, or "summary" for a job's summary record.
 	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
 	// Names of the required fields that are empty, e.g. ["approved_by",
 	// "approved_at"].
-	MissingFields []string `protobuf:"bytes,4,rep,name=missing_fields,json=missingFields,proto3" json:"missing_fields,omitempty"`
+	MissingFields []string `protobuf:"bytes,4,rep,name=missing_fields,proto3" json:"missing_fields,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -525,13 +525,13 @@ type CheckCompletenessResponse struct {
 	// Every incomplete record; empty when the evidence is complete.
 	Findings []*CompletenessFinding `protobuf:"bytes,1,rep,name=findings,proto3" json:"findings,omitempty"`
 	// Events checked.
-	EventsChecked int64 `protobuf:"varint,2,opt,name=events_checked,json=eventsChecked,proto3" json:"events_checked,omitempty"`
+	EventsChecked int64 `protobuf:"varint,2,opt,name=events_checked,proto3" json:"events_checked,omitempty"`
 	// Job summaries checked.
-	JobsChecked int64 `protobuf:"varint,3,opt,name=jobs_checked,json=jobsChecked,proto3" json:"jobs_checked,omitempty"`
+	JobsChecked int64 `protobuf:"varint,3,opt,name=jobs_checked,proto3" json:"jobs_checked,omitempty"`
 	// Events with at least one missing field.
-	IncompleteEvents int64 `protobuf:"varint,4,opt,name=incomplete_events,json=incompleteEvents,proto3" json:"incomplete_events,omitempty"`
+	IncompleteEvents int64 `protobuf:"varint,4,opt,name=incomplete_events,proto3" json:"incomplete_events,omitempty"`
 	// Job summaries with at least one missing field.
-	IncompleteJobs int64 `protobuf:"varint,5,opt,name=incomplete_jobs,json=incompleteJobs,proto3" json:"incomplete_jobs,omitempty"`
+	IncompleteJobs int64 `protobuf:"varint,5,opt,name=incomplete_jobs,proto3" json:"incomplete_jobs,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -746,7 +746,7 @@ func (x *AuditCheck) GetDetail() string {
 type AuditVerdict struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The sampled job.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// True when every check passed.
 	Passed bool `protobuf:"varint,2,opt,name=passed,proto3" json:"passed,omitempty"`
 	// Every check applied, in a fixed order.
@@ -1012,13 +1012,13 @@ type Control struct {
 	// ISO/IEC 27001 Annex A controls, e.g. ["A.5.15", "A.8.15", "A.8.16"].
 	Iso27001 []string `protobuf:"bytes,4,rep,name=iso27001,proto3" json:"iso27001,omitempty"`
 	// NIST AI RMF subcategories, e.g. ["MANAGE 1.1", "MANAGE 4.1"].
-	NistAiRmf []string `protobuf:"bytes,5,rep,name=nist_ai_rmf,json=nistAiRmf,proto3" json:"nist_ai_rmf,omitempty"`
+	NistAiRmf []string `protobuf:"bytes,5,rep,name=nist_ai_rmf,proto3" json:"nist_ai_rmf,omitempty"`
 	// Event kinds that evidence the control, e.g. ["decision"].
-	EvidenceKinds []string `protobuf:"bytes,6,rep,name=evidence_kinds,json=evidenceKinds,proto3" json:"evidence_kinds,omitempty"`
+	EvidenceKinds []string `protobuf:"bytes,6,rep,name=evidence_kinds,proto3" json:"evidence_kinds,omitempty"`
 	// Events of those kinds in the window.
-	EventCount int64 `protobuf:"varint,7,opt,name=event_count,json=eventCount,proto3" json:"event_count,omitempty"`
+	EventCount int64 `protobuf:"varint,7,opt,name=event_count,proto3" json:"event_count,omitempty"`
 	// Of those, events that lack a required field.
-	IncompleteCount int64 `protobuf:"varint,8,opt,name=incomplete_count,json=incompleteCount,proto3" json:"incomplete_count,omitempty"`
+	IncompleteCount int64 `protobuf:"varint,8,opt,name=incomplete_count,proto3" json:"incomplete_count,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1358,19 +1358,19 @@ func (x *StatsRequest) GetUntil() int64 {
 type StatsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Approve calls answered already_approved.
-	AlreadyApproved int64 `protobuf:"varint,1,opt,name=already_approved,json=alreadyApproved,proto3" json:"already_approved,omitempty"`
+	AlreadyApproved int64 `protobuf:"varint,1,opt,name=already_approved,proto3" json:"already_approved,omitempty"`
 	// Reject calls answered already_rejected.
-	AlreadyRejected int64 `protobuf:"varint,2,opt,name=already_rejected,json=alreadyRejected,proto3" json:"already_rejected,omitempty"`
+	AlreadyRejected int64 `protobuf:"varint,2,opt,name=already_rejected,proto3" json:"already_rejected,omitempty"`
 	// Conflict events with reason LOCK_BUSY.
-	LockBusyConflicts int64 `protobuf:"varint,3,opt,name=lock_busy_conflicts,json=lockBusyConflicts,proto3" json:"lock_busy_conflicts,omitempty"`
+	LockBusyConflicts int64 `protobuf:"varint,3,opt,name=lock_busy_conflicts,proto3" json:"lock_busy_conflicts,omitempty"`
 	// Conflict events with reason SNAPSHOT_DRIFT.
-	SnapshotDriftConflicts int64 `protobuf:"varint,4,opt,name=snapshot_drift_conflicts,json=snapshotDriftConflicts,proto3" json:"snapshot_drift_conflicts,omitempty"`
+	SnapshotDriftConflicts int64 `protobuf:"varint,4,opt,name=snapshot_drift_conflicts,proto3" json:"snapshot_drift_conflicts,omitempty"`
 	// Conflict events with reason JOB_HASH_MISMATCH.
-	JobHashMismatchConflicts int64 `protobuf:"varint,5,opt,name=job_hash_mismatch_conflicts,json=jobHashMismatchConflicts,proto3" json:"job_hash_mismatch_conflicts,omitempty"`
+	JobHashMismatchConflicts int64 `protobuf:"varint,5,opt,name=job_hash_mismatch_conflicts,proto3" json:"job_hash_mismatch_conflicts,omitempty"`
 	// Distinct jobs replayed at least once.
-	ReplayedJobs int64 `protobuf:"varint,6,opt,name=replayed_jobs,json=replayedJobs,proto3" json:"replayed_jobs,omitempty"`
+	ReplayedJobs int64 `protobuf:"varint,6,opt,name=replayed_jobs,proto3" json:"replayed_jobs,omitempty"`
 	// Replay events by reason code, e.g. {"WORKER_OUTAGE": 3}.
-	ReplaysByReason map[string]int64 `protobuf:"bytes,7,rep,name=replays_by_reason,json=replaysByReason,proto3" json:"replays_by_reason,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	ReplaysByReason map[string]int64 `protobuf:"bytes,7,rep,name=replays_by_reason,proto3" json:"replays_by_reason,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// Jobs by current status, e.g. {"approved_and_published": 12}.
 	Statuses map[string]int64 `protobuf:"bytes,8,rep,name=statuses,proto3" json:"statuses,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// Decision events by decision, e.g. {"require_human": 20}.
@@ -1378,7 +1378,7 @@ type StatsResponse struct {
 	// Replay events in total.
 	Replays int64 `protobuf:"varint,10,opt,name=replays,proto3" json:"replays,omitempty"`
 	// Refusal events by reason, e.g. {"SELF_APPROVAL": 1}.
-	RefusalsByReason map[string]int64 `protobuf:"bytes,11,rep,name=refusals_by_reason,json=refusalsByReason,proto3" json:"refusals_by_reason,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	RefusalsByReason map[string]int64 `protobuf:"bytes,11,rep,name=refusals_by_reason,proto3" json:"refusals_by_reason,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -1553,14 +1553,14 @@ type VerificationProblem struct {
 	Kind TamperKind `protobuf:"varint,1,opt,name=kind,proto3,enum=agate.v1.TamperKind" json:"kind,omitempty"`
 	// The event concerned; empty for checkpoint problems or a deleted event whose id
 	// is unknown.
-	EventId string `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	EventId string `protobuf:"bytes,2,opt,name=event_id,proto3" json:"event_id,omitempty"`
 	// The chain concerned.
-	JobId string `protobuf:"bytes,3,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,3,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// Chain position of the problem.
 	Seq int64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
 	// The checkpoint concerned, for BAD_SIGNATURE or a checkpoint that seals a head
 	// no longer present.
-	CheckpointId string `protobuf:"bytes,5,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	CheckpointId string `protobuf:"bytes,5,opt,name=checkpoint_id,proto3" json:"checkpoint_id,omitempty"`
 	// What exactly failed, e.g. "hash mismatch".
 	Detail        string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1647,11 +1647,11 @@ type VerifyEvidenceResponse struct {
 	// Every problem found, by chain and seq.
 	Problems []*VerificationProblem `protobuf:"bytes,2,rep,name=problems,proto3" json:"problems,omitempty"`
 	// Events whose hash and chain link were checked.
-	EventsVerified int64 `protobuf:"varint,3,opt,name=events_verified,json=eventsVerified,proto3" json:"events_verified,omitempty"`
+	EventsVerified int64 `protobuf:"varint,3,opt,name=events_verified,proto3" json:"events_verified,omitempty"`
 	// Chains checked.
-	ChainsVerified int64 `protobuf:"varint,4,opt,name=chains_verified,json=chainsVerified,proto3" json:"chains_verified,omitempty"`
+	ChainsVerified int64 `protobuf:"varint,4,opt,name=chains_verified,proto3" json:"chains_verified,omitempty"`
 	// Checkpoints whose signature and Merkle root were checked.
-	CheckpointsVerified int64 `protobuf:"varint,5,opt,name=checkpoints_verified,json=checkpointsVerified,proto3" json:"checkpoints_verified,omitempty"`
+	CheckpointsVerified int64 `protobuf:"varint,5,opt,name=checkpoints_verified,proto3" json:"checkpoints_verified,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -1762,11 +1762,11 @@ func (*GetPublicKeyRequest) Descriptor() ([]byte, []int) {
 type GetPublicKeyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The raw 32-byte Ed25519 public key (base64 in JSON).
-	PublicKey []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	PublicKey []byte `protobuf:"bytes,1,opt,name=public_key,proto3" json:"public_key,omitempty"`
 	// The same key as lower-case hex, for pinning on a command line.
-	PublicKeyHex string `protobuf:"bytes,2,opt,name=public_key_hex,json=publicKeyHex,proto3" json:"public_key_hex,omitempty"`
+	PublicKeyHex string `protobuf:"bytes,2,opt,name=public_key_hex,proto3" json:"public_key_hex,omitempty"`
 	// Id of the key, as checkpoints name it in key_id.
-	KeyId string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	KeyId string `protobuf:"bytes,3,opt,name=key_id,proto3" json:"key_id,omitempty"`
 	// Signature algorithm: "ed25519".
 	Algorithm     string `protobuf:"bytes,4,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1835,45 +1835,45 @@ var File_agate_v1_evidence_service_proto protoreflect.FileDescriptor
 
 const file_agate_v1_evidence_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fagate/v1/evidence_service.proto\x12\bagate.v1\x1a\x17agate/v1/evidence.proto\"+\n" +
-	"\x12GetEvidenceRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"v\n" +
+	"\x1fagate/v1/evidence_service.proto\x12\bagate.v1\x1a\x17agate/v1/evidence.proto\",\n" +
+	"\x12GetEvidenceRequest\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\"v\n" +
 	"\x13GetEvidenceResponse\x12.\n" +
 	"\asummary\x18\x01 \x01(\v2\x14.agate.v1.JobSummaryR\asummary\x12/\n" +
-	"\x06events\x18\x02 \x03(\v2\x17.agate.v1.EvidenceEventR\x06events\"\xdb\x02\n" +
+	"\x06events\x18\x02 \x03(\v2\x17.agate.v1.EvidenceEventR\x06events\"\xe0\x02\n" +
 	"\x14QueryEvidenceRequest\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x03R\x05since\x12\x14\n" +
 	"\x05until\x18\x02 \x01(\x03R\x05until\x12\x1a\n" +
 	"\bdecision\x18\x03 \x01(\tR\bdecision\x12\x16\n" +
 	"\x06status\x18\x04 \x01(\tR\x06status\x12\x14\n" +
-	"\x05topic\x18\x05 \x01(\tR\x05topic\x12\x17\n" +
-	"\arule_id\x18\x06 \x01(\tR\x06ruleId\x12'\n" +
-	"\x0fpolicy_snapshot\x18\a \x01(\tR\x0epolicySnapshot\x12\x1f\n" +
-	"\vapproved_by\x18\b \x01(\tR\n" +
-	"approvedBy\x12\x1a\n" +
+	"\x05topic\x18\x05 \x01(\tR\x05topic\x12\x18\n" +
+	"\arule_id\x18\x06 \x01(\tR\arule_id\x12(\n" +
+	"\x0fpolicy_snapshot\x18\a \x01(\tR\x0fpolicy_snapshot\x12 \n" +
+	"\vapproved_by\x18\b \x01(\tR\vapproved_by\x12\x1a\n" +
 	"\bconflict\x18\t \x01(\tR\bconflict\x12\x12\n" +
 	"\x04kind\x18\n" +
-	" \x01(\tR\x04kind\x12\x1b\n" +
-	"\tpage_size\x18\v \x01(\x05R\bpageSize\x12\x1d\n" +
+	" \x01(\tR\x04kind\x12\x1c\n" +
+	"\tpage_size\x18\v \x01(\x05R\tpage_size\x12\x1e\n" +
 	"\n" +
-	"page_token\x18\f \x01(\tR\tpageToken\"p\n" +
+	"page_token\x18\f \x01(\tR\n" +
+	"page_token\"r\n" +
 	"\x15QueryEvidenceResponse\x12/\n" +
-	"\x06events\x18\x01 \x03(\v2\x17.agate.v1.EvidenceEventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"F\n" +
+	"\x06events\x18\x01 \x03(\v2\x17.agate.v1.EvidenceEventR\x06events\x12(\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\x0fnext_page_token\"F\n" +
 	"\x18CheckCompletenessRequest\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x03R\x05since\x12\x14\n" +
-	"\x05until\x18\x02 \x01(\x03R\x05until\"\x82\x01\n" +
-	"\x13CompletenessFinding\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
-	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12\x12\n" +
-	"\x04kind\x18\x03 \x01(\tR\x04kind\x12%\n" +
-	"\x0emissing_fields\x18\x04 \x03(\tR\rmissingFields\"\xf6\x01\n" +
+	"\x05until\x18\x02 \x01(\x03R\x05until\"\x85\x01\n" +
+	"\x13CompletenessFinding\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12\x1a\n" +
+	"\bevent_id\x18\x02 \x01(\tR\bevent_id\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12&\n" +
+	"\x0emissing_fields\x18\x04 \x03(\tR\x0emissing_fields\"\xfa\x01\n" +
 	"\x19CheckCompletenessResponse\x129\n" +
-	"\bfindings\x18\x01 \x03(\v2\x1d.agate.v1.CompletenessFindingR\bfindings\x12%\n" +
-	"\x0eevents_checked\x18\x02 \x01(\x03R\reventsChecked\x12!\n" +
-	"\fjobs_checked\x18\x03 \x01(\x03R\vjobsChecked\x12+\n" +
-	"\x11incomplete_events\x18\x04 \x01(\x03R\x10incompleteEvents\x12'\n" +
-	"\x0fincomplete_jobs\x18\x05 \x01(\x03R\x0eincompleteJobs\"p\n" +
+	"\bfindings\x18\x01 \x03(\v2\x1d.agate.v1.CompletenessFindingR\bfindings\x12&\n" +
+	"\x0eevents_checked\x18\x02 \x01(\x03R\x0eevents_checked\x12\"\n" +
+	"\fjobs_checked\x18\x03 \x01(\x03R\fjobs_checked\x12,\n" +
+	"\x11incomplete_events\x18\x04 \x01(\x03R\x11incomplete_events\x12(\n" +
+	"\x0fincomplete_jobs\x18\x05 \x01(\x03R\x0fincomplete_jobs\"p\n" +
 	"\x12SampleAuditRequest\x12\f\n" +
 	"\x01n\x18\x01 \x01(\x05R\x01n\x12\x14\n" +
 	"\x05since\x18\x02 \x01(\x03R\x05since\x12\x14\n" +
@@ -1884,9 +1884,9 @@ const file_agate_v1_evidence_service_proto_rawDesc = "" +
 	"AuditCheck\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06passed\x18\x02 \x01(\bR\x06passed\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"k\n" +
-	"\fAuditVerdict\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"l\n" +
+	"\fAuditVerdict\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12\x16\n" +
 	"\x06passed\x18\x02 \x01(\bR\x06passed\x12,\n" +
 	"\x06checks\x18\x03 \x03(\v2\x14.agate.v1.AuditCheckR\x06checks\"\x8c\x01\n" +
 	"\fAuditSummary\x12\x1e\n" +
@@ -1902,17 +1902,16 @@ const file_agate_v1_evidence_service_proto_rawDesc = "" +
 	"\asummary\x18\x02 \x01(\v2\x16.agate.v1.AuditSummaryR\asummary\"B\n" +
 	"\x14ControlMatrixRequest\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x03R\x05since\x12\x14\n" +
-	"\x05until\x18\x02 \x01(\x03R\x05until\"\xf0\x01\n" +
+	"\x05until\x18\x02 \x01(\x03R\x05until\"\xf5\x01\n" +
 	"\aControl\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
 	"\x04soc2\x18\x03 \x03(\tR\x04soc2\x12\x1a\n" +
-	"\biso27001\x18\x04 \x03(\tR\biso27001\x12\x1e\n" +
-	"\vnist_ai_rmf\x18\x05 \x03(\tR\tnistAiRmf\x12%\n" +
-	"\x0eevidence_kinds\x18\x06 \x03(\tR\revidenceKinds\x12\x1f\n" +
-	"\vevent_count\x18\a \x01(\x03R\n" +
-	"eventCount\x12)\n" +
-	"\x10incomplete_count\x18\b \x01(\x03R\x0fincompleteCount\"F\n" +
+	"\biso27001\x18\x04 \x03(\tR\biso27001\x12 \n" +
+	"\vnist_ai_rmf\x18\x05 \x03(\tR\vnist_ai_rmf\x12&\n" +
+	"\x0eevidence_kinds\x18\x06 \x03(\tR\x0eevidence_kinds\x12 \n" +
+	"\vevent_count\x18\a \x01(\x03R\vevent_count\x12*\n" +
+	"\x10incomplete_count\x18\b \x01(\x03R\x10incomplete_count\"F\n" +
 	"\x15ControlMatrixResponse\x12-\n" +
 	"\bcontrols\x18\x01 \x03(\v2\x11.agate.v1.ControlR\bcontrols\"C\n" +
 	"\x15ExportEvidenceRequest\x12\x14\n" +
@@ -1926,20 +1925,20 @@ const file_agate_v1_evidence_service_proto_rawDesc = "" +
 	"\x04item\":\n" +
 	"\fStatsRequest\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x03R\x05since\x12\x14\n" +
-	"\x05until\x18\x02 \x01(\x03R\x05until\"\x91\a\n" +
-	"\rStatsResponse\x12)\n" +
-	"\x10already_approved\x18\x01 \x01(\x03R\x0falreadyApproved\x12)\n" +
-	"\x10already_rejected\x18\x02 \x01(\x03R\x0falreadyRejected\x12.\n" +
-	"\x13lock_busy_conflicts\x18\x03 \x01(\x03R\x11lockBusyConflicts\x128\n" +
-	"\x18snapshot_drift_conflicts\x18\x04 \x01(\x03R\x16snapshotDriftConflicts\x12=\n" +
-	"\x1bjob_hash_mismatch_conflicts\x18\x05 \x01(\x03R\x18jobHashMismatchConflicts\x12#\n" +
-	"\rreplayed_jobs\x18\x06 \x01(\x03R\freplayedJobs\x12X\n" +
-	"\x11replays_by_reason\x18\a \x03(\v2,.agate.v1.StatsResponse.ReplaysByReasonEntryR\x0freplaysByReason\x12A\n" +
+	"\x05until\x18\x02 \x01(\x03R\x05until\"\x9f\a\n" +
+	"\rStatsResponse\x12*\n" +
+	"\x10already_approved\x18\x01 \x01(\x03R\x10already_approved\x12*\n" +
+	"\x10already_rejected\x18\x02 \x01(\x03R\x10already_rejected\x120\n" +
+	"\x13lock_busy_conflicts\x18\x03 \x01(\x03R\x13lock_busy_conflicts\x12:\n" +
+	"\x18snapshot_drift_conflicts\x18\x04 \x01(\x03R\x18snapshot_drift_conflicts\x12@\n" +
+	"\x1bjob_hash_mismatch_conflicts\x18\x05 \x01(\x03R\x1bjob_hash_mismatch_conflicts\x12$\n" +
+	"\rreplayed_jobs\x18\x06 \x01(\x03R\rreplayed_jobs\x12Z\n" +
+	"\x11replays_by_reason\x18\a \x03(\v2,.agate.v1.StatsResponse.ReplaysByReasonEntryR\x11replays_by_reason\x12A\n" +
 	"\bstatuses\x18\b \x03(\v2%.agate.v1.StatsResponse.StatusesEntryR\bstatuses\x12D\n" +
 	"\tdecisions\x18\t \x03(\v2&.agate.v1.StatsResponse.DecisionsEntryR\tdecisions\x12\x18\n" +
 	"\areplays\x18\n" +
-	" \x01(\x03R\areplays\x12[\n" +
-	"\x12refusals_by_reason\x18\v \x03(\v2-.agate.v1.StatsResponse.RefusalsByReasonEntryR\x10refusalsByReason\x1aB\n" +
+	" \x01(\x03R\areplays\x12]\n" +
+	"\x12refusals_by_reason\x18\v \x03(\v2-.agate.v1.StatsResponse.RefusalsByReasonEntryR\x12refusals_by_reason\x1aB\n" +
 	"\x14ReplaysByReasonEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a;\n" +
@@ -1954,26 +1953,27 @@ const file_agate_v1_evidence_service_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"C\n" +
 	"\x15VerifyEvidenceRequest\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x03R\x05since\x12\x14\n" +
-	"\x05until\x18\x02 \x01(\x03R\x05until\"\xc0\x01\n" +
+	"\x05until\x18\x02 \x01(\x03R\x05until\"\xc3\x01\n" +
 	"\x13VerificationProblem\x12(\n" +
-	"\x04kind\x18\x01 \x01(\x0e2\x14.agate.v1.TamperKindR\x04kind\x12\x19\n" +
-	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12\x15\n" +
-	"\x06job_id\x18\x03 \x01(\tR\x05jobId\x12\x10\n" +
-	"\x03seq\x18\x04 \x01(\x03R\x03seq\x12#\n" +
-	"\rcheckpoint_id\x18\x05 \x01(\tR\fcheckpointId\x12\x16\n" +
-	"\x06detail\x18\x06 \x01(\tR\x06detail\"\xe8\x01\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x14.agate.v1.TamperKindR\x04kind\x12\x1a\n" +
+	"\bevent_id\x18\x02 \x01(\tR\bevent_id\x12\x16\n" +
+	"\x06job_id\x18\x03 \x01(\tR\x06job_id\x12\x10\n" +
+	"\x03seq\x18\x04 \x01(\x03R\x03seq\x12$\n" +
+	"\rcheckpoint_id\x18\x05 \x01(\tR\rcheckpoint_id\x12\x16\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\"\xeb\x01\n" +
 	"\x16VerifyEvidenceResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x129\n" +
-	"\bproblems\x18\x02 \x03(\v2\x1d.agate.v1.VerificationProblemR\bproblems\x12'\n" +
-	"\x0fevents_verified\x18\x03 \x01(\x03R\x0eeventsVerified\x12'\n" +
-	"\x0fchains_verified\x18\x04 \x01(\x03R\x0echainsVerified\x121\n" +
-	"\x14checkpoints_verified\x18\x05 \x01(\x03R\x13checkpointsVerified\"\x15\n" +
-	"\x13GetPublicKeyRequest\"\x90\x01\n" +
-	"\x14GetPublicKeyResponse\x12\x1d\n" +
+	"\bproblems\x18\x02 \x03(\v2\x1d.agate.v1.VerificationProblemR\bproblems\x12(\n" +
+	"\x0fevents_verified\x18\x03 \x01(\x03R\x0fevents_verified\x12(\n" +
+	"\x0fchains_verified\x18\x04 \x01(\x03R\x0fchains_verified\x122\n" +
+	"\x14checkpoints_verified\x18\x05 \x01(\x03R\x14checkpoints_verified\"\x15\n" +
+	"\x13GetPublicKeyRequest\"\x94\x01\n" +
+	"\x14GetPublicKeyResponse\x12\x1e\n" +
 	"\n" +
-	"public_key\x18\x01 \x01(\fR\tpublicKey\x12$\n" +
-	"\x0epublic_key_hex\x18\x02 \x01(\tR\fpublicKeyHex\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\x12\x1c\n" +
+	"public_key\x18\x01 \x01(\fR\n" +
+	"public_key\x12&\n" +
+	"\x0epublic_key_hex\x18\x02 \x01(\tR\x0epublic_key_hex\x12\x16\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x06key_id\x12\x1c\n" +
 	"\talgorithm\x18\x04 \x01(\tR\talgorithm*\xb0\x01\n" +
 	"\n" +
 	"TamperKind\x12\x1b\n" +

@@ -374,7 +374,7 @@ type Job struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Caller-chosen id and idempotency key: 1 to 128 characters of [A-Za-z0-9._:-].
 	// Deciding the same job_id again with the same content returns the first decision.
-	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// Dotted action name, e.g. "finance.payment.execute". Policy rules match on it,
 	// with NATS-style wildcards on the policy side. Required.
 	Topic string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -392,7 +392,7 @@ type Job struct {
 	// Trace id for correlating the job with the caller's traces. Optional on input:
 	// when empty the server takes it from W3C traceparent metadata, else generates one.
 	// In responses it is the trace id the server recorded. Not part of job_hash.
-	TraceId       string `protobuf:"bytes,6,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	TraceId       string `protobuf:"bytes,6,opt,name=trace_id,proto3" json:"trace_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -479,7 +479,7 @@ type ApprovalRequirement struct {
 	// Number of distinct approvers needed; at least 1.
 	Quorum int32 `protobuf:"varint,2,opt,name=quorum,proto3" json:"quorum,omitempty"`
 	// Seconds from the decision within which the job must be approved and published.
-	TtlSeconds    int64 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	TtlSeconds    int64 `protobuf:"varint,3,opt,name=ttl_seconds,proto3" json:"ttl_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -539,11 +539,11 @@ func (x *ApprovalRequirement) GetTtlSeconds() int64 {
 type Approval struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Authenticated principal that approved; never taken from a request field.
-	ApprovedBy string `protobuf:"bytes,1,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	ApprovedBy string `protobuf:"bytes,1,opt,name=approved_by,proto3" json:"approved_by,omitempty"`
 	// The approver's role that the rule allows and that the approval was made under.
-	ApprovedRole string `protobuf:"bytes,2,opt,name=approved_role,json=approvedRole,proto3" json:"approved_role,omitempty"`
+	ApprovedRole string `protobuf:"bytes,2,opt,name=approved_role,proto3" json:"approved_role,omitempty"`
 	// When the approval was recorded, in microseconds since the Unix epoch.
-	ApprovedAt int64 `protobuf:"varint,3,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
+	ApprovedAt int64 `protobuf:"varint,3,opt,name=approved_at,proto3" json:"approved_at,omitempty"`
 	// The approver's reason, at most 512 bytes; may be empty.
 	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -620,40 +620,40 @@ type JobView struct {
 	// The decision of the latest revision.
 	Decision Decision `protobuf:"varint,3,opt,name=decision,proto3,enum=agate.v1.Decision" json:"decision,omitempty"`
 	// Id of the deciding rule; "default" when no rule matched.
-	RuleId string `protobuf:"bytes,4,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleId string `protobuf:"bytes,4,opt,name=rule_id,proto3" json:"rule_id,omitempty"`
 	// Why the job was decided so: the rule's reason, or the default's explanation.
 	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Ids of every rule that matched, in policy order; includes rule_id unless the
 	// policy default decided.
-	MatchedRules []string `protobuf:"bytes,6,rep,name=matched_rules,json=matchedRules,proto3" json:"matched_rules,omitempty"`
+	MatchedRules []string `protobuf:"bytes,6,rep,name=matched_rules,proto3" json:"matched_rules,omitempty"`
 	// Id of the policy snapshot that decided the job, e.g. "snap_0123456789abcdef".
-	PolicySnapshot string `protobuf:"bytes,7,opt,name=policy_snapshot,json=policySnapshot,proto3" json:"policy_snapshot,omitempty"`
+	PolicySnapshot string `protobuf:"bytes,7,opt,name=policy_snapshot,proto3" json:"policy_snapshot,omitempty"`
 	// Hash of the job's content: "sha256:" followed by 64 lower-case hex digits.
-	JobHash string `protobuf:"bytes,8,opt,name=job_hash,json=jobHash,proto3" json:"job_hash,omitempty"`
+	JobHash string `protobuf:"bytes,8,opt,name=job_hash,proto3" json:"job_hash,omitempty"`
 	// Authenticated principal that called Decide; set by the server.
-	SubmittedBy string `protobuf:"bytes,9,opt,name=submitted_by,json=submittedBy,proto3" json:"submitted_by,omitempty"`
+	SubmittedBy string `protobuf:"bytes,9,opt,name=submitted_by,proto3" json:"submitted_by,omitempty"`
 	// Approvals recorded for the latest revision, oldest first.
 	Approvals []*Approval `protobuf:"bytes,10,rep,name=approvals,proto3" json:"approvals,omitempty"`
 	// Roles, quorum and ttl the job needs; unset unless the decision is require_human.
-	RequiredApproval *ApprovalRequirement `protobuf:"bytes,11,opt,name=required_approval,json=requiredApproval,proto3" json:"required_approval,omitempty"`
+	RequiredApproval *ApprovalRequirement `protobuf:"bytes,11,opt,name=required_approval,proto3" json:"required_approval,omitempty"`
 	// Deadline for approval and publish, in microseconds since the Unix epoch;
 	// 0 when the decision is not require_human.
-	ExpiresAt int64 `protobuf:"varint,12,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt int64 `protobuf:"varint,12,opt,name=expires_at,proto3" json:"expires_at,omitempty"`
 	// Publish attempt: 0 before the first Publish, 1 after it, incremented by each
 	// Replay.
 	Attempt int32 `protobuf:"varint,13,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// Outcome reported for the current attempt; OUTCOME_UNSPECIFIED until reported.
 	Outcome Outcome `protobuf:"varint,14,opt,name=outcome,proto3,enum=agate.v1.Outcome" json:"outcome,omitempty"`
 	// When the latest revision was decided, in microseconds since the Unix epoch.
-	DecidedAt int64 `protobuf:"varint,15,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	DecidedAt int64 `protobuf:"varint,15,opt,name=decided_at,proto3" json:"decided_at,omitempty"`
 	// When the job last changed, in microseconds since the Unix epoch.
-	UpdatedAt int64 `protobuf:"varint,16,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	UpdatedAt int64 `protobuf:"varint,16,opt,name=updated_at,proto3" json:"updated_at,omitempty"`
 	// Decision revision: 1 at the first Decide, incremented when a job in conflict is
 	// re-decided.
 	Revision int32 `protobuf:"varint,17,opt,name=revision,proto3" json:"revision,omitempty"`
 	// When the current attempt was published, in microseconds since the Unix epoch;
 	// 0 before Publish.
-	PublishedAt int64 `protobuf:"varint,18,opt,name=published_at,json=publishedAt,proto3" json:"published_at,omitempty"`
+	PublishedAt int64 `protobuf:"varint,18,opt,name=published_at,proto3" json:"published_at,omitempty"`
 	// ErrorInfo reason of the conflict (e.g. "SNAPSHOT_DRIFT") when status is
 	// JOB_STATUS_CONFLICT; empty otherwise.
 	Conflict      string `protobuf:"bytes,19,opt,name=conflict,proto3" json:"conflict,omitempty"`
@@ -828,52 +828,52 @@ var File_agate_v1_job_proto protoreflect.FileDescriptor
 
 const file_agate_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x12agate/v1/job.proto\x12\bagate.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x83\x02\n" +
-	"\x03Job\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
+	"\x12agate/v1/job.proto\x12\bagate.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x85\x02\n" +
+	"\x03Job\x12\x16\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x14\n" +
 	"\x05actor\x18\x03 \x01(\tR\x05actor\x121\n" +
 	"\x06labels\x18\x04 \x03(\v2\x19.agate.v1.Job.LabelsEntryR\x06labels\x12\x18\n" +
-	"\apayload\x18\x05 \x01(\fR\apayload\x12\x19\n" +
-	"\btrace_id\x18\x06 \x01(\tR\atraceId\x1aQ\n" +
+	"\apayload\x18\x05 \x01(\fR\apayload\x12\x1a\n" +
+	"\btrace_id\x18\x06 \x01(\tR\btrace_id\x1aQ\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05value:\x028\x01\"d\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05value:\x028\x01\"e\n" +
 	"\x13ApprovalRequirement\x12\x14\n" +
 	"\x05roles\x18\x01 \x03(\tR\x05roles\x12\x16\n" +
-	"\x06quorum\x18\x02 \x01(\x05R\x06quorum\x12\x1f\n" +
-	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
-	"ttlSeconds\"\x89\x01\n" +
-	"\bApproval\x12\x1f\n" +
-	"\vapproved_by\x18\x01 \x01(\tR\n" +
-	"approvedBy\x12#\n" +
-	"\rapproved_role\x18\x02 \x01(\tR\fapprovedRole\x12\x1f\n" +
-	"\vapproved_at\x18\x03 \x01(\x03R\n" +
-	"approvedAt\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xc1\x05\n" +
+	"\x06quorum\x18\x02 \x01(\x05R\x06quorum\x12 \n" +
+	"\vttl_seconds\x18\x03 \x01(\x03R\vttl_seconds\"\x8c\x01\n" +
+	"\bApproval\x12 \n" +
+	"\vapproved_by\x18\x01 \x01(\tR\vapproved_by\x12$\n" +
+	"\rapproved_role\x18\x02 \x01(\tR\rapproved_role\x12 \n" +
+	"\vapproved_at\x18\x03 \x01(\x03R\vapproved_at\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xcb\x05\n" +
 	"\aJobView\x12\x1f\n" +
 	"\x03job\x18\x01 \x01(\v2\r.agate.v1.JobR\x03job\x12+\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x13.agate.v1.JobStatusR\x06status\x12.\n" +
-	"\bdecision\x18\x03 \x01(\x0e2\x12.agate.v1.DecisionR\bdecision\x12\x17\n" +
-	"\arule_id\x18\x04 \x01(\tR\x06ruleId\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\x12#\n" +
-	"\rmatched_rules\x18\x06 \x03(\tR\fmatchedRules\x12'\n" +
-	"\x0fpolicy_snapshot\x18\a \x01(\tR\x0epolicySnapshot\x12\x19\n" +
-	"\bjob_hash\x18\b \x01(\tR\ajobHash\x12!\n" +
-	"\fsubmitted_by\x18\t \x01(\tR\vsubmittedBy\x120\n" +
+	"\bdecision\x18\x03 \x01(\x0e2\x12.agate.v1.DecisionR\bdecision\x12\x18\n" +
+	"\arule_id\x18\x04 \x01(\tR\arule_id\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12$\n" +
+	"\rmatched_rules\x18\x06 \x03(\tR\rmatched_rules\x12(\n" +
+	"\x0fpolicy_snapshot\x18\a \x01(\tR\x0fpolicy_snapshot\x12\x1a\n" +
+	"\bjob_hash\x18\b \x01(\tR\bjob_hash\x12\"\n" +
+	"\fsubmitted_by\x18\t \x01(\tR\fsubmitted_by\x120\n" +
 	"\tapprovals\x18\n" +
-	" \x03(\v2\x12.agate.v1.ApprovalR\tapprovals\x12J\n" +
-	"\x11required_approval\x18\v \x01(\v2\x1d.agate.v1.ApprovalRequirementR\x10requiredApproval\x12\x1d\n" +
+	" \x03(\v2\x12.agate.v1.ApprovalR\tapprovals\x12K\n" +
+	"\x11required_approval\x18\v \x01(\v2\x1d.agate.v1.ApprovalRequirementR\x11required_approval\x12\x1e\n" +
 	"\n" +
-	"expires_at\x18\f \x01(\x03R\texpiresAt\x12\x18\n" +
+	"expires_at\x18\f \x01(\x03R\n" +
+	"expires_at\x12\x18\n" +
 	"\aattempt\x18\r \x01(\x05R\aattempt\x12+\n" +
-	"\aoutcome\x18\x0e \x01(\x0e2\x11.agate.v1.OutcomeR\aoutcome\x12\x1d\n" +
+	"\aoutcome\x18\x0e \x01(\x0e2\x11.agate.v1.OutcomeR\aoutcome\x12\x1e\n" +
 	"\n" +
-	"decided_at\x18\x0f \x01(\x03R\tdecidedAt\x12\x1d\n" +
+	"decided_at\x18\x0f \x01(\x03R\n" +
+	"decided_at\x12\x1e\n" +
 	"\n" +
-	"updated_at\x18\x10 \x01(\x03R\tupdatedAt\x12\x1a\n" +
-	"\brevision\x18\x11 \x01(\x05R\brevision\x12!\n" +
-	"\fpublished_at\x18\x12 \x01(\x03R\vpublishedAt\x12\x1a\n" +
+	"updated_at\x18\x10 \x01(\x03R\n" +
+	"updated_at\x12\x1a\n" +
+	"\brevision\x18\x11 \x01(\x05R\brevision\x12\"\n" +
+	"\fpublished_at\x18\x12 \x01(\x03R\fpublished_at\x12\x1a\n" +
 	"\bconflict\x18\x13 \x01(\tR\bconflict*g\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +

@@ -25,17 +25,17 @@ const (
 type Snapshot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Content-derived id: "snap_" + the first 16 hex digits of sha256.
-	SnapshotId string `protobuf:"bytes,1,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	SnapshotId string `protobuf:"bytes,1,opt,name=snapshot_id,proto3" json:"snapshot_id,omitempty"`
 	// Lower-case hex SHA-256 of the canonical source.
 	Sha256 string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	// The canonical policy source (YAML). Empty in ListSnapshots; use GetSnapshot.
 	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
 	// When the snapshot was first stored, in microseconds since the Unix epoch.
-	CreatedAt int64 `protobuf:"varint,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedAt int64 `protobuf:"varint,4,opt,name=created_at,proto3" json:"created_at,omitempty"`
 	// Authenticated principal that first stored it.
-	CreatedBy string `protobuf:"bytes,5,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedBy string `protobuf:"bytes,5,opt,name=created_by,proto3" json:"created_by,omitempty"`
 	// Number of rules in the policy.
-	RuleCount int32 `protobuf:"varint,6,opt,name=rule_count,json=ruleCount,proto3" json:"rule_count,omitempty"`
+	RuleCount int32 `protobuf:"varint,6,opt,name=rule_count,proto3" json:"rule_count,omitempty"`
 	// True when this is the active snapshot at the time of the call.
 	Active        bool `protobuf:"varint,7,opt,name=active,proto3" json:"active,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -264,7 +264,7 @@ type PutPolicyResponse struct {
 	Activated bool `protobuf:"varint,4,opt,name=activated,proto3" json:"activated,omitempty"`
 	// The snapshot that was active before this call activated another; empty
 	// otherwise.
-	PreviousSnapshotId string `protobuf:"bytes,5,opt,name=previous_snapshot_id,json=previousSnapshotId,proto3" json:"previous_snapshot_id,omitempty"`
+	PreviousSnapshotId string `protobuf:"bytes,5,opt,name=previous_snapshot_id,proto3" json:"previous_snapshot_id,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -338,9 +338,9 @@ func (x *PutPolicyResponse) GetPreviousSnapshotId() string {
 type ActivateSnapshotRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of a stored snapshot.
-	SnapshotId string `protobuf:"bytes,1,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	SnapshotId string `protobuf:"bytes,1,opt,name=snapshot_id,proto3" json:"snapshot_id,omitempty"`
 	// Only report what activation would do; change nothing.
-	DryRun        bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	DryRun        bool `protobuf:"varint,2,opt,name=dry_run,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -393,18 +393,18 @@ func (x *ActivateSnapshotRequest) GetDryRun() bool {
 type ActivateSnapshotResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The snapshot active before the call; empty when none was.
-	PreviousSnapshotId string `protobuf:"bytes,1,opt,name=previous_snapshot_id,json=previousSnapshotId,proto3" json:"previous_snapshot_id,omitempty"`
+	PreviousSnapshotId string `protobuf:"bytes,1,opt,name=previous_snapshot_id,proto3" json:"previous_snapshot_id,omitempty"`
 	// True when this call changed the active snapshot; false for a dry run or when
 	// the snapshot was already active.
 	Activated bool `protobuf:"varint,2,opt,name=activated,proto3" json:"activated,omitempty"`
 	// True when snapshot_id was already the active snapshot; nothing changed.
-	AlreadyActive bool `protobuf:"varint,3,opt,name=already_active,json=alreadyActive,proto3" json:"already_active,omitempty"`
+	AlreadyActive bool `protobuf:"varint,3,opt,name=already_active,proto3" json:"already_active,omitempty"`
 	// Pending-approval jobs decided under another snapshot, which Approve will answer
 	// with SNAPSHOT_DRIFT once snapshot_id is active.
-	WouldDriftPending int64 `protobuf:"varint,4,opt,name=would_drift_pending,json=wouldDriftPending,proto3" json:"would_drift_pending,omitempty"`
+	WouldDriftPending int64 `protobuf:"varint,4,opt,name=would_drift_pending,proto3" json:"would_drift_pending,omitempty"`
 	// Approved, unpublished jobs decided under another snapshot, which Publish will
 	// answer with SNAPSHOT_DRIFT once snapshot_id is active.
-	WouldDriftApproved int64 `protobuf:"varint,5,opt,name=would_drift_approved,json=wouldDriftApproved,proto3" json:"would_drift_approved,omitempty"`
+	WouldDriftApproved int64 `protobuf:"varint,5,opt,name=would_drift_approved,proto3" json:"would_drift_approved,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -478,7 +478,7 @@ func (x *ActivateSnapshotResponse) GetWouldDriftApproved() int64 {
 type GetSnapshotRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Id of the snapshot.
-	SnapshotId    string `protobuf:"bytes,1,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	SnapshotId    string `protobuf:"bytes,1,opt,name=snapshot_id,proto3" json:"snapshot_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -570,10 +570,10 @@ func (x *GetSnapshotResponse) GetSnapshot() *Snapshot {
 type ListSnapshotsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Maximum snapshots per page: default 50, at most 500.
-	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,proto3" json:"page_size,omitempty"`
 	// Opaque token from a previous response's next_page_token; empty for the first
 	// page.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -628,9 +628,9 @@ type ListSnapshotsResponse struct {
 	// Snapshots, newest first, without sources.
 	Snapshots []*Snapshot `protobuf:"bytes,1,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
 	// Token for the next page; empty when there is none.
-	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,proto3" json:"next_page_token,omitempty"`
 	// Id of the active snapshot; empty when none is.
-	ActiveSnapshotId string `protobuf:"bytes,3,opt,name=active_snapshot_id,json=activeSnapshotId,proto3" json:"active_snapshot_id,omitempty"`
+	ActiveSnapshotId string `protobuf:"bytes,3,opt,name=active_snapshot_id,proto3" json:"active_snapshot_id,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -742,11 +742,11 @@ type ValidatePolicyResponse struct {
 	// Warnings, e.g. rules a job can slip past by omitting a label.
 	Warnings []*PolicyIssue `protobuf:"bytes,3,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	// The id the snapshot would get; empty when invalid.
-	SnapshotId string `protobuf:"bytes,4,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	SnapshotId string `protobuf:"bytes,4,opt,name=snapshot_id,proto3" json:"snapshot_id,omitempty"`
 	// Lower-case hex SHA-256 of the canonical source; empty when invalid.
 	Sha256 string `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	// Number of rules; 0 when invalid.
-	RuleCount     int32 `protobuf:"varint,6,opt,name=rule_count,json=ruleCount,proto3" json:"rule_count,omitempty"`
+	RuleCount     int32 `protobuf:"varint,6,opt,name=rule_count,proto3" json:"rule_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -829,7 +829,7 @@ type EvaluateRequest struct {
 	// The job to evaluate; job_id may be empty (it is not stored).
 	Job *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
 	// Snapshot to evaluate under; empty means the active snapshot.
-	SnapshotId    string `protobuf:"bytes,2,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	SnapshotId    string `protobuf:"bytes,2,opt,name=snapshot_id,proto3" json:"snapshot_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -884,17 +884,17 @@ type EvaluateResponse struct {
 	// The decision.
 	Decision Decision `protobuf:"varint,1,opt,name=decision,proto3,enum=agate.v1.Decision" json:"decision,omitempty"`
 	// Id of the deciding rule; "default" when no rule matched.
-	RuleId string `protobuf:"bytes,2,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleId string `protobuf:"bytes,2,opt,name=rule_id,proto3" json:"rule_id,omitempty"`
 	// Why: the deciding rule's reason, or the default's explanation.
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Ids of every rule that matched, in policy order.
-	MatchedRules []string `protobuf:"bytes,4,rep,name=matched_rules,json=matchedRules,proto3" json:"matched_rules,omitempty"`
+	MatchedRules []string `protobuf:"bytes,4,rep,name=matched_rules,proto3" json:"matched_rules,omitempty"`
 	// What approval the job would need; unset unless the decision is require_human.
-	RequiredApproval *ApprovalRequirement `protobuf:"bytes,5,opt,name=required_approval,json=requiredApproval,proto3" json:"required_approval,omitempty"`
+	RequiredApproval *ApprovalRequirement `protobuf:"bytes,5,opt,name=required_approval,proto3" json:"required_approval,omitempty"`
 	// The snapshot that was evaluated.
-	SnapshotId string `protobuf:"bytes,6,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	SnapshotId string `protobuf:"bytes,6,opt,name=snapshot_id,proto3" json:"snapshot_id,omitempty"`
 	// The job's content hash, as Decide would compute it.
-	JobHash       string `protobuf:"bytes,7,opt,name=job_hash,json=jobHash,proto3" json:"job_hash,omitempty"`
+	JobHash       string `protobuf:"bytes,7,opt,name=job_hash,proto3" json:"job_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -982,18 +982,20 @@ var File_agate_v1_policy_service_proto protoreflect.FileDescriptor
 
 const file_agate_v1_policy_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dagate/v1/policy_service.proto\x12\bagate.v1\x1a\x12agate/v1/job.proto\"\xd0\x01\n" +
-	"\bSnapshot\x12\x1f\n" +
-	"\vsnapshot_id\x18\x01 \x01(\tR\n" +
-	"snapshotId\x12\x16\n" +
+	"\x1dagate/v1/policy_service.proto\x12\bagate.v1\x1a\x12agate/v1/job.proto\"\xd4\x01\n" +
+	"\bSnapshot\x12 \n" +
+	"\vsnapshot_id\x18\x01 \x01(\tR\vsnapshot_id\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x16\n" +
-	"\x06source\x18\x03 \x01(\tR\x06source\x12\x1d\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x1e\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\x03R\tcreatedAt\x12\x1d\n" +
+	"created_at\x18\x04 \x01(\x03R\n" +
+	"created_at\x12\x1e\n" +
 	"\n" +
-	"created_by\x18\x05 \x01(\tR\tcreatedBy\x12\x1d\n" +
+	"created_by\x18\x05 \x01(\tR\n" +
+	"created_by\x12\x1e\n" +
 	"\n" +
-	"rule_count\x18\x06 \x01(\x05R\truleCount\x12\x16\n" +
+	"rule_count\x18\x06 \x01(\x05R\n" +
+	"rule_count\x12\x16\n" +
 	"\x06active\x18\a \x01(\bR\x06active\"i\n" +
 	"\vPolicyIssue\x12\x12\n" +
 	"\x04line\x18\x01 \x01(\x05R\x04line\x12\x16\n" +
@@ -1002,60 +1004,57 @@ const file_agate_v1_policy_service_proto_rawDesc = "" +
 	"\amessage\x18\x04 \x01(\tR\amessage\"F\n" +
 	"\x10PutPolicyRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x1a\n" +
-	"\bactivate\x18\x02 \x01(\bR\bactivate\"\xe0\x01\n" +
+	"\bactivate\x18\x02 \x01(\bR\bactivate\"\xe2\x01\n" +
 	"\x11PutPolicyResponse\x12.\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x12.agate.v1.SnapshotR\bsnapshot\x121\n" +
 	"\bwarnings\x18\x02 \x03(\v2\x15.agate.v1.PolicyIssueR\bwarnings\x12\x18\n" +
 	"\acreated\x18\x03 \x01(\bR\acreated\x12\x1c\n" +
-	"\tactivated\x18\x04 \x01(\bR\tactivated\x120\n" +
-	"\x14previous_snapshot_id\x18\x05 \x01(\tR\x12previousSnapshotId\"S\n" +
-	"\x17ActivateSnapshotRequest\x12\x1f\n" +
-	"\vsnapshot_id\x18\x01 \x01(\tR\n" +
-	"snapshotId\x12\x17\n" +
-	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"\xf3\x01\n" +
-	"\x18ActivateSnapshotResponse\x120\n" +
-	"\x14previous_snapshot_id\x18\x01 \x01(\tR\x12previousSnapshotId\x12\x1c\n" +
-	"\tactivated\x18\x02 \x01(\bR\tactivated\x12%\n" +
-	"\x0ealready_active\x18\x03 \x01(\bR\ralreadyActive\x12.\n" +
-	"\x13would_drift_pending\x18\x04 \x01(\x03R\x11wouldDriftPending\x120\n" +
-	"\x14would_drift_approved\x18\x05 \x01(\x03R\x12wouldDriftApproved\"5\n" +
-	"\x12GetSnapshotRequest\x12\x1f\n" +
-	"\vsnapshot_id\x18\x01 \x01(\tR\n" +
-	"snapshotId\"E\n" +
+	"\tactivated\x18\x04 \x01(\bR\tactivated\x122\n" +
+	"\x14previous_snapshot_id\x18\x05 \x01(\tR\x14previous_snapshot_id\"U\n" +
+	"\x17ActivateSnapshotRequest\x12 \n" +
+	"\vsnapshot_id\x18\x01 \x01(\tR\vsnapshot_id\x12\x18\n" +
+	"\adry_run\x18\x02 \x01(\bR\adry_run\"\xfa\x01\n" +
+	"\x18ActivateSnapshotResponse\x122\n" +
+	"\x14previous_snapshot_id\x18\x01 \x01(\tR\x14previous_snapshot_id\x12\x1c\n" +
+	"\tactivated\x18\x02 \x01(\bR\tactivated\x12&\n" +
+	"\x0ealready_active\x18\x03 \x01(\bR\x0ealready_active\x120\n" +
+	"\x13would_drift_pending\x18\x04 \x01(\x03R\x13would_drift_pending\x122\n" +
+	"\x14would_drift_approved\x18\x05 \x01(\x03R\x14would_drift_approved\"6\n" +
+	"\x12GetSnapshotRequest\x12 \n" +
+	"\vsnapshot_id\x18\x01 \x01(\tR\vsnapshot_id\"E\n" +
 	"\x13GetSnapshotResponse\x12.\n" +
-	"\bsnapshot\x18\x01 \x01(\v2\x12.agate.v1.SnapshotR\bsnapshot\"R\n" +
-	"\x14ListSnapshotsRequest\x12\x1b\n" +
-	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\bsnapshot\x18\x01 \x01(\v2\x12.agate.v1.SnapshotR\bsnapshot\"T\n" +
+	"\x14ListSnapshotsRequest\x12\x1c\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\tpage_size\x12\x1e\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"\x9f\x01\n" +
+	"page_token\x18\x02 \x01(\tR\n" +
+	"page_token\"\xa3\x01\n" +
 	"\x15ListSnapshotsResponse\x120\n" +
-	"\tsnapshots\x18\x01 \x03(\v2\x12.agate.v1.SnapshotR\tsnapshots\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12,\n" +
-	"\x12active_snapshot_id\x18\x03 \x01(\tR\x10activeSnapshotId\"/\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x12.agate.v1.SnapshotR\tsnapshots\x12(\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\x0fnext_page_token\x12.\n" +
+	"\x12active_snapshot_id\x18\x03 \x01(\tR\x12active_snapshot_id\"/\n" +
 	"\x15ValidatePolicyRequest\x12\x16\n" +
-	"\x06source\x18\x01 \x01(\tR\x06source\"\xe8\x01\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\"\xea\x01\n" +
 	"\x16ValidatePolicyResponse\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x12-\n" +
 	"\x06errors\x18\x02 \x03(\v2\x15.agate.v1.PolicyIssueR\x06errors\x121\n" +
-	"\bwarnings\x18\x03 \x03(\v2\x15.agate.v1.PolicyIssueR\bwarnings\x12\x1f\n" +
-	"\vsnapshot_id\x18\x04 \x01(\tR\n" +
-	"snapshotId\x12\x16\n" +
-	"\x06sha256\x18\x05 \x01(\tR\x06sha256\x12\x1d\n" +
+	"\bwarnings\x18\x03 \x03(\v2\x15.agate.v1.PolicyIssueR\bwarnings\x12 \n" +
+	"\vsnapshot_id\x18\x04 \x01(\tR\vsnapshot_id\x12\x16\n" +
+	"\x06sha256\x18\x05 \x01(\tR\x06sha256\x12\x1e\n" +
 	"\n" +
-	"rule_count\x18\x06 \x01(\x05R\truleCount\"S\n" +
+	"rule_count\x18\x06 \x01(\x05R\n" +
+	"rule_count\"T\n" +
 	"\x0fEvaluateRequest\x12\x1f\n" +
-	"\x03job\x18\x01 \x01(\v2\r.agate.v1.JobR\x03job\x12\x1f\n" +
-	"\vsnapshot_id\x18\x02 \x01(\tR\n" +
-	"snapshotId\"\xa0\x02\n" +
+	"\x03job\x18\x01 \x01(\v2\r.agate.v1.JobR\x03job\x12 \n" +
+	"\vsnapshot_id\x18\x02 \x01(\tR\vsnapshot_id\"\xa5\x02\n" +
 	"\x10EvaluateResponse\x12.\n" +
-	"\bdecision\x18\x01 \x01(\x0e2\x12.agate.v1.DecisionR\bdecision\x12\x17\n" +
-	"\arule_id\x18\x02 \x01(\tR\x06ruleId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\x12#\n" +
-	"\rmatched_rules\x18\x04 \x03(\tR\fmatchedRules\x12J\n" +
-	"\x11required_approval\x18\x05 \x01(\v2\x1d.agate.v1.ApprovalRequirementR\x10requiredApproval\x12\x1f\n" +
-	"\vsnapshot_id\x18\x06 \x01(\tR\n" +
-	"snapshotId\x12\x19\n" +
-	"\bjob_hash\x18\a \x01(\tR\ajobHash2\xe6\x03\n" +
+	"\bdecision\x18\x01 \x01(\x0e2\x12.agate.v1.DecisionR\bdecision\x12\x18\n" +
+	"\arule_id\x18\x02 \x01(\tR\arule_id\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12$\n" +
+	"\rmatched_rules\x18\x04 \x03(\tR\rmatched_rules\x12K\n" +
+	"\x11required_approval\x18\x05 \x01(\v2\x1d.agate.v1.ApprovalRequirementR\x11required_approval\x12 \n" +
+	"\vsnapshot_id\x18\x06 \x01(\tR\vsnapshot_id\x12\x1a\n" +
+	"\bjob_hash\x18\a \x01(\tR\bjob_hash2\xe6\x03\n" +
 	"\rPolicyService\x12D\n" +
 	"\tPutPolicy\x12\x1a.agate.v1.PutPolicyRequest\x1a\x1b.agate.v1.PutPolicyResponse\x12Y\n" +
 	"\x10ActivateSnapshot\x12!.agate.v1.ActivateSnapshotRequest\x1a\".agate.v1.ActivateSnapshotResponse\x12J\n" +

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// serveConfig is everything `agate serve` is configured with, from flags or AGATE_*
+// environment variables (a flag given on the command line wins).
+type serveConfig struct {
+	GRPCAddr    string
+	HTTPAddr    string
+	DB          string
+	PolicyFile  string
+	TokensFile  string
+	TLSCert     string
+	TLSKey      string
+	TLSClientCA string
+
+	SnapshotRefresh   time.Duration
+	SnapshotCacheSize int
+	ShutdownGrace     time.Duration
+	MaxCallTime       time.Duration
+	LogLevel          string
+}
+
+func defaultServeConfig() serveConfig {
+	return serveConfig{
+		GRPCAddr:          "127.0.0.1:7070",
+		HTTPAddr:          "127.0.0.1:7071",
+		DB:                "data/agate.db",
+		SnapshotRefresh:   time.Second,
+		SnapshotCacheSize: 64,
+		ShutdownGrace:     10 * time.Second,
+		MaxCallTime:       30 * time.Second,
+		LogLevel:          "info",
+	}
+}
+
+// parseServeConfig reads flags over environment over defaults, then validates.
+func parseServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
+	c := defaultServeConfig()
+	fs := flag.NewFlagSet("agate serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	str := func(p *string, name, env, usage string) {
+		if v, ok := os.LookupEnv(env); ok {
+			*p = v
+		}
+		fs.StringVar(p, name, *p, usage+" (env "+env+")")
+	}
+	dur := func(p *time.Duration, name, env, usage string) {
+		if v, ok := os.LookupEnv(env); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				*p = d
+			} else {
+				*p = -1 // rejected by Validate with the variable's name
+			}
+		}
+		fs.DurationVar(p, name, *p, usage+" (env "+env+")")
+	}
+	str(&c.GRPCAddr, "grpc-addr", "AGATE_GRPC_ADDR", "gRPC listen address")
+	str(&c.HTTPAddr, "http-addr", "AGATE_HTTP_ADDR", "HTTP listen address for /metrics, /healthz, /readyz")
+	str(&c.DB, "db", "AGATE_DB", "database: a SQLite file path, or a postgres:// / postgresql:// URL (PostgreSQL or CockroachDB)")
+	str(&c.PolicyFile, "policy", "AGATE_POLICY", "policy file to activate at start and on SIGHUP (optional)")
+	str(&c.TokensFile, "tokens", "AGATE_TOKENS", "tokens file: principals, roles and SHA-256 token digests (required)")
+	str(&c.TLSCert, "tls-cert", "AGATE_TLS_CERT", "server certificate (PEM)")
+	str(&c.TLSKey, "tls-key", "AGATE_TLS_KEY", "server private key (PEM)")
+	str(&c.TLSClientCA, "tls-client-ca", "AGATE_TLS_CLIENT_CA", "CA bundle for client certificates (enables mTLS)")
+	str(&c.LogLevel, "log-level", "AGATE_LOG_LEVEL", "debug, info, warn or error")
+	dur(&c.SnapshotRefresh, "snapshot-refresh", "AGATE_SNAPSHOT_REFRESH", "how often a replica re-reads the active snapshot")
+	dur(&c.ShutdownGrace, "shutdown-grace", "AGATE_SHUTDOWN_GRACE", "how long shutdown waits for in-flight calls")
+	dur(&c.MaxCallTime, "max-call-time", "AGATE_MAX_CALL_TIME", "longest any call may run")
+	cache := strconv.Itoa(c.SnapshotCacheSize)
+	str(&cache, "snapshot-cache", "AGATE_SNAPSHOT_CACHE", "compiled snapshots kept in memory")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	n, err := strconv.Atoi(cache)
+	if err != nil {
+		return c, fmt.Errorf("--snapshot-cache: %q is not a number", cache)
+	}
+	c.SnapshotCacheSize = n
+	return c, c.Validate()
+}
+
+// Validate reports every configuration problem at once, each naming its flag.
+func (c serveConfig) Validate() error {
+	var errs []error
+	addr := func(name, v string) {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			errs = append(errs, fmt.Errorf("--%s: %q is not host:port", name, v))
+		}
+	}
+	addr("grpc-addr", c.GRPCAddr)
+	addr("http-addr", c.HTTPAddr)
+	if c.DB == "" {
+		errs = append(errs, errors.New("--db: is empty"))
+	}
+	if c.TokensFile == "" {
+		errs = append(errs, errors.New("--tokens: is required (no anonymous access)"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key: give both or neither"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("--tls-client-ca: needs --tls-cert and --tls-key"))
+	}
+	for name, d := range map[string]time.Duration{"snapshot-refresh": c.SnapshotRefresh,
+		"shutdown-grace": c.ShutdownGrace, "max-call-time": c.MaxCallTime} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("--%s: must be a positive duration", name))
+		}
+	}
+	if c.SnapshotCacheSize <= 0 {
+		errs = append(errs, errors.New("--snapshot-cache: must be positive"))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level: %q is not debug, info, warn or error", s)
+	}
+	return l, nil
+}

@@ -1,0 +1,58 @@
+// Command agate is Agate's one binary: the policy decision point server (`agate serve`),
+// the policy tools (`agate policy check|test`) and the evidence verifier.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var ex exitError
+		if errors.As(err, &ex) {
+			os.Exit(int(ex))
+		}
+		fmt.Fprintln(os.Stderr, "agate:", err)
+		os.Exit(1)
+	}
+}
+
+// exitError ends the process with a status after the command already said why.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+const usage = `usage:
+  agate serve [flags]                    run the gRPC server (agate serve -h for flags)
+  agate policy check FILE                validate a policy; print its snapshot id, sha256 and rule count
+  agate policy test FILE CASES.yaml      run policy test cases
+`
+
+// run dispatches a command line; it is main without the process.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitError(2)
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stderr)
+	case "policy":
+		return runPolicy(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n%s", args[0], usage)
+		return exitError(2)
+	}
+}

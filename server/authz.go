@@ -1,0 +1,62 @@
+package server
+
+import (
+	"slices"
+	"strings"
+)
+
+// anyAuthenticated marks RPCs open to every authenticated principal because the real
+// check depends on the job: the lifecycle checks an approver's roles against the job's
+// rule, and handlers scope GetJob and Cancel to what the caller may see.
+const anyAuthenticated = "*"
+
+// methodRoles says which roles may call each RPC (any one suffices). An RPC missing from
+// this table is refused: new RPCs are closed until someone decides who may call them.
+var methodRoles = map[string][]string{
+	"/agate.v1.DecisionService/Decide":               {RoleDecide},
+	"/agate.v1.DecisionService/Approve":              {anyAuthenticated},
+	"/agate.v1.DecisionService/Reject":               {anyAuthenticated},
+	"/agate.v1.DecisionService/Publish":              {RoleDispatch},
+	"/agate.v1.DecisionService/ReportOutcome":        {RoleDispatch},
+	"/agate.v1.DecisionService/ListReplayable":       {RoleDispatch},
+	"/agate.v1.DecisionService/Replay":               {RoleDispatch},
+	"/agate.v1.DecisionService/Cancel":               {anyAuthenticated},
+	"/agate.v1.DecisionService/GetJob":               {anyAuthenticated},
+	"/agate.v1.DecisionService/ListPendingApprovals": {anyAuthenticated},
+	"/agate.v1.PolicyService/PutPolicy":              {RolePolicyAdmin},
+	"/agate.v1.PolicyService/ActivateSnapshot":       {RolePolicyAdmin},
+	"/agate.v1.PolicyService/ValidatePolicy":         {RolePolicyAdmin},
+	"/agate.v1.PolicyService/GetSnapshot":            {RoleAudit, RolePolicyAdmin},
+	"/agate.v1.PolicyService/ListSnapshots":          {RoleAudit, RolePolicyAdmin},
+	"/agate.v1.PolicyService/Evaluate":               {RoleDecide, RolePolicyAdmin},
+}
+
+// publicPrefixes need no credentials: load balancers probe health, and auditors and
+// operators discover the API with reflection.
+var publicPrefixes = []string{"/grpc.health.v1.Health/", "/grpc.reflection."}
+
+func isPublic(method string) bool {
+	for _, p := range publicPrefixes {
+		if strings.HasPrefix(method, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowed reports whether a caller holding roles may call method.
+func allowed(method string, roles []string) bool {
+	want, ok := methodRoles[method]
+	if !ok && strings.HasPrefix(method, "/agate.v1.EvidenceService/") {
+		want, ok = []string{RoleAudit}, true
+	}
+	if !ok {
+		return false
+	}
+	for _, w := range want {
+		if w == anyAuthenticated || slices.Contains(roles, w) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,220 @@
+package server
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	agatev1 "github.com/agate-pdp/agate/gen/agate/v1"
+	"github.com/agate-pdp/agate/jobs"
+	"github.com/agate-pdp/agate/store"
+)
+
+// decisionService adapts the job lifecycle to agate.v1.DecisionService.
+type decisionService struct {
+	agatev1.UnimplementedDecisionServiceServer
+	s *Server
+}
+
+func (d *decisionService) fail(ctx context.Context, err error) error {
+	d.s.countError(err)
+	return toStatus(ctx, d.s.log, err)
+}
+
+func (d *decisionService) Decide(ctx context.Context, req *agatev1.DecideRequest) (*agatev1.DecideResponse, error) {
+	r, err := decideRequest(ctx, req.GetJob())
+	if err != nil {
+		return nil, d.fail(ctx, err)
+	}
+	res, err := d.s.jobs.Decide(ctx, principalFrom(ctx), r)
+	if err != nil {
+		return nil, d.fail(ctx, err)
+	}
+	j := res.Job
+	if !res.AlreadyDecided && d.s.metrics != nil {
+		d.s.metrics.decisions.WithLabelValues(j.Decision).Inc()
+	}
+	var ttl int64
+	if j.ExpiresAt > 0 {
+		ttl = (j.ExpiresAt - j.DecidedAt) / 1e6
+	}
+	return &agatev1.DecideResponse{
+		JobId: j.ID, Decision: decisionEnum(j.Decision), Status: statusEnum(j.Status),
+		RuleId: j.RuleID, Reason: j.Reason, MatchedRules: j.MatchedRules,
+		PolicySnapshot: j.Snapshot, JobHash: j.Hash, TraceId: j.TraceID,
+		RequiredApproval: approvalRequirement(j.ApprovalRoles, j.Quorum, ttl),
+		ExpiresAt:        j.ExpiresAt, DecidedAt: j.DecidedAt, Revision: int32(j.Revision),
+		AlreadyDecided: res.AlreadyDecided,
+	}, nil
+}
+
+func (d *decisionService) Approve(ctx context.Context, req *agatev1.ApproveRequest) (*agatev1.ApproveResponse, error) {
+	p := principalFrom(ctx)
+	res, err := d.s.jobs.Approve(ctx, p, jobs.ApproveRequest{JobID: req.GetJobId(), JobHash: req.GetJobHash(), Reason: req.GetReason()})
+	if err != nil {
+		d.s.countApproval("refused", err)
+		return nil, d.fail(ctx, err)
+	}
+	outcome := "approved"
+	if res.AlreadyApproved {
+		outcome = "already_approved"
+	}
+	d.s.countApproval(outcome, nil)
+	j := res.Job
+	resp := &agatev1.ApproveResponse{JobId: j.ID, Status: statusEnum(j.Status), Approvals: wireApprovals(res.Approvals),
+		Quorum: int32(j.Quorum), PolicySnapshot: j.Snapshot, JobHash: j.Hash, ExpiresAt: j.ExpiresAt,
+		AlreadyApproved: res.AlreadyApproved}
+	for _, a := range res.Approvals {
+		if a.Approver == p.ID {
+			resp.Approval = wireApprovals([]store.Approval{a})[0]
+		}
+	}
+	return resp, nil
+}
+
+func (d *decisionService) Reject(ctx context.Context, req *agatev1.RejectRequest) (*agatev1.RejectResponse, error) {
+	p := principalFrom(ctx)
+	res, err := d.s.jobs.Reject(ctx, p, jobs.RejectRequest{JobID: req.GetJobId(), JobHash: req.GetJobHash(), Reason: req.GetReason()})
+	if err != nil {
+		d.s.countApproval("refused", err)
+		return nil, d.fail(ctx, err)
+	}
+	outcome := "rejected"
+	if res.AlreadyRejected {
+		outcome = "already_rejected"
+	}
+	d.s.countApproval(outcome, nil)
+	j := res.Job
+	return &agatev1.RejectResponse{JobId: j.ID, Status: statusEnum(j.Status), RejectedBy: p.ID,
+		RejectedRole: firstCommon(p.Roles, j.ApprovalRoles), RejectedAt: j.UpdatedAt,
+		AlreadyRejected: res.AlreadyRejected}, nil
+}
+
+func firstCommon(have, allowed []string) string {
+	for _, r := range allowed {
+		if slices.Contains(have, r) {
+			return r
+		}
+	}
+	return ""
+}
+
+func (d *decisionService) Publish(ctx context.Context, req *agatev1.PublishRequest) (*agatev1.PublishResponse, error) {
+	res, err := d.s.jobs.Publish(ctx, principalFrom(ctx), jobs.PublishRequest{JobID: req.GetJobId(), JobHash: req.GetJobHash()})
+	if err != nil {
+		return nil, d.fail(ctx, err)
+	}
+	view, err := d.s.jobs.GetJob(ctx, res.Job.ID)
+	if err != nil {
+		return nil, d.fail(ctx, err)
+	}
+	return &agatev1.PublishResponse{Job: jobView(view.Job, view.Approvals), AlreadyPublished: res.AlreadyPublished}, nil
+}
+
+func (d *decisionService) ReportOutcome(ctx context.Context, req *agatev1.ReportOutcomeRequest) (*agatev1.ReportOutcomeResponse, error) {
+	var ok bool
+	switch req.GetOutcome() {
+	case agatev1.Outcome_OUTCOME_SUCCEEDED:
+		ok = true
+	case agatev1.Outcome_OUTCOME_FAILED:
+	default:
+		return nil, d.fail(ctx, invalid("outcome", "must be OUTCOME_SUCCEEDED or OUTCOME_FAILED"))
+	}
+	res, err := d.s.jobs.ReportOutcome(ctx, principalFrom(ctx), jobs.OutcomeRequest{JobID: req.GetJobId(),
+		Attempt: int64(req.GetAttempt()), Succeeded: ok, Detail: req.GetDetail()})
+	if err != nil {
+		return nil, d.fail(ctx, err)
+	}
+	j := res.Job
+	return &agatev1.ReportOutcomeResponse{JobId: j.ID, Status: statusEnum(j.Status), Attempt: int32(j.Attempt),
+		Outcome: outcomeEnum(j.Outcome), AlreadyReported: res.AlreadyReported}, nil
+}
+
+func (d *decisionService) ListReplayable(ctx context.Context, req *agatev1.ListReplayableRequest) (*agatev1.ListReplayableResponse, error) {
+	list, next, err := d.s.jobs.ListReplayable(ctx, principalFrom(ctx), jobs.ReplayableQuery{
+		OlderThan: time.Duration(req.GetOlderThanSeconds()) * time.Second,
+		PageSize:  int(req.GetPageSize()), PageToken: req.GetPageToken()})
+	if err != nil {
+		return nil, d.fail(ctx, err)
+	}
+	resp := &agatev1.ListReplayableResponse{NextPageToken: next}
+	for _, j := range list {
+		resp.Jobs = append(resp.Jobs, jobView(j, nil))
+	}
+	return resp, nil
+}
+
+func (d *decisionService) Replay(ctx context.Context, req *agatev1.ReplayRequest) (*agatev1.ReplayResponse, error) {
+	res, err := d.s.jobs.Replay(ctx, principalFrom(ctx), jobs.ReplayRequest{JobID: req.GetJobId(), JobHash: req.GetJobHash(),
+		ExpectedAttempt: int64(req.GetExpectedAttempt()), ReasonCode: req.GetReasonCode(), Reason: req.GetReason()})
+	if err != nil {
+		return nil, d.fail(ctx, err)
+	}
+	if !res.AlreadyReplayed && d.s.metrics != nil {
+		d.s.metrics.replays.WithLabelValues(req.GetReasonCode()).Inc()
+	}
+	view, err := d.s.jobs.GetJob(ctx, res.Job.ID)
+	if err != nil {
+		return nil, d.fail(ctx, err)
+	}
+	return &agatev1.ReplayResponse{Job: jobView(view.Job, view.Approvals), AlreadyReplayed: res.AlreadyReplayed}, nil
+}
+
+func (d *decisionService) Cancel(ctx context.Context, req *agatev1.CancelRequest) (*agatev1.CancelResponse, error) {
+	p := principalFrom(ctx)
+	res, err := d.s.jobs.Cancel(ctx, p, jobs.CancelRequest{JobID: req.GetJobId(), Reason: req.GetReason()})
+	if err != nil {
+		return nil, d.fail(ctx, err)
+	}
+	j := res.Job
+	return &agatev1.CancelResponse{JobId: j.ID, Status: statusEnum(j.Status), CancelledBy: p.ID,
+		CancelledAt: j.UpdatedAt, AlreadyCancelled: res.AlreadyCancelled}, nil
+}
+
+// GetJob shows a job to auditors, to its submitter, and to approvers whose roles may
+// approve it; anyone else learns only that no such job is visible to them.
+func (d *decisionService) GetJob(ctx context.Context, req *agatev1.GetJobRequest) (*agatev1.GetJobResponse, error) {
+	if req.GetJobId() == "" {
+		return nil, d.fail(ctx, invalid("job_id", "is required"))
+	}
+	view, err := d.s.jobs.GetJob(ctx, req.GetJobId())
+	if err != nil {
+		return nil, d.fail(ctx, err)
+	}
+	if !mayView(principalFrom(ctx), view.Job) {
+		return nil, d.fail(ctx, &jobs.Error{Code: jobs.CodeNotFound, Reason: "NOT_FOUND", Msg: "job " + req.GetJobId() + " not found"})
+	}
+	return &agatev1.GetJobResponse{Job: jobView(view.Job, view.Approvals)}, nil
+}
+
+func mayView(p jobs.Principal, j store.Job) bool {
+	switch {
+	case p.HasRole(RoleAudit):
+		return true
+	case p.HasRole(RoleDecide) && p.ID == j.SubmittedBy:
+		return true
+	}
+	return firstCommon(p.Roles, j.ApprovalRoles) != ""
+}
+
+func (d *decisionService) ListPendingApprovals(ctx context.Context, req *agatev1.ListPendingApprovalsRequest) (*agatev1.ListPendingApprovalsResponse, error) {
+	p := principalFrom(ctx)
+	q := jobs.PendingQuery{Topic: req.GetTopic(), Actor: req.GetActor(), RuleID: req.GetRuleId(),
+		Snapshot: req.GetPolicySnapshot(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()}
+	if !p.HasRole(RoleAudit) {
+		// An approver sees only what its roles may approve.
+		q.Roles = p.Roles
+	}
+	list, next, err := d.s.jobs.ListPending(ctx, q)
+	if err != nil {
+		return nil, d.fail(ctx, err)
+	}
+	now := d.s.now().UnixMicro()
+	resp := &agatev1.ListPendingApprovalsResponse{NextPageToken: next}
+	for _, v := range list {
+		left := max((v.Job.ExpiresAt-now)/1e6, 0)
+		resp.PendingApprovals = append(resp.PendingApprovals,
+			&agatev1.PendingApproval{Job: jobView(v.Job, v.Approvals), TimeLeftSeconds: left})
+	}
+	return resp, nil
+}

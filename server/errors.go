@@ -1,0 +1,90 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+
+	"github.com/agate-pdp/agate/jobs"
+)
+
+// errorDomain is the google.rpc.ErrorInfo domain of every Agate error.
+const errorDomain = "agate.dev"
+
+// accessError is an authentication or authorization failure decided by the server.
+type accessError struct {
+	unauthenticated bool
+	reason, msg     string
+}
+
+func (e *accessError) Error() string { return e.msg }
+
+var jobCodes = map[jobs.Code]codes.Code{
+	jobs.CodeInvalidArgument:    codes.InvalidArgument,
+	jobs.CodeNotFound:           codes.NotFound,
+	jobs.CodePermissionDenied:   codes.PermissionDenied,
+	jobs.CodeAborted:            codes.Aborted,
+	jobs.CodeFailedPrecondition: codes.FailedPrecondition,
+	jobs.CodeUnavailable:        codes.Unavailable,
+}
+
+// toStatus is the one place where errors become gRPC statuses. Known errors carry a
+// google.rpc.ErrorInfo with their reason and metadata (expected and actual hash or
+// snapshot, the offending field); anything else is logged and reported as INTERNAL
+// without detail, so internals never reach clients.
+func toStatus(ctx context.Context, log *slog.Logger, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var je *jobs.Error
+	var ae *accessError
+	switch {
+	case errors.As(err, &je):
+		code, ok := jobCodes[je.Code]
+		if !ok {
+			break
+		}
+		meta := map[string]string{}
+		for k, v := range je.Meta {
+			meta[k] = v
+		}
+		if je.Field != "" {
+			meta["field"] = je.Field
+		}
+		return withInfo(code, je.Msg, je.Reason, meta, je.Field)
+	case errors.As(err, &ae):
+		code := codes.PermissionDenied
+		if ae.unauthenticated {
+			code = codes.Unauthenticated
+		}
+		return withInfo(code, ae.msg, ae.reason, nil, "")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request cancelled")
+	}
+	log.ErrorContext(ctx, "internal error", "err", err)
+	return status.Error(codes.Internal, "internal error")
+}
+
+func withInfo(code codes.Code, msg, reason string, meta map[string]string, field string) error {
+	st := status.New(code, msg)
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: errorDomain, Metadata: meta}}
+	if field != "" {
+		details = append(details, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: field, Description: msg},
+		}})
+	}
+	if withDetails, err := st.WithDetails(details...); err == nil {
+		st = withDetails
+	}
+	return st.Err()
+}

@@ -1,0 +1,140 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// recoverUnary turns a handler panic into INTERNAL and logs its stack; the process and
+// every other request carry on. It is first in the chain so it also covers the others.
+func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.ErrorContext(ctx, "panic in handler", "method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return h(ctx, req)
+	}
+}
+
+func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.ErrorContext(ss.Context(), "panic in handler", "method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return h(srv, ss)
+	}
+}
+
+// deadlineUnary caps how long any call may run, whatever deadline the client sent.
+func deadlineUnary(max time.Duration) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		ctx, cancel := context.WithTimeout(ctx, max)
+		defer cancel()
+		return h(ctx, req)
+	}
+}
+
+// authUnary authenticates the caller, checks the method's roles and puts the principal
+// in the context for handlers.
+func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if isPublic(info.FullMethod) {
+		return h(ctx, req)
+	}
+	ctx, err := s.authorize(ctx, info.FullMethod)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return h(ctx, req)
+}
+
+func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if isPublic(info.FullMethod) {
+		return h(srv, ss)
+	}
+	ctx, err := s.authorize(ss.Context(), info.FullMethod)
+	if err != nil {
+		return toStatus(ctx, s.log, err)
+	}
+	return h(srv, &contextStream{ServerStream: ss, ctx: ctx})
+}
+
+func (s *Server) authorize(ctx context.Context, method string) (context.Context, error) {
+	p, err := s.auth.Authenticate(ctx)
+	if err != nil {
+		return ctx, err
+	}
+	if !allowed(method, p.Roles) {
+		return ctx, &accessError{reason: "ROLE_NOT_ALLOWED",
+			msg: fmt.Sprintf("principal %q holds no role that may call %s", p.ID, method)}
+	}
+	if ci, ok := ctx.Value(callInfoKey{}).(*callInfo); ok {
+		ci.principal = p.ID
+	}
+	return withPrincipal(ctx, p), nil
+}
+
+// contextStream lets a stream handler see the context the interceptors built.
+type contextStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (c *contextStream) Context() context.Context { return c.ctx }
+
+// observeUnary logs each call as one JSON line and records its count and latency.
+// It runs before authentication, so refused calls are counted too; authentication
+// fills in the principal through the callInfo it leaves in the context.
+func (s *Server) observeUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	ci := &callInfo{}
+	resp, err := h(context.WithValue(ctx, callInfoKey{}, ci), req)
+	s.observe(ctx, ci, info.FullMethod, start, err)
+	return resp, err
+}
+
+func (s *Server) observeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	start := time.Now()
+	ci := &callInfo{}
+	err := h(srv, &contextStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), callInfoKey{}, ci)})
+	s.observe(ss.Context(), ci, info.FullMethod, start, err)
+	return err
+}
+
+// callInfo carries what inner interceptors learn back out to the logging one.
+type callInfo struct{ principal string }
+
+type callInfoKey struct{}
+
+func (s *Server) observe(ctx context.Context, ci *callInfo, method string, start time.Time, err error) {
+	code := status.Code(err)
+	elapsed := time.Since(start)
+	if s.metrics != nil {
+		s.metrics.rpcs.WithLabelValues(method, code.String()).Inc()
+		s.metrics.latency.WithLabelValues(method, code.String()).Observe(elapsed.Seconds())
+	}
+	// Successful calls log at debug: at thousands of decisions a second the evidence
+	// store, not the log, is the record.
+	level := slog.LevelDebug
+	switch code {
+	case codes.OK:
+	case codes.Internal, codes.Unavailable, codes.Unknown, codes.DataLoss:
+		level = slog.LevelError
+	default:
+		level = slog.LevelInfo
+	}
+	s.log.Log(ctx, level, "rpc", "method", method, "code", code.String(),
+		"duration_ms", float64(elapsed.Microseconds())/1000, "principal", ci.principal)
+}

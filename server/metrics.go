@@ -1,0 +1,100 @@
+package server
+
+import (
+	"errors"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agate-pdp/agate/jobs"
+)
+
+// Metrics are the server's Prometheus collectors, registered on a registry passed in.
+// Label values come from bounded sets (method names, codes, reasons, reason codes);
+// free text stays in evidence.
+type Metrics struct {
+	rpcs       *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	decisions  *prometheus.CounterVec
+	approvals  *prometheus.CounterVec
+	conflicts  *prometheus.CounterVec
+	replays    *prometheus.CounterVec
+	activeInfo *prometheus.GaugeVec
+
+	mu     sync.Mutex
+	active string
+}
+
+// NewMetrics creates and registers the collectors.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		rpcs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agate_rpc_requests_total", Help: "RPCs handled, by method and gRPC code.",
+		}, []string{"method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "agate_rpc_duration_seconds", Help: "RPC latency, by method and gRPC code.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"method", "code"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agate_decisions_total", Help: "Decisions recorded, by outcome.",
+		}, []string{"decision"}),
+		approvals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agate_approvals_total", Help: "Approve and Reject calls, by outcome (approved, already_approved, rejected, already_rejected, refused).",
+		}, []string{"outcome"}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agate_conflicts_total", Help: "Conflicts answered, by reason (snapshot_drift, job_hash_mismatch, lock_busy).",
+		}, []string{"reason"}),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agate_replays_total", Help: "Replays performed, by reason code.",
+		}, []string{"reason_code"}),
+		activeInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "agate_active_snapshot_info", Help: "1 for the policy snapshot this replica decides under.",
+		}, []string{"snapshot"}),
+	}
+	for _, c := range []prometheus.Collector{m.rpcs, m.latency, m.decisions, m.approvals, m.conflicts, m.replays, m.activeInfo} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// SetActiveSnapshot moves the info gauge to the snapshot id.
+func (m *Metrics) SetActiveSnapshot(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if id == m.active {
+		return
+	}
+	if m.active != "" {
+		m.activeInfo.DeleteLabelValues(m.active)
+	}
+	m.activeInfo.WithLabelValues(id).Set(1)
+	m.active = id
+}
+
+// countError counts conflicts (ABORTED answers) by reason.
+func (s *Server) countError(err error) {
+	var je *jobs.Error
+	if s.metrics == nil || !errors.As(err, &je) || je.Code != jobs.CodeAborted {
+		return
+	}
+	s.metrics.conflicts.WithLabelValues(strings.ToLower(je.Reason)).Inc()
+}
+
+// countApproval counts Approve and Reject answers; a refused call counts under its
+// reason (self_approval, already_rejected, …), a bounded set.
+func (s *Server) countApproval(outcome string, err error) {
+	if s.metrics == nil {
+		return
+	}
+	var je *jobs.Error
+	if err != nil {
+		if !errors.As(err, &je) || je.Reason == "" {
+			return
+		}
+		outcome = strings.ToLower(je.Reason)
+	}
+	s.metrics.approvals.WithLabelValues(outcome).Inc()
+}

@@ -1,0 +1,171 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	agatev1 "github.com/agate-pdp/agate/gen/agate/v1"
+	"github.com/agate-pdp/agate/jobs"
+	"github.com/agate-pdp/agate/store"
+)
+
+// Config is everything the gRPC server is built from.
+type Config struct {
+	Jobs    *jobs.Service
+	Store   store.Store // pinged for health
+	Auth    *Authenticator
+	Metrics *Metrics // optional
+	Log     *slog.Logger
+	TLS     *tls.Config // optional; with ClientCAs set, client certificates authenticate
+
+	Clock        func() time.Time // default time.Now
+	MaxRecvBytes int              // largest request accepted; default 4 MiB
+	MaxCallTime  time.Duration    // longest a call may run; default 30 s
+}
+
+// Server is Agate's gRPC server.
+type Server struct {
+	jobs    *jobs.Service
+	store   store.Store
+	auth    *Authenticator
+	metrics *Metrics
+	log     *slog.Logger
+	health  *health.Server
+	grpc    *grpc.Server
+	now     func() time.Time
+}
+
+// Compile-time checks that the adapters implement the generated services.
+var (
+	_ agatev1.DecisionServiceServer = (*decisionService)(nil)
+	_ agatev1.PolicyServiceServer   = (*policyService)(nil)
+	_ agatev1.EvidenceServiceServer = (*evidenceService)(nil)
+)
+
+// New assembles the gRPC server from one visible list of options and interceptors.
+func New(cfg Config) (*Server, error) {
+	if cfg.Jobs == nil || cfg.Store == nil || cfg.Auth == nil {
+		return nil, errors.New("server: Jobs, Store and Auth are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.MaxRecvBytes <= 0 {
+		cfg.MaxRecvBytes = 4 << 20
+	}
+	if cfg.MaxCallTime <= 0 {
+		cfg.MaxCallTime = 30 * time.Second
+	}
+	s := &Server{jobs: cfg.Jobs, store: cfg.Store, auth: cfg.Auth, metrics: cfg.Metrics,
+		log: cfg.Log, health: health.NewServer(), now: cfg.Clock}
+
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
+		grpc.ChainUnaryInterceptor(
+			recoverUnary(s.log), // first: covers every interceptor after it
+			s.observeUnary,      // logs and counts every call, refused ones included
+			deadlineUnary(cfg.MaxCallTime),
+			s.authUnary, // authentication, then the method's roles
+		),
+		grpc.ChainStreamInterceptor(
+			recoverStream(s.log),
+			s.observeStream,
+			s.authStream,
+		),
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	s.grpc = grpc.NewServer(opts...)
+	agatev1.RegisterDecisionServiceServer(s.grpc, &decisionService{s: s})
+	agatev1.RegisterPolicyServiceServer(s.grpc, &policyService{s: s})
+	agatev1.RegisterEvidenceServiceServer(s.grpc, &evidenceService{s: s})
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.setServing(false)
+	return s, nil
+}
+
+// Serve accepts connections on lis until Shutdown.
+func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
+
+// setServing sets the overall and per-service health status.
+func (s *Server) setServing(ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	for _, name := range []string{"", agatev1.DecisionService_ServiceDesc.ServiceName,
+		agatev1.PolicyService_ServiceDesc.ServiceName, agatev1.EvidenceService_ServiceDesc.ServiceName} {
+		s.health.SetServingStatus(name, st)
+	}
+}
+
+// Ready reports whether the database answers; health follows it.
+func (s *Server) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return s.store.Ping(ctx)
+}
+
+// WatchHealth keeps the health service in step with the database until ctx ends: a
+// replica that cannot reach the database reports NOT_SERVING so balancers route around it.
+func (s *Server) WatchHealth(ctx context.Context, every time.Duration) {
+	last := -1
+	check := func() {
+		ok := s.Ready(ctx) == nil
+		if state := map[bool]int{false: 0, true: 1}[ok]; state != last {
+			s.setServing(ok)
+			if ok {
+				s.log.Info("database reachable: serving")
+			} else {
+				s.log.Warn("database unreachable: not serving")
+			}
+			last = state
+		}
+	}
+	check()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			check()
+		}
+	}
+}
+
+// Shutdown marks the server NOT_SERVING, lets in-flight calls finish, and stops hard
+// when ctx ends first, so a stuck call cannot hold a deploy hostage.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.health.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("drain deadline passed: stopping hard")
+		s.grpc.Stop()
+		<-done
+	}
+}
