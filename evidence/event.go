@@ -33,8 +33,9 @@ var Kinds = []Kind{KindDecision, KindApproval, KindRejection, KindPublish, KindR
 	KindOutcome, KindConflict, KindExpiry, KindCancel, KindRefusal, KindPolicyActivation}
 
 // PolicyChain is the chain id of policy_activation events, which belong to no job.
-// Activations are rare, so one chain for them is no hot spot.
-const PolicyChain = "policy"
+// Activations are rare, so one chain for them is no hot spot; "@" is outside the
+// job_id alphabet, so no job can share it.
+const PolicyChain = "@policy"
 
 // Event is one append-only evidence record. Times are microseconds since the Unix epoch.
 // Which fields must be set depends on Kind (see Required); Validate enforces it.

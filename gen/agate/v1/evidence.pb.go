@@ -30,7 +30,7 @@ type EvidenceEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique event id (a ULID).
 	EventId string `protobuf:"bytes,1,opt,name=event_id,proto3" json:"event_id,omitempty"`
-	// The job the event belongs to; "policy" for policy_activation events, which
+	// The job the event belongs to; "@policy" for policy_activation events, which
 	// form one chain of their own.
 	JobId string `protobuf:"bytes,2,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// Position in the event's chain, from 1: each job's events form one chain.
