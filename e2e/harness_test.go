@@ -108,6 +108,15 @@ type agate struct {
 // its health service reports SERVING.
 func startAgate(t *testing.T, db string, extra ...string) *agate {
 	t.Helper()
+	a := launchAgate(t, db, extra...)
+	a.waitServing(t)
+	return a
+}
+
+// launchAgate starts the process without waiting, so several replicas can start (and
+// race to migrate the database) together.
+func launchAgate(t *testing.T, db string, extra ...string) *agate {
+	t.Helper()
 	a := &agate{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), logs: &syncBuffer{}, done: make(chan struct{})}
 	args := append([]string{"serve", "--grpc-addr", a.grpcAddr, "--http-addr", a.httpAddr, "--db", db,
 		"--tokens", filepath.Join(root, "examples/tokens.yaml"), "--shutdown-grace", "5s"}, extra...)
@@ -132,7 +141,6 @@ func startAgate(t *testing.T, db string, extra ...string) *agate {
 	}
 	a.conn = conn
 	t.Cleanup(func() { conn.Close() })
-	a.waitServing(t)
 	return a
 }
 
