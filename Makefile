@@ -29,7 +29,7 @@ lint: ## buf lint, buf format, gofmt and go vet.
 
 breaking: ## buf breaking against the previous commit of main (needs full history).
 	@if git rev-parse -q --verify main~1 >/dev/null; then \
-	  $(BUF) breaking --against '.git#branch=main,ref=HEAD~1,subdir=.'; \
+	  $(BUF) breaking --against '.git#branch=main,ref=HEAD~1,subdir=.' && echo "no breaking change against main~1"; \
 	else echo "no previous commit on main: nothing to compare"; fi
 
 test: ## Run every test (starts a throwaway PostgreSQL unless AGATE_TEST_POSTGRES_URL is set).
