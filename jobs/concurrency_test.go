@@ -11,7 +11,6 @@ import (
 	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/store"
-	"github.com/agate-pdp/agate/store/storetest"
 )
 
 // The concurrency tests run real goroutines against real databases. Clients retry
@@ -45,9 +44,9 @@ func countKind(evs []evidence.Event, k evidence.Kind, repeat bool) int {
 
 func TestConcurrentApprove(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
-		e := newRealEnv(t, st, testPolicy)
+		e := m.realEnv(t, st, testPolicy)
 		j := e.decide(t, payment)
 		const n = 50
 		var busy, transitions, repeats atomic.Int64
@@ -92,9 +91,9 @@ func TestConcurrentApprove(t *testing.T) {
 
 func TestApproveRacingReject(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
-		e := newRealEnv(t, st, testPolicy)
+		e := m.realEnv(t, st, testPolicy)
 		ctx := context.Background()
 		var busy atomic.Int64
 		approvedWins, rejectedWins := 0, 0
@@ -144,9 +143,9 @@ func TestApproveRacingReject(t *testing.T) {
 
 func TestConcurrentPublish(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
-		e := newRealEnv(t, st, testPolicy)
+		e := m.realEnv(t, st, testPolicy)
 		j := e.approved(t)
 		const n = 20
 		var busy, published, repeats atomic.Int64
@@ -184,9 +183,9 @@ func TestConcurrentPublish(t *testing.T) {
 
 func TestConcurrentDecide(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
-		e := newRealEnv(t, st, testPolicy)
+		e := m.realEnv(t, st, testPolicy)
 		req := payment.request(newID("racing"))
 		const n = 20
 		var busy, first, repeats atomic.Int64
@@ -220,10 +219,10 @@ func TestConcurrentDecide(t *testing.T) {
 // commits, or is SNAPSHOT_DRIFT.
 func TestActivationDuringApprovals(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
 		ctx := context.Background()
-		e := newRealEnv(t, st, testPolicy)
+		e := m.realEnv(t, st, testPolicy)
 		a := e.snap
 		put, err := e.svc.PutPolicy(ctx, admin, []byte(driftPolicy), false)
 		wantNoErr(t, err)
@@ -309,9 +308,9 @@ func TestActivationDuringApprovals(t *testing.T) {
 
 func TestTamperedPublish(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
-		e := newRealEnv(t, st, testPolicy)
+		e := m.realEnv(t, st, testPolicy)
 		j := e.approved(t)
 		tampered := payment.request(j.ID)
 		tampered.Payload = []byte(`{"amount": 1250.5, "currency": "EUR", "invoice": "INV-6666"}`)

@@ -35,72 +35,120 @@ type DecideResult struct {
 // is in conflict: then it is re-decided as revision + 1 and earlier approvals no longer
 // count. A known job_id with different content is Aborted JOB_HASH_MISMATCH, recorded,
 // and changes nothing.
+//
+// With batching on (Config.Batch), concurrent Decides share one transaction; each
+// behaves as if it had its own, and none answers before that transaction commits. A
+// caller whose context ends first gets the context's error; its job may still commit,
+// as with any call whose reply is lost, and a retry answers AlreadyDecided.
 func (s *Service) Decide(ctx context.Context, p Principal, r DecideRequest) (DecideResult, error) {
-	if err := checkPrincipal(p); err != nil {
-		return DecideResult{}, err
-	}
-	ev, err := s.evaluate(&r)
+	d, err := s.prepareDecide(p, &r)
 	if err != nil {
 		return DecideResult{}, err
+	}
+	if s.batcher != nil {
+		return s.batcher.decide(ctx, d)
+	}
+	return s.decideAlone(ctx, d)
+}
+
+// decideJob is a Decide checked, hashed and evaluated: everything but the write.
+type decideJob struct {
+	p       Principal
+	r       DecideRequest
+	labels  []byte // canonical JSON
+	payload []byte
+	ev      evaluation
+}
+
+// prepareDecide does the part of a Decide that needs no database.
+func (s *Service) prepareDecide(p Principal, r *DecideRequest) (*decideJob, error) {
+	if err := checkPrincipal(p); err != nil {
+		return nil, err
+	}
+	ev, err := s.evaluate(r)
+	if err != nil {
+		return nil, err
 	}
 	labels, err := canonical.Append(nil, labelsOrEmpty(r.Labels))
 	if err != nil {
-		return DecideResult{}, contentError(err)
+		return nil, contentError(err)
 	}
-	payload := r.Payload
-	if len(payload) == 0 {
-		payload = []byte("{}")
+	d := &decideJob{p: p, r: *r, labels: labels, payload: r.Payload, ev: ev}
+	if len(d.payload) == 0 {
+		d.payload = []byte("{}")
 	}
+	return d, nil
+}
+
+// decideAlone writes d in a transaction of its own.
+func (s *Service) decideAlone(ctx context.Context, d *decideJob) (DecideResult, error) {
 	var out DecideResult
-	var post error
-	err = s.write(ctx, p, r.JobID, func(ctx context.Context, tx store.Tx, now int64) error {
-		out, post = DecideResult{}, nil
-		cur, err := tx.GetJob(ctx, r.JobID, true)
-		if errors.Is(err, store.ErrNotFound) {
-			j := store.Job{
-				ID: r.JobID, Topic: r.Topic, Actor: r.Actor, Labels: labels, Payload: payload,
-				Hash: ev.hash, SubmittedBy: p.ID, TraceID: r.TraceID, Revision: 1,
-			}
-			if j.TraceID == "" {
-				j.TraceID = "trc_" + ulid.Make().String()
-			}
-			decided(&j, &ev.result, ev.snapshot, now)
-			if err := tx.InsertJob(ctx, j); err != nil {
-				return err // ErrConflict: a concurrent Decide inserted it; write runs us again
-			}
-			out.Job = j
-			return appendDecision(ctx, tx, &j, p, now)
-		}
-		if err != nil {
-			return err
-		}
-		out.Job = cur
-		if cur.Hash != ev.hash {
-			e := conflictEvent(&cur, p, now, ReasonJobHashMismatch, "Decide of a known job_id with different content")
-			e.PresentedHash = ev.hash
-			post = hashMismatch(cur.Hash, ev.hash)
-			return appendEvent(ctx, tx, &e)
-		}
-		if cur.Status != store.StatusConflict {
-			out.AlreadyDecided = true
-			return nil
-		}
-		j := cur
-		decided(&j, &ev.result, ev.snapshot, now)
-		j.Revision = cur.Revision + 1
-		if r.TraceID != "" {
-			j.TraceID = r.TraceID
-		}
-		if err := tx.UpdateJob(ctx, j); err != nil {
-			return err
-		}
-		out.Job = j
-		return appendDecision(ctx, tx, &j, p, now)
+	var answer error
+	err := s.write(ctx, d.p, d.r.JobID, func(ctx context.Context, tx store.Tx, now int64) error {
+		var err error
+		out, answer, err = d.apply(ctx, tx, now)
+		return err
 	})
 	if err != nil {
 		return DecideResult{}, err
 	}
-	return out, post
+	return out, answer
+}
+
+// apply is the body of d's transaction, the same whether d has the transaction to itself
+// or shares it with a batch. answer is the caller's answer when it is an error that the
+// transaction commits (JOB_HASH_MISMATCH, whose conflict event it records); err fails
+// the transaction.
+func (d *decideJob) apply(ctx context.Context, tx store.Tx, now int64) (out DecideResult, answer, err error) {
+	r, ev := &d.r, &d.ev
+	// Most Decides are of new jobs, so the insert comes first: a new job costs two
+	// statements, both writes. Reading first would add a round trip each, and under
+	// SERIALIZABLE a predicate lock on which concurrent batches' inserts conflict.
+	j := store.Job{
+		ID: r.JobID, Topic: r.Topic, Actor: r.Actor, Labels: d.labels, Payload: d.payload,
+		Hash: ev.hash, SubmittedBy: d.p.ID, TraceID: r.TraceID, Revision: 1,
+	}
+	if j.TraceID == "" {
+		j.TraceID = "trc_" + ulid.Make().String()
+	}
+	decided(&j, &ev.result, ev.snapshot, now)
+	err = tx.InsertJob(ctx, j)
+	if err == nil {
+		out.Job = j
+		// A job's chain begins with its row, so this decision is the first event.
+		return out, nil, appendDecision(ctx, tx, &j, d.p, now, true)
+	}
+	if !errors.Is(err, store.ErrConflict) {
+		return out, nil, err
+	}
+	cur, err := tx.GetJob(ctx, r.JobID, true)
+	if errors.Is(err, store.ErrNotFound) {
+		err = store.ErrConflict // inserted by a transaction this one cannot see: run again
+	}
+	if err != nil {
+		return out, nil, err
+	}
+	out.Job = cur
+	if cur.Hash != ev.hash {
+		e := conflictEvent(&cur, d.p, now, ReasonJobHashMismatch, "Decide of a known job_id with different content")
+		e.PresentedHash = ev.hash
+		return out, hashMismatch(cur.Hash, ev.hash), appendEvent(ctx, tx, &e)
+	}
+	if cur.Status != store.StatusConflict {
+		out.AlreadyDecided = true
+		return out, nil, nil
+	}
+	j = cur
+	decided(&j, &ev.result, ev.snapshot, now)
+	j.Revision = cur.Revision + 1
+	if r.TraceID != "" {
+		j.TraceID = r.TraceID
+	}
+	if err := tx.UpdateJob(ctx, j); err != nil {
+		return out, nil, err
+	}
+	out.Job = j
+	return out, nil, appendDecision(ctx, tx, &j, d.p, now, false)
 }
 
 // decided sets j's decision state from an evaluation result, as a fresh decision.
@@ -128,9 +176,15 @@ func decided(j *store.Job, res *decision.Result, snapshot string, now int64) {
 	j.DecidedAt, j.UpdatedAt = now, now
 }
 
-func appendDecision(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) error {
+// appendDecision records j's decision; first says j's chain is empty (j was just
+// inserted), which spares reading its head.
+func appendDecision(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64, first bool) error {
 	e := jobEvent(evidence.KindDecision, j, p, now)
 	e.Reason = j.Reason
+	if first {
+		// Were the chain not empty after all, the store refuses the duplicate (job_id, seq).
+		return sealAndAppend(ctx, tx, &e, 0, "")
+	}
 	return appendEvent(ctx, tx, &e)
 }
 
@@ -199,6 +253,9 @@ func (s *Service) evaluateIn(ctx context.Context, r *DecideRequest, snapshotID s
 	h, err := hashJob(r)
 	if err != nil {
 		return evaluation{}, err
+	}
+	if act, ok := s.tracker.Current(); ok && act.Snapshot.ID == snapshotID {
+		return evaluateWith(r, h, snapshotID, act.Engine) // naming the active one costs no read
 	}
 	eng, err := s.engine(ctx, snapshotID)
 	if err != nil {

@@ -11,14 +11,13 @@ import (
 	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/store"
-	"github.com/agate-pdp/agate/store/storetest"
 )
 
 func TestDecide(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
-		e := newEnv(t, st, testPolicy)
+		e := m.env(t, st, testPolicy)
 		ctx := context.Background()
 
 		t.Run("outcomes", func(t *testing.T) {
@@ -185,9 +184,9 @@ func TestDecide(t *testing.T) {
 
 func TestDecideWithoutActiveSnapshot(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
-		e := newEnv(t, st, "")
+		e := m.env(t, st, "")
 		_, err := e.svc.Decide(context.Background(), decider, payment.request(newID("none")))
 		wantErr(t, err, jobs.CodeFailedPrecondition, jobs.ReasonNoActiveSnapshot)
 		_, err = e.svc.Evaluate(context.Background(), payment.request(newID("none")), "")

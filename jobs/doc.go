@@ -8,7 +8,9 @@
 // server maps to gRPC status codes in one place. Any other error is internal.
 //
 // Decide reads the active snapshot from the replica's Tracker, never from the database,
-// so the hot path costs one write transaction. Approve, Reject, Publish and Replay read
+// so the hot path costs one write transaction, and with group commit (Config.Batch)
+// concurrent Decides share it: each behaves as if it had the transaction to itself, and
+// none is answered before it commits. Approve, Reject, Publish and Replay read
 // the active-snapshot pointer inside their transaction, so a lagging replica can delay a
 // decision's snapshot but never let a drifted approval through.
 package jobs

@@ -6,17 +6,16 @@ import (
 
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/store"
-	"github.com/agate-pdp/agate/store/storetest"
 )
 
 // TestSnapshotDrift decides jobs under one snapshot, activates another, and walks every
 // transition that must notice.
 func TestSnapshotDrift(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
 		ctx := context.Background()
-		e := newEnv(t, st, testPolicy)
+		e := m.env(t, st, testPolicy)
 		a := e.snap
 
 		partial := e.decide(t, transfer) // one approval of two, then drift

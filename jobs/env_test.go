@@ -13,6 +13,7 @@ import (
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/snapshots"
 	"github.com/agate-pdp/agate/store"
+	"github.com/agate-pdp/agate/store/storetest"
 )
 
 // testPolicy is the policy most tests decide under.
@@ -89,29 +90,65 @@ type env struct {
 	snap  string // the snapshot newEnv activated
 }
 
-// newEnv builds a replica over st on a fake clock and makes policy active (when not empty).
-func newEnv(t *testing.T, st store.Store, policy string) *env {
-	t.Helper()
-	fc := &fakeClock{now: t0}
-	return build(t, st, policy, fc.Now, fc)
+// commitMode is how a replica commits Decides: each in a transaction of its own, or
+// group-committed. Tests of Decide's semantics run in both and must see no difference.
+type commitMode struct {
+	name  string
+	batch jobs.Batch
 }
+
+var (
+	unbatched = commitMode{"unbatched", jobs.Batch{}}
+	// Small batches and two in flight, so the concurrency tests fill several batches
+	// that run side by side.
+	batched = commitMode{"batched", jobs.Batch{Window: time.Millisecond, MaxRows: 8, InFlight: 2}}
+)
+
+// forEachMode runs fn as one subtest per commit mode and backend, each with a fresh
+// store. fn may call t.Parallel.
+func forEachMode(t *testing.T, fn func(t *testing.T, st store.Store, m commitMode)) {
+	t.Helper()
+	for _, m := range []commitMode{unbatched, batched} {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			storetest.ForEachBackend(t, func(t *testing.T, st store.Store) { fn(t, st, m) })
+		})
+	}
+}
+
+// newEnv builds a replica over st on a fake clock and makes policy active (when not empty).
+func newEnv(t *testing.T, st store.Store, policy string) *env { return unbatched.env(t, st, policy) }
 
 // newRealEnv is newEnv on the real clock, for tests that compare times across goroutines.
 func newRealEnv(t *testing.T, st store.Store, policy string) *env {
-	t.Helper()
-	return build(t, st, policy, time.Now, nil)
+	return unbatched.realEnv(t, st, policy)
 }
 
-func build(t *testing.T, st store.Store, policy string, now func() time.Time, fc *fakeClock) *env {
+// env is newEnv in commit mode m.
+func (m commitMode) env(t *testing.T, st store.Store, policy string) *env {
+	t.Helper()
+	fc := &fakeClock{now: t0}
+	return build(t, st, policy, fc.Now, fc, m.batch)
+}
+
+// realEnv is newRealEnv in commit mode m.
+func (m commitMode) realEnv(t *testing.T, st store.Store, policy string) *env {
+	t.Helper()
+	return build(t, st, policy, time.Now, nil, m.batch)
+}
+
+func build(t *testing.T, st store.Store, policy string, now func() time.Time, fc *fakeClock, batch jobs.Batch) *env {
 	t.Helper()
 	cache, err := snapshots.NewCache(8)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := jobs.New(jobs.Config{Store: st, Tracker: snapshots.NewTracker(st, cache, nil), Cache: cache, Clock: now})
+	svc, err := jobs.New(jobs.Config{Store: st, Tracker: snapshots.NewTracker(st, cache, nil), Cache: cache,
+		Clock: now, Batch: batch})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(svc.Close) // before the store closes: cleanups run last-registered first
 	e := &env{st: st, svc: svc, clock: fc}
 	if policy != "" {
 		res, err := svc.PutPolicy(context.Background(), admin, []byte(policy), true)

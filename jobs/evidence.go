@@ -59,6 +59,11 @@ func appendEvent(ctx context.Context, tx store.Tx, e *evidence.Event) error {
 	if err != nil {
 		return err
 	}
+	return sealAndAppend(ctx, tx, e, seq, prev)
+}
+
+// sealAndAppend is appendEvent after the chain head (seq, prev) is known.
+func sealAndAppend(ctx context.Context, tx store.Tx, e *evidence.Event, seq int64, prev string) error {
 	e.EventID = ulid.Make().String()
 	if err := e.Seal(seq, prev); err != nil {
 		return fmt.Errorf("jobs: refusing to write incomplete evidence: %w", err)

@@ -11,7 +11,6 @@ import (
 	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/store"
-	"github.com/agate-pdp/agate/store/storetest"
 )
 
 // referencePolicy is the compliance guide's reference policy with an approval block, for
@@ -44,10 +43,10 @@ func TestReferenceScenario(t *testing.T) {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
 		ctx := context.Background()
-		e := newEnv(t, st, string(policy))
+		e := m.env(t, st, string(policy))
 		dec, err := e.svc.Decide(ctx, decider, jobs.DecideRequest{
 			JobID: "job_4ab2", Topic: "finance.payment.execute", Actor: actor, TraceID: "trc_91ff",
 			Labels:  map[string]any{"env": "production"},

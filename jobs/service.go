@@ -18,6 +18,7 @@ type Config struct {
 	Cache   *snapshots.Cache   // compiled snapshots; default: a new cache of DefaultCacheSize
 	Clock   func() time.Time   // default time.Now
 	Log     *slog.Logger       // default: discard
+	Batch   Batch              // group commit of Decide; the zero value is off
 }
 
 // Service runs the job lifecycle. It holds no state of its own beyond caches: any replica
@@ -28,6 +29,7 @@ type Service struct {
 	cache   *snapshots.Cache
 	clock   func() time.Time
 	log     *slog.Logger
+	batcher *batcher // nil when batching is off
 }
 
 // New checks cfg, fills in defaults and returns a Service.
@@ -37,6 +39,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Tracker == nil {
 		return nil, errors.New("jobs: Config.Tracker is required")
+	}
+	if cfg.Batch.Window < 0 {
+		return nil, errors.New("jobs: Config.Batch.Window must not be negative")
 	}
 	s := &Service{store: cfg.Store, tracker: cfg.Tracker, cache: cfg.Cache, clock: cfg.Clock, log: cfg.Log}
 	if s.cache == nil {
@@ -52,7 +57,19 @@ func New(cfg Config) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Batch.on() {
+		s.batcher = newBatcher(s, cfg.Batch)
+	}
 	return s, nil
+}
+
+// Close stops group commit: Decides already queued are written and answered, later
+// ones get a transaction each. It returns when every batch has finished; call it before
+// closing the store. Without batching it does nothing.
+func (s *Service) Close() {
+	if s.batcher != nil {
+		s.batcher.close()
+	}
 }
 
 // Principal is the authenticated caller. Its ID is what evidence records as the

@@ -1,0 +1,11 @@
+package jobs
+
+// QueuedDecides reports how many Decides wait for a batch, so tests can line up a batch
+// exactly.
+func QueuedDecides(s *Service) int {
+	if s.batcher == nil {
+		return 0
+	}
+	n, _ := s.batcher.state()
+	return n
+}
