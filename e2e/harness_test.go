@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -120,6 +121,11 @@ func launchAgate(t *testing.T, db string, extra ...string) *agate {
 	a := &agate{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), logs: &syncBuffer{}, done: make(chan struct{})}
 	args := append([]string{"serve", "--grpc-addr", a.grpcAddr, "--http-addr", a.httpAddr, "--db", db,
 		"--tokens", filepath.Join(root, "examples/tokens.yaml"), "--shutdown-grace", "5s"}, extra...)
+	if !contains(extra, "--evidence-key") && strings.Contains(db, "://") {
+		// Beside a SQLite file is the default; for a database URL it would be data/ in
+		// the working directory, inside the repository.
+		args = append(args, "--evidence-key", evidenceKey(t, db))
+	}
 	if !contains(extra, "--policy") {
 		args = append(args, "--policy", filepath.Join(root, "examples/policy.yaml"))
 	}
@@ -142,6 +148,26 @@ func launchAgate(t *testing.T, db string, extra ...string) *agate {
 	a.conn = conn
 	t.Cleanup(func() { conn.Close() })
 	return a
+}
+
+var (
+	keysMu sync.Mutex
+	keys   = map[string]string{} // database → evidence key file its replicas share
+)
+
+// evidenceKey returns the signing key path for db's replicas, outside the repository.
+func evidenceKey(t *testing.T, db string) string {
+	keysMu.Lock()
+	defer keysMu.Unlock()
+	if k, ok := keys[db]; ok {
+		return k
+	}
+	dir, err := os.MkdirTemp("", "agate-e2e-key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys[db] = filepath.Join(dir, "evidence.key")
+	return keys[db]
 }
 
 func contains(xs []string, x string) bool {

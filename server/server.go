@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/agate-pdp/agate/audit"
 	agatev1 "github.com/agate-pdp/agate/gen/agate/v1"
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/store"
@@ -23,7 +24,8 @@ import (
 // Config is everything the gRPC server is built from.
 type Config struct {
 	Jobs    *jobs.Service
-	Store   store.Store // pinged for health
+	Audit   *audit.Service // serves EvidenceService; without it those RPCs are UNIMPLEMENTED
+	Store   store.Store    // pinged for health
 	Auth    *Authenticator
 	Metrics *Metrics // optional
 	Log     *slog.Logger
@@ -37,6 +39,7 @@ type Config struct {
 // Server is Agate's gRPC server.
 type Server struct {
 	jobs    *jobs.Service
+	audit   *audit.Service
 	store   store.Store
 	auth    *Authenticator
 	metrics *Metrics
@@ -70,7 +73,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxCallTime <= 0 {
 		cfg.MaxCallTime = 30 * time.Second
 	}
-	s := &Server{jobs: cfg.Jobs, store: cfg.Store, auth: cfg.Auth, metrics: cfg.Metrics,
+	s := &Server{jobs: cfg.Jobs, audit: cfg.Audit, store: cfg.Store, auth: cfg.Auth, metrics: cfg.Metrics,
 		log: cfg.Log, health: health.NewServer(), now: cfg.Clock}
 
 	opts := []grpc.ServerOption{

@@ -1,5 +1,7 @@
 package store
 
+import "github.com/agate-pdp/agate/evidence"
+
 // Status is a job's lifecycle state, stored and reported as these lower-case strings.
 type Status string
 
@@ -70,6 +72,7 @@ type JobQuery struct {
 	Actor          string
 	RuleID         string
 	Snapshot       string
+	DecidedSince   int64 // DecidedAt >= DecidedSince when > 0
 	DecidedBefore  int64 // DecidedAt < DecidedBefore when > 0
 	UpdatedBefore  int64 // UpdatedAt < UpdatedBefore when > 0
 	AfterDecidedAt int64 // cursor
@@ -88,7 +91,22 @@ type EventQuery struct {
 	ApprovedBy   string
 	Conflict     string
 	JobID        string
-	AfterAt      int64 // cursor
+	Topic        string // events of jobs with this topic
+	AfterAt      int64  // cursor
 	AfterEventID string
 	Limit        int
+}
+
+// ChainQuery selects whole evidence chains, in pages.
+type ChainQuery struct {
+	JobIDs     []string // only these chains; empty: every chain
+	AfterJobID string   // cursor: (JobID, Seq) strictly after (AfterJobID, AfterSeq)
+	AfterSeq   int64
+	Limit      int
+}
+
+// Checkpoint is a stored signed checkpoint and its position in the checkpoint chain.
+type Checkpoint struct {
+	Seq int64 // from 1; each checkpoint links to the one at Seq - 1
+	evidence.Checkpoint
 }

@@ -46,6 +46,7 @@ type Tx interface {
 	JobTx
 	ApprovalTx
 	EvidenceTx
+	CheckpointTx
 }
 
 // SnapshotTx stores policy snapshots and the active-snapshot pointer.
@@ -105,4 +106,30 @@ type EvidenceTx interface {
 	// QueryEvents returns up to q.Limit events matching q ordered by (At, EventID),
 	// strictly after the cursor (q.AfterAt, q.AfterEventID).
 	QueryEvents(ctx context.Context, q EventQuery) ([]evidence.Event, error)
+	// ListChainEvents returns up to q.Limit events of the chains q names (every chain
+	// when q.JobIDs is empty) ordered by (JobID, Seq), strictly after the cursor
+	// (q.AfterJobID, q.AfterSeq), so whole chains can be read in pages. Job ids order by
+	// the database's collation: page with the cursor, never by sorting ids elsewhere.
+	ListChainEvents(ctx context.Context, q ChainQuery) ([]evidence.Event, error)
+}
+
+// CheckpointTx stores the signed checkpoints that seal the evidence chains (see
+// evidence.Checkpoint): one row per checkpoint and one per chain head it sealed.
+// Checkpoints are never updated or deleted.
+type CheckpointTx interface {
+	// UnsealedHeads returns the head (last event) of every chain that has an event at
+	// or after since and whose head no stored checkpoint has sealed, one per chain.
+	UnsealedHeads(ctx context.Context, since int64) ([]evidence.Head, error)
+	// SealedSeqs returns, for each of jobIDs that some checkpoint sealed, the highest
+	// seq sealed; chains never sealed are absent.
+	SealedSeqs(ctx context.Context, jobIDs []string) (map[string]int64, error)
+	// LastCheckpoint returns the checkpoint with the highest Seq, heads included, or
+	// ErrNotFound when there is none.
+	LastCheckpoint(ctx context.Context) (Checkpoint, error)
+	// AppendCheckpoint stores c and its heads; ErrConflict when c.Seq or c.ID exists,
+	// which under SERIALIZABLE means a concurrent sealer won that position.
+	AppendCheckpoint(ctx context.Context, c Checkpoint) error
+	// ListCheckpoints returns up to limit checkpoints with Seq > afterSeq in Seq order
+	// (all of them when limit <= 0), each with its heads sorted by job id.
+	ListCheckpoints(ctx context.Context, afterSeq int64, limit int) ([]Checkpoint, error)
 }

@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/agate-pdp/agate/audit"
 )
 
 // serveConfig is everything `agate serve` is configured with, from flags or AGATE_*
@@ -24,12 +27,18 @@ type serveConfig struct {
 	TLSCert     string
 	TLSKey      string
 	TLSClientCA string
+	EvidenceKey string // checkpoint signing key; "" means evidenceKeyPath's default
 
 	SnapshotRefresh   time.Duration
 	SnapshotCacheSize int
 	ShutdownGrace     time.Duration
 	MaxCallTime       time.Duration
+	SealInterval      time.Duration // how often this replica seals new evidence into a checkpoint
+	EvidenceSettle    time.Duration // how old events must be before QueryEvidence pages over them
 	LogLevel          string
+
+	DecideBatchWindow time.Duration // group commit: how long a batch waits for company
+	DecideBatchMax    int           // group commit: Decides per transaction; <= 1 turns it off
 }
 
 func defaultServeConfig() serveConfig {
@@ -41,7 +50,11 @@ func defaultServeConfig() serveConfig {
 		SnapshotCacheSize: 64,
 		ShutdownGrace:     10 * time.Second,
 		MaxCallTime:       30 * time.Second,
+		SealInterval:      audit.DefaultSealInterval,
+		EvidenceSettle:    audit.DefaultSettle,
 		LogLevel:          "info",
+		DecideBatchWindow: time.Millisecond,
+		DecideBatchMax:    64,
 	}
 }
 
@@ -74,12 +87,18 @@ func parseServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	str(&c.TLSCert, "tls-cert", "AGATE_TLS_CERT", "server certificate (PEM)")
 	str(&c.TLSKey, "tls-key", "AGATE_TLS_KEY", "server private key (PEM)")
 	str(&c.TLSClientCA, "tls-client-ca", "AGATE_TLS_CLIENT_CA", "CA bundle for client certificates (enables mTLS)")
+	str(&c.EvidenceKey, "evidence-key", "AGATE_EVIDENCE_KEY", "Ed25519 key file that signs evidence checkpoints, created (0600) if missing; keep it out of the database and share it between replicas (default: evidence.key next to the SQLite file, else data/evidence.key)")
 	str(&c.LogLevel, "log-level", "AGATE_LOG_LEVEL", "debug, info, warn or error")
 	dur(&c.SnapshotRefresh, "snapshot-refresh", "AGATE_SNAPSHOT_REFRESH", "how often a replica re-reads the active snapshot")
 	dur(&c.ShutdownGrace, "shutdown-grace", "AGATE_SHUTDOWN_GRACE", "how long shutdown waits for in-flight calls")
 	dur(&c.MaxCallTime, "max-call-time", "AGATE_MAX_CALL_TIME", "longest any call may run")
+	dur(&c.SealInterval, "seal-interval", "AGATE_SEAL_INTERVAL", "how often this replica seals new evidence into a signed checkpoint")
+	dur(&c.EvidenceSettle, "evidence-settle", "AGATE_EVIDENCE_SETTLE", "how old events must be before QueryEvidence pages over them: longer than a transaction takes to commit, plus the replicas' clock skew")
 	cache := strconv.Itoa(c.SnapshotCacheSize)
 	str(&cache, "snapshot-cache", "AGATE_SNAPSHOT_CACHE", "compiled snapshots kept in memory")
+	dur(&c.DecideBatchWindow, "decide-batch-window", "AGATE_DECIDE_BATCH_WINDOW", "how long a Decide batch waits for more Decides while the database is busy")
+	batchMax := strconv.Itoa(c.DecideBatchMax)
+	str(&batchMax, "decide-batch-max", "AGATE_DECIDE_BATCH_MAX", "most Decides committed in one transaction; 0 or 1 turns group commit off")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -91,6 +110,9 @@ func parseServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, fmt.Errorf("--snapshot-cache: %q is not a number", cache)
 	}
 	c.SnapshotCacheSize = n
+	if c.DecideBatchMax, err = strconv.Atoi(batchMax); err != nil {
+		return c, fmt.Errorf("--decide-batch-max: %q is not a number", batchMax)
+	}
 	return c, c.Validate()
 }
 
@@ -117,13 +139,20 @@ func (c serveConfig) Validate() error {
 		errs = append(errs, errors.New("--tls-client-ca: needs --tls-cert and --tls-key"))
 	}
 	for name, d := range map[string]time.Duration{"snapshot-refresh": c.SnapshotRefresh,
-		"shutdown-grace": c.ShutdownGrace, "max-call-time": c.MaxCallTime} {
+		"shutdown-grace": c.ShutdownGrace, "max-call-time": c.MaxCallTime,
+		"seal-interval": c.SealInterval, "evidence-settle": c.EvidenceSettle} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("--%s: must be a positive duration", name))
 		}
 	}
 	if c.SnapshotCacheSize <= 0 {
 		errs = append(errs, errors.New("--snapshot-cache: must be positive"))
+	}
+	if c.DecideBatchWindow < 0 {
+		errs = append(errs, errors.New("--decide-batch-window: must be a duration, 0 or more"))
+	}
+	if c.DecideBatchMax < 0 {
+		errs = append(errs, errors.New("--decide-batch-max: must be 0 or more"))
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
@@ -137,4 +166,28 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("--log-level: %q is not debug, info, warn or error", s)
 	}
 	return l, nil
+}
+
+// evidenceKeyPath is the checkpoint signing key's file: --evidence-key, else
+// evidence.key next to a SQLite database, else data/evidence.key.
+func (c serveConfig) evidenceKeyPath() string {
+	if c.EvidenceKey != "" {
+		return c.EvidenceKey
+	}
+	if path, ok := sqlitePath(c.DB); ok {
+		return filepath.Join(filepath.Dir(path), "evidence.key")
+	}
+	return filepath.Join("data", "evidence.key")
+}
+
+// sqlitePath returns the file of a SQLite --db value, and false for a server URL.
+func sqlitePath(db string) (string, bool) {
+	scheme, _, _ := strings.Cut(db, "://")
+	switch {
+	case scheme == "sqlite" || scheme == "file":
+		return strings.TrimPrefix(strings.TrimPrefix(db, "sqlite://"), "file://"), true
+	case strings.Contains(db, "://"):
+		return "", false
+	}
+	return db, true
 }

@@ -1,5 +1,6 @@
 // Command agate is Agate's one binary: the policy decision point server (`agate serve`),
-// the policy tools (`agate policy check|test`) and the evidence verifier.
+// the policy tools (`agate policy check|test`) and the evidence tools (`agate evidence
+// verify|public-key`).
 package main
 
 import (
@@ -35,6 +36,9 @@ const usage = `usage:
   agate serve [flags]                    run the gRPC server (agate serve -h for flags)
   agate policy check FILE                validate a policy; print its snapshot id, sha256 and rule count
   agate policy test FILE CASES.yaml      run policy test cases
+  agate evidence verify --public-key KEY (--db DB | --file EXPORT)
+                                         verify evidence against signed checkpoints
+  agate evidence public-key              print the checkpoint key to pin
 `
 
 // run dispatches a command line; it is main without the process.
@@ -48,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServe(ctx, args[1:], stderr)
 	case "policy":
 		return runPolicy(args[1:], stdout, stderr)
+	case "evidence":
+		return runEvidence(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

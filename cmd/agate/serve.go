@@ -56,10 +56,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	tracker := snapshots.NewTracker(st, cache, log)
-	svc, err := jobs.New(jobs.Config{Store: st, Tracker: tracker, Cache: cache, Log: log})
+	svc, err := jobs.New(jobs.Config{Store: st, Tracker: tracker, Cache: cache, Log: log,
+		Batch: jobs.Batch{Window: cfg.DecideBatchWindow, MaxRows: cfg.DecideBatchMax}})
 	if err != nil {
 		return err
 	}
+	defer svc.Close() // after the gRPC server has drained, before the store closes
 	if cfg.PolicyFile != "" {
 		if err := loadPolicyFile(ctx, svc, cfg.PolicyFile, log); err != nil {
 			return err
@@ -67,6 +69,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if _, err := tracker.Refresh(ctx); err != nil && !errors.Is(err, snapshots.ErrNoActive) {
 		return fmt.Errorf("reading the active snapshot: %w", err)
+	}
+	auditor, sealer, err := evidenceServices(cfg, st, cache, log)
+	if err != nil {
+		return err
 	}
 
 	reg := prometheus.NewRegistry()
@@ -82,8 +88,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Config{Jobs: svc, Store: st, Auth: auth, Metrics: metrics, Log: log,
-		TLS: tlsCfg, MaxCallTime: cfg.MaxCallTime})
+	srv, err := server.New(server.Config{Jobs: svc, Audit: auditor, Store: st, Auth: auth, Metrics: metrics,
+		Log: log, TLS: tlsCfg, MaxCallTime: cfg.MaxCallTime})
 	if err != nil {
 		return err
 	}
@@ -102,6 +108,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go tracker.Run(ctx, cfg.SnapshotRefresh)
+	go sealer.Run(ctx)
 	go srv.WatchHealth(ctx, time.Second)
 	go followActive(ctx, tracker, metrics)
 	go reloadOnHUP(ctx, cfg, svc, auth, log)

@@ -103,8 +103,22 @@ func (t *Tx) QueryEvents(ctx context.Context, eq store.EventQuery) ([]evidence.E
 	q.eq("approved_by", eq.ApprovedBy)
 	q.eq("conflict", eq.Conflict)
 	q.eq("job_id", eq.JobID)
+	if eq.Topic != "" {
+		q.where("job_id IN (SELECT job_id FROM jobs WHERE topic = %s)", eq.Topic)
+	}
 	q.after("at", "event_id", eq.AfterAt, eq.AfterEventID)
 	sql := `SELECT ` + eventCols + ` FROM evidence` + q.sql() + ` ORDER BY at, event_id` + q.limit(eq.Limit)
+	return t.events(ctx, sql, q.args...)
+}
+
+// ListChainEvents implements store.EvidenceTx.
+func (t *Tx) ListChainEvents(ctx context.Context, cq store.ChainQuery) ([]evidence.Event, error) {
+	var q query
+	q.in("job_id", cq.JobIDs)
+	if cq.AfterJobID != "" || cq.AfterSeq != 0 {
+		q.where("(job_id > %s OR (job_id = %s AND seq > %s))", cq.AfterJobID, cq.AfterJobID, cq.AfterSeq)
+	}
+	sql := `SELECT ` + eventCols + ` FROM evidence` + q.sql() + ` ORDER BY job_id, seq` + q.limit(cq.Limit)
 	return t.events(ctx, sql, q.args...)
 }
 

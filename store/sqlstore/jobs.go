@@ -93,6 +93,9 @@ func (t *Tx) ListJobs(ctx context.Context, jq store.JobQuery) ([]store.Job, erro
 	q.eq("actor", jq.Actor)
 	q.eq("rule_id", jq.RuleID)
 	q.eq("policy_snapshot", jq.Snapshot)
+	if jq.DecidedSince > 0 {
+		q.where("decided_at >= %s", jq.DecidedSince)
+	}
 	if jq.DecidedBefore > 0 {
 		q.where("decided_at < %s", jq.DecidedBefore)
 	}

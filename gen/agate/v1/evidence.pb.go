@@ -585,7 +585,7 @@ func (x *JobSummary) GetConflict() string {
 // ChainHead is the last event of one chain as sealed in a checkpoint.
 type ChainHead struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The chain's job id; empty for the chain of events without a job.
+	// The chain's job id; "@policy" for the policy_activation chain.
 	JobId string `protobuf:"bytes,1,opt,name=job_id,proto3" json:"job_id,omitempty"`
 	// seq of the chain's last event at sealing time.
 	Seq int64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`

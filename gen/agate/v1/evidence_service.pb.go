@@ -27,11 +27,15 @@ type TamperKind int32
 const (
 	// Not set; never returned.
 	TamperKind_TAMPER_KIND_UNSPECIFIED TamperKind = 0
-	// An event's content no longer matches its hash.
+	// An event's content no longer matches its hash or the hash a checkpoint
+	// sealed; or a checkpoint's content or link to its predecessor is broken.
 	TamperKind_TAMPER_KIND_MODIFIED TamperKind = 1
-	// An event sealed by a chain or checkpoint is missing.
+	// An event that a chain or checkpoint accounts for is missing, or a checkpoint
+	// is missing from the checkpoint chain.
 	TamperKind_TAMPER_KIND_DELETED TamperKind = 2
-	// An event that no chain link or checkpoint accounts for was added.
+	// An event that no chain link or checkpoint accounts for was added: it breaks
+	// its chain's links, or it is older than the latest checkpoint's sealing window
+	// and no checkpoint sealed it.
 	TamperKind_TAMPER_KIND_INSERTED TamperKind = 3
 	// Events are intact but out of chain order.
 	TamperKind_TAMPER_KIND_REORDERED TamperKind = 4
@@ -207,7 +211,8 @@ type QueryEvidenceRequest struct {
 	PolicySnapshot string `protobuf:"bytes,7,opt,name=policy_snapshot,proto3" json:"policy_snapshot,omitempty"`
 	// Only events with this approved_by.
 	ApprovedBy string `protobuf:"bytes,8,opt,name=approved_by,proto3" json:"approved_by,omitempty"`
-	// Only conflict events with this reason, e.g. "SNAPSHOT_DRIFT".
+	// Only conflict and refusal events with this reason, e.g. "SNAPSHOT_DRIFT" or
+	// "SELF_APPROVAL".
 	Conflict string `protobuf:"bytes,9,opt,name=conflict,proto3" json:"conflict,omitempty"`
 	// Only events of this kind, e.g. "approval".
 	Kind string `protobuf:"bytes,10,opt,name=kind,proto3" json:"kind,omitempty"`
@@ -341,6 +346,10 @@ type QueryEvidenceResponse struct {
 	Events []*EvidenceEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
 	// Token for the next page; empty when every settled event has been returned.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,proto3" json:"next_page_token,omitempty"`
+	// Where the query stops (exclusive), in microseconds since the Unix epoch: until,
+	// or the settled horizon when that comes first. Events at or after it were left
+	// out; a query with since = horizon continues from there.
+	Horizon       int64 `protobuf:"varint,3,opt,name=horizon,proto3" json:"horizon,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -387,6 +396,13 @@ func (x *QueryEvidenceResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *QueryEvidenceResponse) GetHorizon() int64 {
+	if x != nil {
+		return x.Horizon
+	}
+	return 0
 }
 
 // CheckCompletenessRequest names the window to check.
@@ -604,15 +620,16 @@ func (x *CheckCompletenessResponse) GetIncompleteJobs() int64 {
 // SampleAuditRequest asks for a sample audit.
 type SampleAuditRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Sample size; 0 means 30. If fewer finished jobs exist, all are audited.
+	// Sample size, at most 1000; 0 means 30. If fewer finished jobs exist, all are
+	// audited.
 	N int32 `protobuf:"varint,1,opt,name=n,proto3" json:"n,omitempty"`
 	// Start of the window, in microseconds since the Unix epoch; 0 for unbounded.
 	Since int64 `protobuf:"varint,2,opt,name=since,proto3" json:"since,omitempty"`
 	// End of the window (exclusive), in microseconds since the Unix epoch; 0 for
 	// unbounded.
 	Until int64 `protobuf:"varint,3,opt,name=until,proto3" json:"until,omitempty"`
-	// Seed for the sample; the same seed and window give the same sample. When
-	// absent the server picks one and reports it.
+	// Seed for the sample; the same seed and window give the same sample of the
+	// same jobs. When absent the server picks one and reports it.
 	Seed          *int64 `protobuf:"varint,4,opt,name=seed,proto3,oneof" json:"seed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1371,7 +1388,8 @@ type StatsResponse struct {
 	ReplayedJobs int64 `protobuf:"varint,6,opt,name=replayed_jobs,proto3" json:"replayed_jobs,omitempty"`
 	// Replay events by reason code, e.g. {"WORKER_OUTAGE": 3}.
 	ReplaysByReason map[string]int64 `protobuf:"bytes,7,rep,name=replays_by_reason,proto3" json:"replays_by_reason,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	// Jobs by current status, e.g. {"approved_and_published": 12}.
+	// Jobs by the status their last event in the window records (for an open
+	// window, their current status), e.g. {"approved_and_published": 12}.
 	Statuses map[string]int64 `protobuf:"bytes,8,rep,name=statuses,proto3" json:"statuses,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// Decision events by decision, e.g. {"require_human": 20}.
 	Decisions map[string]int64 `protobuf:"bytes,9,rep,name=decisions,proto3" json:"decisions,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
@@ -1554,12 +1572,12 @@ type VerificationProblem struct {
 	// The event concerned; empty for checkpoint problems or a deleted event whose id
 	// is unknown.
 	EventId string `protobuf:"bytes,2,opt,name=event_id,proto3" json:"event_id,omitempty"`
-	// The chain concerned.
+	// The chain concerned; empty for a checkpoint problem.
 	JobId string `protobuf:"bytes,3,opt,name=job_id,proto3" json:"job_id,omitempty"`
-	// Chain position of the problem.
+	// Chain position of the problem; for a checkpoint problem, the checkpoint's seq.
 	Seq int64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
-	// The checkpoint concerned, for BAD_SIGNATURE or a checkpoint that seals a head
-	// no longer present.
+	// The checkpoint whose signature, content or link is broken; empty for event
+	// problems and for a missing checkpoint.
 	CheckpointId string `protobuf:"bytes,5,opt,name=checkpoint_id,proto3" json:"checkpoint_id,omitempty"`
 	// What exactly failed, e.g. "hash mismatch".
 	Detail        string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
@@ -1856,10 +1874,11 @@ const file_agate_v1_evidence_service_proto_rawDesc = "" +
 	"\tpage_size\x18\v \x01(\x05R\tpage_size\x12\x1e\n" +
 	"\n" +
 	"page_token\x18\f \x01(\tR\n" +
-	"page_token\"r\n" +
+	"page_token\"\x8c\x01\n" +
 	"\x15QueryEvidenceResponse\x12/\n" +
 	"\x06events\x18\x01 \x03(\v2\x17.agate.v1.EvidenceEventR\x06events\x12(\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\x0fnext_page_token\"F\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\x0fnext_page_token\x12\x18\n" +
+	"\ahorizon\x18\x03 \x01(\x03R\ahorizon\"F\n" +
 	"\x18CheckCompletenessRequest\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x03R\x05since\x12\x14\n" +
 	"\x05until\x18\x02 \x01(\x03R\x05until\"\x85\x01\n" +

@@ -35,40 +35,48 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // EvidenceService lets auditors read, check and export the evidence, e.g. with
-// grpcurl -use-proto-names. Every RPC requires role "audit" and writes nothing.
+// grpcurl: every field's JSON name is its proto name, so the output has the
+// reference event's keys. Every RPC requires role "audit" and writes nothing.
 // Time windows are [since, until) in microseconds since the Unix epoch; 0 leaves
 // that end open. Every RPC may also return UNAUTHENTICATED, PERMISSION_DENIED
 // (ROLE_NOT_ALLOWED), UNAVAILABLE (STORE_UNAVAILABLE) and INVALID_ARGUMENT
 // (INVALID_FIELD, e.g. since after until, bad page_token).
 type EvidenceServiceClient interface {
-	// GetEvidence returns a job's summary record and its events in chain order.
+	// GetEvidence returns a job's summary record and its events in chain order;
+	// job_id "@policy" returns the policy_activation chain (without a summary).
 	// Errors: NOT_FOUND.
 	GetEvidence(ctx context.Context, in *GetEvidenceRequest, opts ...grpc.CallOption) (*GetEvidenceResponse, error)
-	// QueryEvidence pages through events matching filters. Pages stop at a settled
-	// horizon (events older than the longest transaction can take), so paging never
-	// skips or repeats an event while new events arrive.
+	// QueryEvidence pages through events matching filters, ordered by (at,
+	// event_id). The first page fixes a settled horizon (now minus the longest a
+	// transaction may take, 5 s by default) and every page of the query stops
+	// there, so paging never skips or repeats an event while new events arrive;
+	// querying again with since = horizon continues with the newer events.
 	QueryEvidence(ctx context.Context, in *QueryEvidenceRequest, opts ...grpc.CallOption) (*QueryEvidenceResponse, error)
 	// CheckCompleteness finds every event and job summary in the window that lacks a
 	// field its kind requires: the guide's reference check, generalised to all
 	// kinds.
 	CheckCompleteness(ctx context.Context, in *CheckCompletenessRequest, opts ...grpc.CallOption) (*CheckCompletenessResponse, error)
-	// SampleAudit draws a reproducible random sample of finished jobs in the window
-	// and re-verifies each: fields complete, job_hash recomputed, snapshot sha256,
-	// decision re-evaluated, approval before publish, approver not the actor, quorum
-	// met, event chain intact.
+	// SampleAudit draws a reproducible random sample of the finished jobs (denied,
+	// rejected, expired, cancelled, published, succeeded or failed) decided in the
+	// window and re-verifies each from the store: fields complete, job_hash
+	// recomputed, snapshot sha256, decision re-evaluated, approval before publish,
+	// approver neither actor nor submitter, quorum met, event chain intact.
 	SampleAudit(ctx context.Context, in *SampleAuditRequest, opts ...grpc.CallOption) (*SampleAuditResponse, error)
 	// ControlMatrix maps the window's evidence to the agent controls and their
 	// SOC 2, ISO 27001 and NIST AI RMF references, with counts.
 	ControlMatrix(ctx context.Context, in *ControlMatrixRequest, opts ...grpc.CallOption) (*ControlMatrixResponse, error)
-	// ExportEvidence streams the window's events, in chain order per job, with the
-	// checkpoints that seal them, so an export can be verified offline with the
-	// public key.
+	// ExportEvidence streams, for every job with an event in the window, its whole
+	// chain in chain order, then every checkpoint that existed when the export
+	// began, so `agate evidence verify --file` can check the export offline with
+	// the pinned public key.
 	ExportEvidence(ctx context.Context, in *ExportEvidenceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportEvidenceResponse], error)
 	// Stats derives the guide's counters from the window's evidence.
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
-	// VerifyEvidence checks every chain's hashes and every checkpoint's signature and
-	// Merkle root, and reports events that were modified, deleted, inserted or
-	// reordered. A detected problem is a successful call with ok false.
+	// VerifyEvidence checks every checkpoint's signature, Merkle root and link, and
+	// the hashes and links of every chain with an event in the window (every chain
+	// when the window is open) against the heads the checkpoints sealed, and reports
+	// events that were modified, deleted, inserted or reordered. A detected problem
+	// is a successful call with ok false.
 	VerifyEvidence(ctx context.Context, in *VerifyEvidenceRequest, opts ...grpc.CallOption) (*VerifyEvidenceResponse, error)
 	// GetPublicKey returns the Ed25519 public key that signs checkpoints, for
 	// pinning by verifiers.
@@ -187,40 +195,48 @@ func (c *evidenceServiceClient) GetPublicKey(ctx context.Context, in *GetPublicK
 // for forward compatibility.
 //
 // EvidenceService lets auditors read, check and export the evidence, e.g. with
-// grpcurl -use-proto-names. Every RPC requires role "audit" and writes nothing.
+// grpcurl: every field's JSON name is its proto name, so the output has the
+// reference event's keys. Every RPC requires role "audit" and writes nothing.
 // Time windows are [since, until) in microseconds since the Unix epoch; 0 leaves
 // that end open. Every RPC may also return UNAUTHENTICATED, PERMISSION_DENIED
 // (ROLE_NOT_ALLOWED), UNAVAILABLE (STORE_UNAVAILABLE) and INVALID_ARGUMENT
 // (INVALID_FIELD, e.g. since after until, bad page_token).
 type EvidenceServiceServer interface {
-	// GetEvidence returns a job's summary record and its events in chain order.
+	// GetEvidence returns a job's summary record and its events in chain order;
+	// job_id "@policy" returns the policy_activation chain (without a summary).
 	// Errors: NOT_FOUND.
 	GetEvidence(context.Context, *GetEvidenceRequest) (*GetEvidenceResponse, error)
-	// QueryEvidence pages through events matching filters. Pages stop at a settled
-	// horizon (events older than the longest transaction can take), so paging never
-	// skips or repeats an event while new events arrive.
+	// QueryEvidence pages through events matching filters, ordered by (at,
+	// event_id). The first page fixes a settled horizon (now minus the longest a
+	// transaction may take, 5 s by default) and every page of the query stops
+	// there, so paging never skips or repeats an event while new events arrive;
+	// querying again with since = horizon continues with the newer events.
 	QueryEvidence(context.Context, *QueryEvidenceRequest) (*QueryEvidenceResponse, error)
 	// CheckCompleteness finds every event and job summary in the window that lacks a
 	// field its kind requires: the guide's reference check, generalised to all
 	// kinds.
 	CheckCompleteness(context.Context, *CheckCompletenessRequest) (*CheckCompletenessResponse, error)
-	// SampleAudit draws a reproducible random sample of finished jobs in the window
-	// and re-verifies each: fields complete, job_hash recomputed, snapshot sha256,
-	// decision re-evaluated, approval before publish, approver not the actor, quorum
-	// met, event chain intact.
+	// SampleAudit draws a reproducible random sample of the finished jobs (denied,
+	// rejected, expired, cancelled, published, succeeded or failed) decided in the
+	// window and re-verifies each from the store: fields complete, job_hash
+	// recomputed, snapshot sha256, decision re-evaluated, approval before publish,
+	// approver neither actor nor submitter, quorum met, event chain intact.
 	SampleAudit(context.Context, *SampleAuditRequest) (*SampleAuditResponse, error)
 	// ControlMatrix maps the window's evidence to the agent controls and their
 	// SOC 2, ISO 27001 and NIST AI RMF references, with counts.
 	ControlMatrix(context.Context, *ControlMatrixRequest) (*ControlMatrixResponse, error)
-	// ExportEvidence streams the window's events, in chain order per job, with the
-	// checkpoints that seal them, so an export can be verified offline with the
-	// public key.
+	// ExportEvidence streams, for every job with an event in the window, its whole
+	// chain in chain order, then every checkpoint that existed when the export
+	// began, so `agate evidence verify --file` can check the export offline with
+	// the pinned public key.
 	ExportEvidence(*ExportEvidenceRequest, grpc.ServerStreamingServer[ExportEvidenceResponse]) error
 	// Stats derives the guide's counters from the window's evidence.
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
-	// VerifyEvidence checks every chain's hashes and every checkpoint's signature and
-	// Merkle root, and reports events that were modified, deleted, inserted or
-	// reordered. A detected problem is a successful call with ok false.
+	// VerifyEvidence checks every checkpoint's signature, Merkle root and link, and
+	// the hashes and links of every chain with an event in the window (every chain
+	// when the window is open) against the heads the checkpoints sealed, and reports
+	// events that were modified, deleted, inserted or reordered. A detected problem
+	// is a successful call with ok false.
 	VerifyEvidence(context.Context, *VerifyEvidenceRequest) (*VerifyEvidenceResponse, error)
 	// GetPublicKey returns the Ed25519 public key that signs checkpoints, for
 	// pinning by verifiers.

@@ -1,0 +1,162 @@
+package audit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agate-pdp/agate/evidence"
+	"github.com/agate-pdp/agate/jobs"
+	"github.com/agate-pdp/agate/snapshots"
+	"github.com/agate-pdp/agate/store"
+)
+
+// DefaultSettle is how old an event must be before QueryEvidence pages over it: longer
+// than a transaction takes from reading its clock to committing, plus the clock skew
+// between replicas.
+const DefaultSettle = 5 * time.Second
+
+// SealLookback is how far before the previous checkpoint the Sealer looks for chains
+// that grew, and how old an event must be, compared with the latest checkpoint, before
+// verification expects it sealed. It bounds how late a transaction may commit after
+// stamping its events, clock skew between replicas included.
+const SealLookback = time.Minute
+
+// pageLimit is how many rows one query reads while walking a window.
+const pageLimit = 1000
+
+// Config is what a Service needs. Store and PublicKey are required.
+type Config struct {
+	Store     store.Store
+	PublicKey ed25519.PublicKey // verifies checkpoints; served to auditors for pinning
+	Cache     *snapshots.Cache  // compiled snapshots for decision replay; default: a new one
+	Settle    time.Duration     // default DefaultSettle
+	Clock     func() time.Time  // default time.Now
+}
+
+// Service answers auditors' questions from the store.
+type Service struct {
+	store  store.Store
+	pub    ed25519.PublicKey
+	cache  *snapshots.Cache
+	settle time.Duration
+	clock  func() time.Time
+}
+
+// New checks cfg, fills in defaults and returns a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("audit: Config.Store is required")
+	}
+	if len(cfg.PublicKey) != ed25519.PublicKeySize {
+		return nil, errors.New("audit: Config.PublicKey must be an Ed25519 public key")
+	}
+	s := &Service{store: cfg.Store, pub: cfg.PublicKey, cache: cfg.Cache, settle: cfg.Settle, clock: cfg.Clock}
+	if s.cache == nil {
+		c, err := snapshots.NewCache(snapshots.DefaultCacheSize)
+		if err != nil {
+			return nil, err
+		}
+		s.cache = c
+	}
+	if s.settle <= 0 {
+		s.settle = DefaultSettle
+	}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	return s, nil
+}
+
+// PublicKey returns the key checkpoints are verified with.
+func (s *Service) PublicKey() ed25519.PublicKey { return s.pub }
+
+// Window is the time range [Since, Until) in µs since the Unix epoch; 0 leaves an end
+// open.
+type Window struct {
+	Since, Until int64
+}
+
+func (w Window) check() error {
+	switch {
+	case w.Since < 0:
+		return invalid("since", "must not be negative")
+	case w.Until < 0:
+		return invalid("until", "must not be negative")
+	case w.Until > 0 && w.Since >= w.Until:
+		return invalid("until", "must be after since")
+	}
+	return nil
+}
+
+func (w Window) open() bool { return w.Since == 0 && w.Until == 0 }
+
+func (w Window) query() store.EventQuery { return store.EventQuery{Since: w.Since, Until: w.Until} }
+
+func invalid(field, format string, args ...any) *jobs.Error {
+	return &jobs.Error{Code: jobs.CodeInvalidArgument, Reason: jobs.ReasonInvalidField, Field: field,
+		Msg: field + ": " + fmt.Sprintf(format, args...), Meta: map[string]string{"field": field}}
+}
+
+func notFound(what, id string) *jobs.Error {
+	return &jobs.Error{Code: jobs.CodeNotFound, Reason: jobs.ReasonNotFound, Msg: what + " " + id + " not found"}
+}
+
+// mapErr turns the store's error values into *jobs.Error; anything else passes through.
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrUnavailable):
+		return &jobs.Error{Code: jobs.CodeUnavailable, Reason: jobs.ReasonUnavailable,
+			Msg: "the database is unavailable; retry later"}
+	case errors.Is(err, store.ErrBusy):
+		return &jobs.Error{Code: jobs.CodeAborted, Reason: jobs.ReasonLockBusy, Msg: "the database is busy; retry with backoff"}
+	}
+	return err
+}
+
+// read runs fn in one read-only transaction, so everything it reads is one consistent
+// view. fn may run more than once: it must reset what it accumulates.
+func (s *Service) read(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
+	return mapErr(s.store.Read(ctx, fn))
+}
+
+// eachEvent calls fn for every event q matches, in (At, EventID) order, a page at a time.
+func eachEvent(ctx context.Context, tx store.Tx, q store.EventQuery, fn func(e *evidence.Event) error) error {
+	q.Limit = pageLimit
+	for {
+		page, err := tx.QueryEvents(ctx, q)
+		if err != nil {
+			return err
+		}
+		for i := range page {
+			if err := fn(&page[i]); err != nil {
+				return err
+			}
+		}
+		if len(page) < q.Limit {
+			return nil
+		}
+		last := page[len(page)-1]
+		q.AfterAt, q.AfterEventID = last.At, last.EventID
+	}
+}
+
+// chainsIn returns the ids of the chains with an event in w, in order of first event.
+func chainsIn(ctx context.Context, tx store.Tx, w Window) ([]string, error) {
+	seen := map[string]bool{}
+	var ids []string
+	err := eachEvent(ctx, tx, w.query(), func(e *evidence.Event) error {
+		if !seen[e.JobID] {
+			seen[e.JobID] = true
+			ids = append(ids, e.JobID)
+		}
+		return nil
+	})
+	return ids, err
+}
+
+func micros(d time.Duration) int64 { return d.Microseconds() }

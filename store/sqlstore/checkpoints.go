@@ -1,0 +1,176 @@
+package sqlstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/agate-pdp/agate/evidence"
+	"github.com/agate-pdp/agate/store"
+)
+
+// maxBatch bounds the values of one IN list or multi-row INSERT, well inside every
+// backend's limit on bound parameters.
+const maxBatch = 500
+
+const checkpointCols = `seq, id, at, root, prev_hash, hash, key_id, signature`
+
+// UnsealedHeads implements store.CheckpointTx. It reads only the window's events, each
+// checked against the chain's primary key and the heads index.
+func (t *Tx) UnsealedHeads(ctx context.Context, since int64) ([]evidence.Head, error) {
+	rows, err := t.q.Query(ctx, `SELECT e.job_id, e.seq, e.hash FROM evidence e
+		WHERE e.at >= $1
+		AND NOT EXISTS (SELECT 1 FROM evidence n WHERE n.job_id = e.job_id AND n.seq > e.seq)
+		AND NOT EXISTS (SELECT 1 FROM checkpoint_heads h WHERE h.job_id = e.job_id AND h.seq >= e.seq)
+		ORDER BY e.job_id`, since)
+	if err != nil {
+		return nil, t.err(err)
+	}
+	defer rows.Close()
+	var out []evidence.Head
+	for rows.Next() {
+		var h evidence.Head
+		if err := rows.Scan(&h.JobID, &h.Seq, &h.Hash); err != nil {
+			return nil, t.err(err)
+		}
+		out = append(out, h)
+	}
+	return out, t.err(rows.Err())
+}
+
+// SealedSeqs implements store.CheckpointTx.
+func (t *Tx) SealedSeqs(ctx context.Context, jobIDs []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	for chunk := range slices.Chunk(jobIDs, maxBatch) {
+		var q query
+		q.in("job_id", chunk)
+		rows, err := t.q.Query(ctx, `SELECT job_id, MAX(seq) FROM checkpoint_heads`+q.sql()+
+			` GROUP BY job_id`, q.args...)
+		if err != nil {
+			return nil, t.err(err)
+		}
+		for rows.Next() {
+			var id string
+			var seq int64
+			if err := rows.Scan(&id, &seq); err != nil {
+				rows.Close()
+				return nil, t.err(err)
+			}
+			out[id] = seq
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, t.err(err)
+		}
+	}
+	return out, nil
+}
+
+// LastCheckpoint implements store.CheckpointTx.
+func (t *Tx) LastCheckpoint(ctx context.Context) (store.Checkpoint, error) {
+	var seq int64
+	err := t.q.QueryRow(ctx, `SELECT seq FROM checkpoints ORDER BY seq DESC LIMIT 1`).Scan(&seq)
+	if err != nil {
+		return store.Checkpoint{}, fmt.Errorf("last checkpoint: %w", t.err(err))
+	}
+	cps, err := t.ListCheckpoints(ctx, seq-1, 1)
+	if err != nil {
+		return store.Checkpoint{}, err
+	}
+	if len(cps) != 1 {
+		return store.Checkpoint{}, fmt.Errorf("last checkpoint: %w", store.ErrNotFound)
+	}
+	return cps[0], nil
+}
+
+// AppendCheckpoint implements store.CheckpointTx.
+func (t *Tx) AppendCheckpoint(ctx context.Context, c store.Checkpoint) error {
+	n, err := t.q.Exec(ctx, `INSERT INTO checkpoints (`+checkpointCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+		c.Seq, c.ID, c.At, c.Root, c.PrevHash, c.Hash, c.KeyID, bytesIn(c.Signature))
+	if err != nil {
+		return fmt.Errorf("checkpoint %d: %w", c.Seq, t.err(err))
+	}
+	if n == 0 {
+		return fmt.Errorf("checkpoint %d (%s): %w", c.Seq, c.ID, store.ErrConflict)
+	}
+	for chunk := range slices.Chunk(c.Heads, maxBatch) {
+		var q query
+		values := make([]string, len(chunk))
+		for i, h := range chunk {
+			values[i] = "(" + q.arg(c.Seq) + ", " + q.arg(h.JobID) + ", " + q.arg(h.Seq) + ", " + q.arg(h.Hash) + ")"
+		}
+		if _, err := t.q.Exec(ctx, `INSERT INTO checkpoint_heads (checkpoint_seq, job_id, seq, hash)
+			VALUES `+strings.Join(values, ", "), q.args...); err != nil {
+			return fmt.Errorf("checkpoint %d heads: %w", c.Seq, t.err(err))
+		}
+	}
+	return nil
+}
+
+// ListCheckpoints implements store.CheckpointTx.
+func (t *Tx) ListCheckpoints(ctx context.Context, afterSeq int64, limit int) ([]store.Checkpoint, error) {
+	var q query
+	q.where("seq > %s", afterSeq)
+	rows, err := t.q.Query(ctx, `SELECT `+checkpointCols+` FROM checkpoints`+q.sql()+
+		` ORDER BY seq`+q.limit(limit), q.args...)
+	if err != nil {
+		return nil, t.err(err)
+	}
+	var out []store.Checkpoint
+	for rows.Next() {
+		var c store.Checkpoint
+		if err := rows.Scan(&c.Seq, &c.ID, &c.At, &c.Root, &c.PrevHash, &c.Hash, &c.KeyID, &c.Signature); err != nil {
+			rows.Close()
+			return nil, t.err(err)
+		}
+		c.Signature = bytesOut(c.Signature)
+		out = append(out, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, t.err(err)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	if err := t.loadHeads(ctx, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// loadHeads fills in the heads of cps, which are consecutive in Seq order.
+func (t *Tx) loadHeads(ctx context.Context, cps []store.Checkpoint) error {
+	first, last := cps[0].Seq, cps[len(cps)-1].Seq
+	rows, err := t.q.Query(ctx, `SELECT checkpoint_seq, job_id, seq, hash FROM checkpoint_heads
+		WHERE checkpoint_seq >= $1 AND checkpoint_seq <= $2`, first, last)
+	if err != nil {
+		return t.err(err)
+	}
+	defer rows.Close()
+	index := make(map[int64]int, len(cps))
+	for i, c := range cps {
+		index[c.Seq] = i
+	}
+	for rows.Next() {
+		var cs int64
+		var h evidence.Head
+		if err := rows.Scan(&cs, &h.JobID, &h.Seq, &h.Hash); err != nil {
+			return t.err(err)
+		}
+		if i, ok := index[cs]; ok {
+			cps[i].Heads = append(cps[i].Heads, h)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return t.err(err)
+	}
+	// Byte order, as checkpoints are hashed: the database's collation may differ.
+	for i := range cps {
+		slices.SortFunc(cps[i].Heads, func(a, b evidence.Head) int { return cmp.Compare(a.JobID, b.JobID) })
+	}
+	return nil
+}
