@@ -105,6 +105,10 @@ func TestServeConfigValidate(t *testing.T) {
 		{"bad log level", []string{"--tokens", "t", "--log-level", "loud"}, "--log-level"},
 		{"bad cache", []string{"--tokens", "t", "--snapshot-cache", "x"}, "--snapshot-cache"},
 		{"stray argument", []string{"--tokens", "t", "extra"}, "unexpected"},
+		{"batch max not a number", []string{"--tokens", "t", "--decide-batch-max", "x"}, "--decide-batch-max"},
+		{"negative batch max", []string{"--tokens", "t", "--decide-batch-max", "-1"}, "--decide-batch-max"},
+		{"negative batch window", []string{"--tokens", "t", "--decide-batch-window", "-1ms"}, "--decide-batch-window"},
+		{"zero seal interval", []string{"--tokens", "t", "--seal-interval", "0s"}, "--seal-interval"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
