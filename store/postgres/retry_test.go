@@ -177,8 +177,10 @@ func TestDeadlockRetried(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if deadlocks.Load() != 1 || calls.Load() != 3 {
-		t.Errorf("%d deadlocks, %d callback runs; want 1 and 3", deadlocks.Load(), calls.Load())
+	// The deadlock victim runs again; that retry may also meet a serialization failure
+	// behind the winner's commit and run once more, so 3 runs is the least, not the count.
+	if deadlocks.Load() != 1 || calls.Load() < 3 {
+		t.Errorf("%d deadlocks, %d callback runs; want 1 and at least 3", deadlocks.Load(), calls.Load())
 	}
 	err = s.Read(t.Context(), func(ctx context.Context, tx store.Tx) error {
 		for _, id := range ids {
