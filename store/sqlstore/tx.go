@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agate-pdp/agate/canonical"
 	"github.com/agate-pdp/agate/store"
 )
 
@@ -112,7 +113,11 @@ func encodeList(l []string) string {
 	if len(l) == 0 {
 		return "[]"
 	}
-	b, _ := json.Marshal(l) // a []string always marshals
+	// canonical.Append writes JSON without reflection: this runs on every Decide.
+	b, err := canonical.Append(nil, l)
+	if err != nil { // only invalid UTF-8 gets here; encoding/json would replace it silently
+		b, _ = json.Marshal(l)
+	}
 	return string(b)
 }
 
