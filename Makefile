@@ -48,3 +48,11 @@ run: build ## Start the server on embedded SQLite with the example policy and de
 
 bench: ## Go benchmarks (engine, job hash, storage).
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: bench-load bench-peers
+
+bench-load: ## Load harness: ghz, the approval pipeline and pgbench on SQLite and PostgreSQL (≈5 min).
+	bash bench/load.sh
+
+bench-peers: ## Agate beside OPA: engine benchmarks and Evaluate against OPA's REST server (not in CI).
+	bash bench/peers.sh
