@@ -55,6 +55,13 @@ func TestAccessScopingTraceAndShutdown(t *testing.T) {
 		t.Fatalf("cancel = %v, %v", c, err)
 	}
 
+	// Evaluate is a what-if: it needs no job_id and writes nothing.
+	job := payment(t, "", "agent-7", 42)
+	ev, err := a.policy().Evaluate(as(ctx, tokDecide), &agatev1.EvaluateRequest{Job: job})
+	if err != nil || ev.Decision != agatev1.Decision_DECISION_REQUIRE_HUMAN || ev.JobHash == "" {
+		t.Fatalf("evaluate = %v, %v", ev, err)
+	}
+
 	a.stop()
 	if code := a.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("exit code after SIGTERM = %d, want 0", code)

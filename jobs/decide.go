@@ -236,6 +236,10 @@ type EvaluateResult struct {
 // Evaluate answers what Decide would decide for r under the active snapshot (snapshotID
 // empty) or the named one. It writes nothing.
 func (s *Service) Evaluate(ctx context.Context, r DecideRequest, snapshotID string) (EvaluateResult, error) {
+	if r.JobID == "" {
+		// A what-if needs no identity: job_id is neither evaluated nor hashed.
+		r.JobID = "evaluate"
+	}
 	ev, err := s.evaluateIn(ctx, &r, snapshotID)
 	if err != nil {
 		return EvaluateResult{}, err
