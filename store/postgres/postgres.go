@@ -108,23 +108,13 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(context.Con
 }
 
 // ActiveSnapshot implements snapshots.Source.
-func (s *Store) ActiveSnapshot(ctx context.Context) (snap snapshots.Snapshot, err error) {
-	err = s.Read(ctx, func(ctx context.Context, tx store.Tx) error {
-		snap, err = tx.(*sqlstore.Tx).ActiveSnapshot(ctx)
-		return err
-	})
-	return snap, err
+func (s *Store) ActiveSnapshot(ctx context.Context) (snapshots.Snapshot, error) {
+	return sqlstore.ActiveSnapshot(ctx, s.Read)
 }
 
 // Ping implements store.Store.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
-	}
-	return nil
+	return sqlstore.PingError(ctx, s.pool.Ping(ctx))
 }
 
 // Close implements store.Store.

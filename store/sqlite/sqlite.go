@@ -139,24 +139,14 @@ func (s *Store) Read(ctx context.Context, fn func(ctx context.Context, tx store.
 }
 
 // ActiveSnapshot implements snapshots.Source.
-func (s *Store) ActiveSnapshot(ctx context.Context) (snap snapshots.Snapshot, err error) {
-	err = s.Read(ctx, func(ctx context.Context, tx store.Tx) error {
-		snap, err = tx.(*sqlstore.Tx).ActiveSnapshot(ctx)
-		return err
-	})
-	return snap, err
+func (s *Store) ActiveSnapshot(ctx context.Context) (snapshots.Snapshot, error) {
+	return sqlstore.ActiveSnapshot(ctx, s.Read)
 }
 
 // Ping implements store.Store. It uses the read pool, so a health check never queues
 // behind a write.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.r.PingContext(ctx); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
-	}
-	return nil
+	return sqlstore.PingError(ctx, s.r.PingContext(ctx))
 }
 
 // Close implements store.Store.
