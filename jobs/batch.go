@@ -197,11 +197,12 @@ func (b *batcher) run(batch []*decideCall) {
 	}
 	ctx, stop := callersContext(live)
 	defer stop()
-	type result struct {
-		out    DecideResult
-		answer error
+	ds := make([]*decideJob, len(live))
+	for i, c := range live {
+		ds[i] = c.job
 	}
-	results := make([]result, len(live))
+	var outs []DecideResult
+	var answers []error
 	err := b.s.store.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) (err error) {
 		defer func() {
 			// A panic here would take the process down with it; failing the batch
@@ -211,15 +212,8 @@ func (b *batcher) run(batch []*decideCall) {
 				err = fmt.Errorf("jobs: panic in a batch: %v", p)
 			}
 		}()
-		now := b.s.nowMicro() // per attempt, as for a transaction of one
-		for i, c := range live {
-			out, answer, err := c.job.apply(ctx, tx, now)
-			if err != nil {
-				return err
-			}
-			results[i] = result{out, answer}
-		}
-		return nil
+		outs, answers, err = applyBatch(ctx, tx, ds, b.s.nowMicro()) // now per attempt, as for a transaction of one
+		return err
 	})
 	if err != nil && ctx.Err() == nil {
 		b.s.log.Debug("batch transaction failed; writing its jobs one by one", "jobs", len(live), "err", err)
@@ -227,7 +221,7 @@ func (b *batcher) run(batch []*decideCall) {
 	for i, c := range live {
 		switch {
 		case err == nil:
-			c.out, c.err = results[i].out, results[i].answer
+			c.out, c.err = outs[i], answers[i]
 		case ctx.Err() != nil:
 			c.err = c.ctx.Err() // every caller has gone
 		default:

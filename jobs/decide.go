@@ -95,32 +95,46 @@ func (s *Service) decideAlone(ctx context.Context, d *decideJob) (DecideResult, 
 	return out, answer
 }
 
-// apply is the body of d's transaction, the same whether d has the transaction to itself
-// or shares it with a batch. answer is the caller's answer when it is an error that the
-// transaction commits (JOB_HASH_MISMATCH, whose conflict event it records); err fails
-// the transaction.
+// apply is the body of d's transaction when d has the transaction to itself. answer is
+// the caller's answer when it is an error that the transaction commits
+// (JOB_HASH_MISMATCH, whose conflict event it records); err fails the transaction.
 func (d *decideJob) apply(ctx context.Context, tx store.Tx, now int64) (out DecideResult, answer, err error) {
-	r, ev := &d.r, &d.ev
 	// Most Decides are of new jobs, so the insert comes first: a new job costs two
 	// statements, both writes. Reading first would add a round trip each, and under
 	// SERIALIZABLE a predicate lock on which concurrent batches' inserts conflict.
-	j := store.Job{
-		ID: r.JobID, Topic: r.Topic, Actor: r.Actor, Labels: d.labels, Payload: d.payload,
-		Hash: ev.hash, SubmittedBy: d.p.ID, TraceID: r.TraceID, Revision: 1,
-	}
-	if j.TraceID == "" {
-		j.TraceID = "trc_" + ulid.Make().String()
-	}
-	decided(&j, &ev.result, ev.snapshot, now)
+	j := d.newJob(now)
 	err = tx.InsertJob(ctx, j)
 	if err == nil {
-		out.Job = j
 		// A job's chain begins with its row, so this decision is the first event.
-		return out, nil, appendDecision(ctx, tx, &j, d.p, now, true)
+		e, err := firstDecision(&j, d.p, now)
+		if err != nil {
+			return out, nil, err
+		}
+		return DecideResult{Job: j}, nil, tx.AppendEvent(ctx, e)
 	}
 	if !errors.Is(err, store.ErrConflict) {
 		return out, nil, err
 	}
+	return d.applyKnown(ctx, tx, now)
+}
+
+// newJob is d as a newly decided job.
+func (d *decideJob) newJob(now int64) store.Job {
+	r := &d.r
+	j := store.Job{
+		ID: r.JobID, Topic: r.Topic, Actor: r.Actor, Labels: d.labels, Payload: d.payload,
+		Hash: d.ev.hash, SubmittedBy: d.p.ID, TraceID: r.TraceID, Revision: 1,
+	}
+	if j.TraceID == "" {
+		j.TraceID = "trc_" + ulid.Make().String()
+	}
+	decided(&j, &d.ev.result, d.ev.snapshot, now)
+	return j
+}
+
+// applyKnown is apply for a job_id that is already stored.
+func (d *decideJob) applyKnown(ctx context.Context, tx store.Tx, now int64) (out DecideResult, answer, err error) {
+	r, ev := &d.r, &d.ev
 	cur, err := tx.GetJob(ctx, r.JobID, true)
 	if errors.Is(err, store.ErrNotFound) {
 		err = store.ErrConflict // inserted by a transaction this one cannot see: run again
@@ -138,7 +152,7 @@ func (d *decideJob) apply(ctx context.Context, tx store.Tx, now int64) (out Deci
 		out.AlreadyDecided = true
 		return out, nil, nil
 	}
-	j = cur
+	j := cur
 	decided(&j, &ev.result, ev.snapshot, now)
 	j.Revision = cur.Revision + 1
 	if r.TraceID != "" {
@@ -148,7 +162,56 @@ func (d *decideJob) apply(ctx context.Context, tx store.Tx, now int64) (out Deci
 		return out, nil, err
 	}
 	out.Job = j
-	return out, nil, appendDecision(ctx, tx, &j, d.p, now, false)
+	return out, nil, appendDecision(ctx, tx, &j, d.p, now)
+}
+
+// applyBatch is the body of a batch's transaction: its outcome for each job is what
+// apply would give with the jobs run one after another in order, but the new jobs (most
+// of a batch) cost two statements in all, one inserting their rows and one their first
+// events. Jobs whose id is stored already, or repeats an earlier one in the batch, then
+// run through applyKnown in order, and see the rows the batch inserted.
+func applyBatch(ctx context.Context, tx store.Tx, ds []*decideJob, now int64) ([]DecideResult, []error, error) {
+	outs, answers := make([]DecideResult, len(ds)), make([]error, len(ds))
+	fresh := make([]store.Job, 0, len(ds))
+	at := make([]int, 0, len(ds)) // fresh[k] is ds[at[k]]
+	first := make(map[string]bool, len(ds))
+	for i, d := range ds {
+		if !first[d.r.JobID] {
+			first[d.r.JobID] = true
+			fresh = append(fresh, d.newJob(now))
+			at = append(at, i)
+		}
+	}
+	inserted, err := tx.InsertJobs(ctx, fresh)
+	if err != nil {
+		return nil, nil, err
+	}
+	done := make([]bool, len(ds))
+	events := make([]evidence.Event, 0, len(fresh))
+	for k, ok := range inserted {
+		if !ok {
+			continue
+		}
+		i := at[k]
+		e, err := firstDecision(&fresh[k], ds[i].p, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		events = append(events, e)
+		outs[i], done[i] = DecideResult{Job: fresh[k]}, true
+	}
+	if err := tx.AppendEvents(ctx, events); err != nil {
+		return nil, nil, err
+	}
+	for i, d := range ds {
+		if done[i] {
+			continue
+		}
+		if outs[i], answers[i], err = d.applyKnown(ctx, tx, now); err != nil {
+			return nil, nil, err
+		}
+	}
+	return outs, answers, nil
 }
 
 // decided sets j's decision state from an evaluation result, as a fresh decision.
@@ -176,16 +239,24 @@ func decided(j *store.Job, res *decision.Result, snapshot string, now int64) {
 	j.DecidedAt, j.UpdatedAt = now, now
 }
 
-// appendDecision records j's decision; first says j's chain is empty (j was just
-// inserted), which spares reading its head.
-func appendDecision(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64, first bool) error {
+// appendDecision records j's decision after its chain's head.
+func appendDecision(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) error {
+	e := decisionEvent(j, p, now)
+	return appendEvent(ctx, tx, &e)
+}
+
+// firstDecision is the sealed decision event of a job just inserted: its chain is
+// empty, which spares reading the head. Were it not empty after all, the store refuses
+// the duplicate (job_id, seq).
+func firstDecision(j *store.Job, p Principal, now int64) (evidence.Event, error) {
+	e := decisionEvent(j, p, now)
+	return e, seal(&e, 0, "")
+}
+
+func decisionEvent(j *store.Job, p Principal, now int64) evidence.Event {
 	e := jobEvent(evidence.KindDecision, j, p, now)
 	e.Reason = j.Reason
-	if first {
-		// Were the chain not empty after all, the store refuses the duplicate (job_id, seq).
-		return sealAndAppend(ctx, tx, &e, 0, "")
-	}
-	return appendEvent(ctx, tx, &e)
+	return e
 }
 
 func labelsOrEmpty(l map[string]any) map[string]any {

@@ -64,9 +64,17 @@ func appendEvent(ctx context.Context, tx store.Tx, e *evidence.Event) error {
 
 // sealAndAppend is appendEvent after the chain head (seq, prev) is known.
 func sealAndAppend(ctx context.Context, tx store.Tx, e *evidence.Event, seq int64, prev string) error {
+	if err := seal(e, seq, prev); err != nil {
+		return err
+	}
+	return tx.AppendEvent(ctx, *e)
+}
+
+// seal gives e its id and seals it after the chain head (seq, prev).
+func seal(e *evidence.Event, seq int64, prev string) error {
 	e.EventID = ulid.Make().String()
 	if err := e.Seal(seq, prev); err != nil {
 		return fmt.Errorf("jobs: refusing to write incomplete evidence: %w", err)
 	}
-	return tx.AppendEvent(ctx, *e)
+	return nil
 }

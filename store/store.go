@@ -74,6 +74,10 @@ type JobTx interface {
 	GetJob(ctx context.Context, id string, forUpdate bool) (Job, error)
 	// InsertJob stores a new job; ErrConflict when the id exists.
 	InsertJob(ctx context.Context, j Job) error
+	// InsertJobs stores each job of js whose id does not exist yet and reports which it
+	// stored (inserted[i] for js[i]); the others change nothing. Ids must be distinct.
+	// It is InsertJob for many jobs at the cost of one statement.
+	InsertJobs(ctx context.Context, js []Job) (inserted []bool, err error)
 	// UpdateJob overwrites the mutable state of an existing job (every field except
 	// ID, Topic, Actor, Labels, Payload, Hash, SubmittedBy); ErrNotFound when absent.
 	UpdateJob(ctx context.Context, j Job) error
@@ -101,6 +105,9 @@ type EvidenceTx interface {
 	// AppendEvent stores e; ErrConflict when (JobID, Seq) or EventID already exists,
 	// which under SERIALIZABLE means a concurrent append won and the transaction retries.
 	AppendEvent(ctx context.Context, e evidence.Event) error
+	// AppendEvents stores every event of es, or returns ErrConflict (and the
+	// transaction must not commit) when any of them exists.
+	AppendEvents(ctx context.Context, es []evidence.Event) error
 	// ListEvents returns a chain's events ordered by seq.
 	ListEvents(ctx context.Context, jobID string) ([]evidence.Event, error)
 	// QueryEvents returns up to q.Limit events matching q ordered by (At, EventID),

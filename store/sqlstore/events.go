@@ -59,19 +59,8 @@ func (t *Tx) ChainHead(ctx context.Context, jobID string) (int64, string, error)
 // field its kind requires (an error matching evidence.ErrIncomplete), whatever its
 // writer checked before.
 func (t *Tx) AppendEvent(ctx context.Context, e evidence.Event) error {
-	var matched any
-	if len(e.MatchedRules) > 0 {
-		matched = encodeList(e.MatchedRules)
-	}
-	n, err := t.q.Exec(ctx, `INSERT INTO evidence (`+eventInsertCols+`) VALUES ($1, $2, $3,
-		$4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-		$22, $23, $24, $25, $26, $27) ON CONFLICT DO NOTHING`,
-		e.JobID, e.Seq, e.EventID, orNull(e.TraceID), string(e.Kind), e.At, orNull(e.Actor),
-		e.Principal, orNull(e.Decision), e.ApprovalRequired, orNull(e.RuleID), orNull(e.Reason),
-		matched, orNull(e.PolicySnapshot), orNull(e.PreviousSnapshot), orNull(e.JobHash),
-		orNull(e.PresentedHash), orNull(e.ApprovedBy), orNull(e.ApprovedRole),
-		orNull(e.ApprovedAt), orNull(e.Status), orNull(e.Attempt), orNull(e.Conflict),
-		orNull(e.ReplayReasonCode), e.Repeat, orNull(e.PrevHash), e.Hash)
+	n, err := t.q.Exec(ctx, `INSERT INTO evidence (`+eventInsertCols+`) VALUES `+oneRow+
+		` ON CONFLICT DO NOTHING`, eventArgs(&e)...)
 	if err != nil {
 		return fmt.Errorf("%s event %s of %s: %w", e.Kind, e.EventID, e.JobID, t.err(err))
 	}
@@ -79,6 +68,20 @@ func (t *Tx) AppendEvent(ctx context.Context, e evidence.Event) error {
 		return fmt.Errorf("event %s (%s #%d): %w", e.EventID, e.JobID, e.Seq, store.ErrConflict)
 	}
 	return nil
+}
+
+// eventArgs returns the values of eventInsertCols for e; a field e lacks is NULL.
+func eventArgs(e *evidence.Event) []any {
+	var matched any
+	if len(e.MatchedRules) > 0 {
+		matched = encodeList(e.MatchedRules)
+	}
+	return []any{e.JobID, e.Seq, e.EventID, orNull(e.TraceID), string(e.Kind), e.At, orNull(e.Actor),
+		e.Principal, orNull(e.Decision), e.ApprovalRequired, orNull(e.RuleID), orNull(e.Reason),
+		matched, orNull(e.PolicySnapshot), orNull(e.PreviousSnapshot), orNull(e.JobHash),
+		orNull(e.PresentedHash), orNull(e.ApprovedBy), orNull(e.ApprovedRole),
+		orNull(e.ApprovedAt), orNull(e.Status), orNull(e.Attempt), orNull(e.Conflict),
+		orNull(e.ReplayReasonCode), e.Repeat, orNull(e.PrevHash), e.Hash}
 }
 
 // ListEvents implements store.EvidenceTx.

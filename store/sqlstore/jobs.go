@@ -47,14 +47,8 @@ func (t *Tx) GetJob(ctx context.Context, id string, forUpdate bool) (store.Job, 
 
 // InsertJob implements store.JobTx.
 func (t *Tx) InsertJob(ctx context.Context, j store.Job) error {
-	n, err := t.q.Exec(ctx, `INSERT INTO jobs (`+jobCols+`) VALUES ($1, $2, $3, $4, $5, $6,
-		$7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
-		$25, $26, $27) ON CONFLICT DO NOTHING`,
-		j.ID, j.Topic, j.Actor, bytesIn(j.Labels), bytesIn(j.Payload), j.Hash, j.SubmittedBy,
-		j.TraceID, string(j.Status), j.Decision, j.ApprovalRequired, j.RuleID, j.Reason,
-		encodeList(j.MatchedRules), j.Snapshot, encodeList(j.ApprovalRoles), j.Quorum,
-		j.ExpiresAt, j.Revision, j.ApprovedBy, j.ApprovedRole, j.ApprovedAt, j.Attempt,
-		j.Outcome, j.DecidedAt, j.PublishedAt, j.UpdatedAt)
+	n, err := t.q.Exec(ctx, `INSERT INTO jobs (`+jobCols+`) VALUES `+oneRow+
+		` ON CONFLICT DO NOTHING`, jobArgs(&j)...)
 	if err != nil {
 		return t.err(err)
 	}
@@ -62,6 +56,15 @@ func (t *Tx) InsertJob(ctx context.Context, j store.Job) error {
 		return fmt.Errorf("job %s: %w", j.ID, store.ErrConflict)
 	}
 	return nil
+}
+
+// jobArgs returns the values of jobCols for j.
+func jobArgs(j *store.Job) []any {
+	return []any{j.ID, j.Topic, j.Actor, bytesIn(j.Labels), bytesIn(j.Payload), j.Hash, j.SubmittedBy,
+		j.TraceID, string(j.Status), j.Decision, j.ApprovalRequired, j.RuleID, j.Reason,
+		encodeList(j.MatchedRules), j.Snapshot, encodeList(j.ApprovalRoles), j.Quorum,
+		j.ExpiresAt, j.Revision, j.ApprovedBy, j.ApprovedRole, j.ApprovedAt, j.Attempt,
+		j.Outcome, j.DecidedAt, j.PublishedAt, j.UpdatedAt}
 }
 
 // UpdateJob implements store.JobTx.

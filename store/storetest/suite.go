@@ -20,6 +20,8 @@ func Run(t *testing.T, open Opener) {
 		{"JobInsertGet", testJobInsertGet},
 		{"JobUpdate", testJobUpdate},
 		{"JobListCount", testJobListCount},
+		{"JobInsertMany", testJobInsertMany},
+		{"EventsAppendMany", testEventsAppendMany},
 		{"Approvals", testApprovals},
 		{"EventsChain", testEventsChain},
 		{"EventsQuery", testEventsQuery},
