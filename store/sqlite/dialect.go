@@ -12,6 +12,7 @@ import (
 var dialect = &sqlstore.Dialect{
 	Name:      "sqlite",
 	ForUpdate: "", // BEGIN IMMEDIATE transactions already exclude each other
+	Anonymous: true,
 	BytesType: "BLOB",
 	Classify:  classify,
 }

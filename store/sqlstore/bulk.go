@@ -15,10 +15,11 @@ import (
 const bulkRows = 500
 
 // oneRow is the VALUES list of a single-row insert into jobs or evidence.
-var oneRow = valuesList(1, 27)
+var oneRow = valuesList(1, 27, false)
 
-// valuesList returns "($1, …, $cols), ($cols+1, …)" for rows rows.
-func valuesList(rows, cols int) string {
+// valuesList returns "($1, …, $cols), ($cols+1, …)" for rows rows, or the same with
+// every placeholder "?" when anonymous.
+func valuesList(rows, cols int, anonymous bool) string {
 	var b strings.Builder
 	b.Grow(rows * cols * 5)
 	n := 0
@@ -32,6 +33,10 @@ func valuesList(rows, cols int) string {
 				b.WriteString(", ")
 			}
 			n++
+			if anonymous {
+				b.WriteByte('?')
+				continue
+			}
 			b.WriteByte('$')
 			b.WriteString(strconv.Itoa(n))
 		}
@@ -66,7 +71,7 @@ func (t *Tx) InsertJobs(ctx context.Context, js []store.Job) ([]bool, error) {
 		for i := lo; i < hi; i++ {
 			args = append(args, jobArgs(&js[i])...)
 		}
-		rows, err := t.q.Query(ctx, `INSERT INTO jobs (`+jobCols+`) VALUES `+valuesList(hi-lo, 27)+
+		rows, err := t.q.Query(ctx, `INSERT INTO jobs (`+jobCols+`) VALUES `+valuesList(hi-lo, 27, t.d.Anonymous)+
 			` ON CONFLICT DO NOTHING RETURNING job_id`, args...)
 		if err != nil {
 			return t.err(err)
@@ -97,7 +102,7 @@ func (t *Tx) AppendEvents(ctx context.Context, es []evidence.Event) error {
 			args = append(args, eventArgs(&es[i])...)
 		}
 		n, err := t.q.Exec(ctx, `INSERT INTO evidence (`+eventInsertCols+`) VALUES `+
-			valuesList(hi-lo, 27)+` ON CONFLICT DO NOTHING`, args...)
+			valuesList(hi-lo, 27, t.d.Anonymous)+` ON CONFLICT DO NOTHING`, args...)
 		if err != nil {
 			return fmt.Errorf("%d events from %s: %w", hi-lo, es[lo].JobID, t.err(err))
 		}
