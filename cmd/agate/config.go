@@ -39,6 +39,9 @@ type serveConfig struct {
 
 	DecideBatchWindow time.Duration // group commit: how long a batch waits for company
 	DecideBatchMax    int           // group commit: Decides per transaction; <= 1 turns it off
+	DecideInFlight    int           // group commit: batch transactions at once; 0 picks per backend
+
+	Pprof bool // serve net/http/pprof on the HTTP listener
 }
 
 func defaultServeConfig() serveConfig {
@@ -99,6 +102,10 @@ func parseServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	dur(&c.DecideBatchWindow, "decide-batch-window", "AGATE_DECIDE_BATCH_WINDOW", "how long a Decide batch waits for more Decides while the database is busy")
 	batchMax := strconv.Itoa(c.DecideBatchMax)
 	str(&batchMax, "decide-batch-max", "AGATE_DECIDE_BATCH_MAX", "most Decides committed in one transaction; 0 or 1 turns group commit off")
+	inFlight := strconv.Itoa(c.DecideInFlight)
+	str(&inFlight, "decide-batch-inflight", "AGATE_DECIDE_BATCH_INFLIGHT", "Decide batch transactions running at once; 0 picks 1 for SQLite (one writer) and 2 for PostgreSQL")
+	pprof := strconv.FormatBool(c.Pprof)
+	str(&pprof, "pprof", "AGATE_PPROF", "serve Go's profiler at /debug/pprof/ on --http-addr (true or false); keep that address private")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -112,6 +119,12 @@ func parseServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	c.SnapshotCacheSize = n
 	if c.DecideBatchMax, err = strconv.Atoi(batchMax); err != nil {
 		return c, fmt.Errorf("--decide-batch-max: %q is not a number", batchMax)
+	}
+	if c.DecideInFlight, err = strconv.Atoi(inFlight); err != nil {
+		return c, fmt.Errorf("--decide-batch-inflight: %q is not a number", inFlight)
+	}
+	if c.Pprof, err = strconv.ParseBool(pprof); err != nil {
+		return c, fmt.Errorf("--pprof: %q is not true or false", pprof)
 	}
 	return c, c.Validate()
 }
@@ -154,6 +167,9 @@ func (c serveConfig) Validate() error {
 	if c.DecideBatchMax < 0 {
 		errs = append(errs, errors.New("--decide-batch-max: must be 0 or more"))
 	}
+	if c.DecideInFlight < 0 {
+		errs = append(errs, errors.New("--decide-batch-inflight: must be 0 or more"))
+	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
@@ -178,6 +194,20 @@ func (c serveConfig) evidenceKeyPath() string {
 		return filepath.Join(filepath.Dir(path), "evidence.key")
 	}
 	return filepath.Join("data", "evidence.key")
+}
+
+// decideInFlight is --decide-batch-inflight, or the backend's default when it is 0:
+// SQLite has one writer, so a second batch would only queue behind the first, while
+// PostgreSQL commits two batches in parallel and overlaps one's flush with the next's
+// statements.
+func (c serveConfig) decideInFlight() int {
+	if c.DecideInFlight > 0 {
+		return c.DecideInFlight
+	}
+	if _, ok := sqlitePath(c.DB); ok {
+		return 1
+	}
+	return 2
 }
 
 // sqlitePath returns the file of a SQLite --db value, and false for a server URL.

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func runArgs(t *testing.T, args ...string) (stdout, stderr string, code int) {
@@ -109,6 +113,10 @@ func TestServeConfigValidate(t *testing.T) {
 		{"negative batch max", []string{"--tokens", "t", "--decide-batch-max", "-1"}, "--decide-batch-max"},
 		{"negative batch window", []string{"--tokens", "t", "--decide-batch-window", "-1ms"}, "--decide-batch-window"},
 		{"zero seal interval", []string{"--tokens", "t", "--seal-interval", "0s"}, "--seal-interval"},
+		{"inflight not a number", []string{"--tokens", "t", "--decide-batch-inflight", "two"}, "--decide-batch-inflight"},
+		{"negative inflight", []string{"--tokens", "t", "--decide-batch-inflight", "-2"}, "--decide-batch-inflight"},
+		{"pprof not a bool", []string{"--tokens", "t", "--pprof", "maybe"}, "--pprof"},
+		{"pprof on", []string{"--tokens", "t", "--pprof", "true"}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,5 +145,38 @@ func TestServeConfigFromEnvironment(t *testing.T) {
 	c, err = parseServeConfig([]string{"--grpc-addr", "127.0.0.1:1"}, &bytes.Buffer{})
 	if err != nil || c.GRPCAddr != "127.0.0.1:1" {
 		t.Fatalf("config = %+v, %v", c, err)
+	}
+}
+
+func TestDecideInFlightDefaults(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		db       string
+		inFlight int
+		want     int
+	}{
+		{"data/agate.db", 0, 1},
+		{"sqlite://data/agate.db", 0, 1},
+		{"postgres://u@h/db", 0, 2},
+		{"postgres://u@h/db", 5, 5},
+		{"data/agate.db", 3, 3},
+	}
+	for _, tc := range tests {
+		c := defaultServeConfig()
+		c.DB, c.DecideInFlight = tc.db, tc.inFlight
+		if got := c.decideInFlight(); got != tc.want {
+			t.Errorf("db %s, flag %d: %d batches in flight, want %d", tc.db, tc.inFlight, got, tc.want)
+		}
+	}
+}
+
+func TestProfilerOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{false, true} {
+		rec := httptest.NewRecorder()
+		httpMux(prometheus.NewRegistry(), nil, on).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+		if served := rec.Code == http.StatusOK && strings.Contains(rec.Body.String(), "goroutine"); served != on {
+			t.Errorf("--pprof=%v: /debug/pprof/ answered %d", on, rec.Code)
+		}
 	}
 }

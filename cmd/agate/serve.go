@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -57,7 +58,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	tracker := snapshots.NewTracker(st, cache, log)
 	svc, err := jobs.New(jobs.Config{Store: st, Tracker: tracker, Cache: cache, Log: log,
-		Batch: jobs.Batch{Window: cfg.DecideBatchWindow, MaxRows: cfg.DecideBatchMax}})
+		Batch: jobs.Batch{Window: cfg.DecideBatchWindow, MaxRows: cfg.DecideBatchMax, InFlight: cfg.decideInFlight()}})
 	if err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		grpcLis.Close()
 		return fmt.Errorf("--http-addr: %w", err)
 	}
-	httpSrv := &http.Server{Handler: httpMux(reg, srv), ReadHeaderTimeout: 5 * time.Second}
+	httpSrv := &http.Server{Handler: httpMux(reg, srv, cfg.Pprof), ReadHeaderTimeout: 5 * time.Second}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -214,8 +215,15 @@ func followActive(ctx context.Context, tracker *snapshots.Tracker, m *server.Met
 	}
 }
 
-func httpMux(reg *prometheus.Registry, srv *server.Server) http.Handler {
+func httpMux(reg *prometheus.Registry, srv *server.Server, profiler bool) http.Handler {
 	mux := http.NewServeMux()
+	if profiler {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
