@@ -18,7 +18,7 @@ var (
 	loadClients  = []int{1, 16, 64}
 	loadRPCs     = []string{"evaluate", "decide", "decide-seq", "decide-soak"}
 	rpcNames     = map[string]string{"evaluate": "Evaluate", "decide": "Decide", "decide-seq": "Decide, sequential ids",
-		"decide-soak": "Decide, soak"}
+		"decide-soak": "Decide, soak", "opa": "OPA REST (server: opa, generator: hey)"}
 	decideIDs = map[string]string{"decide": "random", "decide-seq": "sequential", "decide-soak": "random (soak)"}
 )
 
@@ -60,6 +60,7 @@ func renderLoad(w io.Writer, dir string) error {
 	}
 	pg := map[int]stats.Summary{}
 	opa := map[int]stats.Summary{}
+	opaCPU := map[int]cpuUse{}
 	for _, c := range loadClients {
 		s, ok, err := optional(readPgbench(filepath.Join(dir, "pgbench", fmt.Sprintf("out-c%d.txt", c)),
 			filepath.Join(dir, "pgbench", fmt.Sprintf("log-c%d", c))))
@@ -75,21 +76,30 @@ func renderLoad(w io.Writer, dir string) error {
 		}
 		if ok {
 			opa[c] = o
+			if opaCPU[c], err = readCPU(filepath.Join(dir, "hey", fmt.Sprintf("opa-c%d.cpu", c))); err != nil {
+				return err
+			}
 		}
 	}
 
 	var rows [][]string
 	for _, c := range cases {
 		if c.rpc == "evaluate" {
-			o := opa[c.clients]
+			o, oc := opa[c.clients], opaCPU[c.clients]
+			mine, theirs := c.cpu.Server/c.s.PerSec, oc.Server/o.PerSec
 			rows = append(rows, append(append([]string{c.backend, strconv.Itoa(c.clients)}, summaryCells(c.s)...),
-				rate(o.PerSec), ratio(c.s.PerSec, o.PerSec)))
+				rate(o.PerSec), ratio(c.s.PerSec, o.PerSec), perCall(c.cpu.Server, c.s.PerSec),
+				perCall(oc.Server, o.PerSec), ratio(theirs, mine), cores(c.cpu.Generator), cores(oc.Generator)))
 		}
 	}
 	fmt.Fprintln(w, "### Evaluate over gRPC (ghz), beside OPA's REST API (hey) in the same run")
 	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Throughput is the machine's: server and load generator share its cores, so the columns")
+	fmt.Fprintln(w, "after the ratio give each server's CPU per request (from /proc) and the cores each")
+	fmt.Fprintln(w, "generator kept busy. \"OPA ÷ Agate CPU\" above 1× means Agate spends less per request.")
+	fmt.Fprintln(w)
 	table(w, []string{"backend", "clients", "calls/s", "p50 ms", "p90 ms", "p99 ms", "errors", "OPA REST req/s",
-		"Evaluate ÷ OPA"}, rows)
+		"Evaluate ÷ OPA", "Agate CPU µs/call", "OPA CPU µs/req", "OPA ÷ Agate CPU", "ghz cores", "hey cores"}, rows)
 
 	rows = nil
 	for _, c := range cases {
@@ -165,7 +175,13 @@ func renderLoad(w io.Writer, dir string) error {
 		"Decide p99 ms", "Approve p99 ms", "Publish p99 ms", "pgbench TPS ÷ 3", "jobs/s ÷ that"}, rows)
 
 	rows = nil
-	for _, c := range append(cases, pipes...) {
+	all := append(append([]loadCase{}, cases...), pipes...)
+	for _, c := range loadClients {
+		if oc := opaCPU[c]; oc.Server > 0 {
+			all = append(all, loadCase{backend: "–", rpc: "opa", clients: c, s: opa[c], cpu: oc})
+		}
+	}
+	for _, c := range all {
 		what := rpcNames[c.rpc]
 		if c.rpc == "pipeline" {
 			what = "pipeline, " + c.ids + " ids"
@@ -216,9 +232,13 @@ func renderLoad(w io.Writer, dir string) error {
 		peak = max(peak, r.peak())
 	}
 	d64 := ghz["postgres/decide/64"]
+	e16, e64 := ghz["sqlite/evaluate/16"], ghz["sqlite/evaluate/64"]
 	fmt.Fprintln(w, "### Targets")
 	fmt.Fprintln(w)
 	table(w, []string{"target", "measured", "verdict"}, [][]string{
+		verdict("Evaluate, 16 clients ≥ 2× OPA REST (SQLite run)", e16.PerSec/opa[16].PerSec, 2, "×", true, e16.OK > 0 && opa[16].PerSec > 0),
+		verdict("Evaluate, 64 clients ≥ 2× OPA REST (SQLite run)", e64.PerSec/opa[64].PerSec, 2, "×", true, e64.OK > 0 && opa[64].PerSec > 0),
+		verdict("Evaluate, 16 clients p99 ≤ 2 ms (SQLite run)", e16.P99, 2, " ms", false, e16.OK > 0),
 		verdict("Decide, PostgreSQL, 64 clients ≥ 2× pgbench TPS", d64.PerSec/pg[64].PerSec, 2, "×", true, pg[64].PerSec > 0),
 		verdict("Decide, PostgreSQL, 64 clients p99 ≤ 25 ms", d64.P99, 25, " ms", false, d64.OK > 0),
 		verdict("Decide, PostgreSQL, 64 clients ≥ OPA REST (stretch)", d64.PerSec/opa[64].PerSec, 1, "×", true, opa[64].PerSec > 0),

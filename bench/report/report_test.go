@@ -192,6 +192,13 @@ func TestRenderLoadRatios(t *testing.T) {
 	write(t, dir, "pgbench/out-c64.txt", "duration: 2 s\ntps = 4.0 (without initial connection time)\n")
 	write(t, dir, "pgbench/log-c64.1", "0 1 1000 0 1 1\n")
 	write(t, dir, "hey/opa-c64.txt", "Summary:\n  Total:\t2.0000 secs\nStatus code distribution:\n  [200]\t16 responses\n")
+	write(t, dir, "hey/opa-c64.cpu", "0.8 0.9 1.9\n")
+	// Evaluate at 64 clients: 8 calls in 2 s = 4/s, half of OPA's 8/s.
+	write(t, dir, "ghz/sqlite-evaluate-c64.json", `{"count": 8, "total": 2000000000, "details": [
+ {"latency": 1000000, "status": "OK"}, {"latency": 1000000, "status": "OK"}, {"latency": 1000000, "status": "OK"},
+ {"latency": 1000000, "status": "OK"}, {"latency": 1000000, "status": "OK"}, {"latency": 1000000, "status": "OK"},
+ {"latency": 1000000, "status": "OK"}, {"latency": 1000000, "status": "OK"}]}`)
+	write(t, dir, "ghz/sqlite-evaluate-c64.cpu", "0.1 1.2 1.9\n")
 	write(t, dir, "ghz/postgres-decide-c64.cpu", "0.5 1 2\n")
 	write(t, dir, "ghz/postgres-decide-c64.pg", "8 4\n")
 	write(t, dir, "rss/postgres-decide-c64.txt", "10240\n20480\n15360\n")
@@ -210,6 +217,11 @@ func TestRenderLoadRatios(t *testing.T) {
 		"| Decide, SQLite, 64 clients ≥ 5,000/s | not measured | – |",
 		"| Decide, PostgreSQL, 64 clients ≥ OPA REST (stretch) | 0.25× | missed: 25% of the target |",
 		"| RSS at 64 clients < 200 MB (peak of all runs) | 20.00 MB | met |",
+		// Agate 0.1 cores / 4 calls/s = 25,000 µs; OPA 0.8 / 8 = 100,000 µs: 4× less CPU per call.
+		"| sqlite | 64 | 4 | 1.00 | 1.00 | 1.00 | 0 | 8 | 0.50× | 25,000 | 100,000 | 4.00× | 1.20 | 0.90 |",
+		"| – | OPA REST (server: opa, generator: hey) | 64 | 0.80 | 0.90 | 1.90 | 100,000 | – | – |",
+		"| Evaluate, 64 clients ≥ 2× OPA REST (SQLite run) | 0.50× | missed: 25% of the target |",
+		"| Evaluate, 16 clients p99 ≤ 2 ms (SQLite run) | not measured | – |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
