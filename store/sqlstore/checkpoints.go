@@ -44,7 +44,7 @@ func (t *Tx) UnsealedHeads(ctx context.Context, since int64) ([]evidence.Head, e
 func (t *Tx) SealedSeqs(ctx context.Context, jobIDs []string) (map[string]int64, error) {
 	out := map[string]int64{}
 	for chunk := range slices.Chunk(jobIDs, maxBatch) {
-		var q query
+		q := t.query()
 		q.in("job_id", chunk)
 		rows, err := t.q.Query(ctx, `SELECT job_id, MAX(seq) FROM checkpoint_heads`+q.sql()+
 			` GROUP BY job_id`, q.args...)
@@ -97,7 +97,7 @@ func (t *Tx) AppendCheckpoint(ctx context.Context, c store.Checkpoint) error {
 		return fmt.Errorf("checkpoint %d (%s): %w", c.Seq, c.ID, store.ErrConflict)
 	}
 	for chunk := range slices.Chunk(c.Heads, maxBatch) {
-		var q query
+		q := t.query()
 		values := make([]string, len(chunk))
 		for i, h := range chunk {
 			values[i] = "(" + q.arg(c.Seq) + ", " + q.arg(h.JobID) + ", " + q.arg(h.Seq) + ", " + q.arg(h.Hash) + ")"
@@ -112,7 +112,7 @@ func (t *Tx) AppendCheckpoint(ctx context.Context, c store.Checkpoint) error {
 
 // ListCheckpoints implements store.CheckpointTx.
 func (t *Tx) ListCheckpoints(ctx context.Context, afterSeq int64, limit int) ([]store.Checkpoint, error) {
-	var q query
+	q := t.query()
 	q.where("seq > %s", afterSeq)
 	rows, err := t.q.Query(ctx, `SELECT `+checkpointCols+` FROM checkpoints`+q.sql()+
 		` ORDER BY seq`+q.limit(limit), q.args...)

@@ -45,10 +45,11 @@ type Dialect struct {
 	// ForUpdate is appended to a SELECT that locks its rows: " FOR UPDATE" where the
 	// database has row locks, "" for SQLite, whose write transactions exclude each other.
 	ForUpdate string
-	// Anonymous writes the placeholders of multi-row statements as "?" rather than
-	// "$N". SQLite looks up each "$N" by name, in a list as long as the statement's
-	// parameters, at parse and again at bind: with thousands of them that is most of a
-	// batch's time. A "?" is looked up nowhere.
+	// Anonymous writes the placeholders of statements built from parts (multi-row
+	// inserts, IN lists, filters) as "?" rather than "$N". SQLite looks up each "$N" by
+	// name, in a list as long as the statement's parameters, at parse and again at
+	// bind: with thousands of them that was most of a batch's time. A "?" is looked up
+	// nowhere.
 	Anonymous bool
 	// BytesType is the column type of byte strings in DDL (BYTEA, BLOB).
 	BytesType string

@@ -91,7 +91,7 @@ func (t *Tx) ListEvents(ctx context.Context, jobID string) ([]evidence.Event, er
 
 // QueryEvents implements store.EvidenceTx.
 func (t *Tx) QueryEvents(ctx context.Context, eq store.EventQuery) ([]evidence.Event, error) {
-	var q query
+	q := t.query()
 	if eq.Since > 0 {
 		q.where("at >= %s", eq.Since)
 	}
@@ -116,7 +116,7 @@ func (t *Tx) QueryEvents(ctx context.Context, eq store.EventQuery) ([]evidence.E
 
 // ListChainEvents implements store.EvidenceTx.
 func (t *Tx) ListChainEvents(ctx context.Context, cq store.ChainQuery) ([]evidence.Event, error) {
-	var q query
+	q := t.query()
 	q.in("job_id", cq.JobIDs)
 	if cq.AfterJobID != "" || cq.AfterSeq != 0 {
 		q.where("(job_id > %s OR (job_id = %s AND seq > %s))", cq.AfterJobID, cq.AfterJobID, cq.AfterSeq)

@@ -90,7 +90,7 @@ func (t *Tx) UpdateJob(ctx context.Context, j store.Job) error {
 
 // ListJobs implements store.JobTx.
 func (t *Tx) ListJobs(ctx context.Context, jq store.JobQuery) ([]store.Job, error) {
-	var q query
+	q := t.query()
 	q.in("status", statusStrings(jq.Statuses))
 	q.eq("topic", jq.Topic)
 	q.eq("actor", jq.Actor)
@@ -125,7 +125,7 @@ func (t *Tx) ListJobs(ctx context.Context, jq store.JobQuery) ([]store.Job, erro
 
 // CountJobs implements store.JobTx. No statuses counts jobs in any status.
 func (t *Tx) CountJobs(ctx context.Context, statuses []store.Status, notSnapshot string) (int, error) {
-	var q query
+	q := t.query()
 	q.in("status", statusStrings(statuses))
 	q.where("policy_snapshot <> %s", notSnapshot)
 	var n int64

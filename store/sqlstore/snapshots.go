@@ -61,15 +61,14 @@ func (t *Tx) GetSnapshot(ctx context.Context, id string) (snapshots.Snapshot, er
 
 // ListSnapshots implements store.SnapshotTx.
 func (t *Tx) ListSnapshots(ctx context.Context, after string, limit int) ([]snapshots.Snapshot, error) {
-	var q query
+	q := t.query()
 	if after != "" {
 		var created int64
 		err := t.q.QueryRow(ctx, `SELECT created_at FROM policy_snapshots WHERE id = $1`, after).Scan(&created)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot cursor %s: %w", after, t.err(err))
 		}
-		x, y := q.arg(created), q.arg(after)
-		q.conds = append(q.conds, fmt.Sprintf("(created_at < %s OR (created_at = %s AND id < %s))", x, x, y))
+		q.where("(created_at < %s OR (created_at = %s AND id < %s))", created, created, after)
 	}
 	sql := `SELECT ` + snapshotCols + ` FROM policy_snapshots` + q.sql() +
 		` ORDER BY created_at DESC, id DESC` + q.limit(limit)

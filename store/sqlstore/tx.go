@@ -42,15 +42,23 @@ func (t *Tx) err(err error) error {
 	return mapped
 }
 
-// query collects a WHERE clause and its $N arguments.
+// query collects a WHERE clause and its arguments. Each placeholder stands for one
+// argument, in order, so that with the dialect's Anonymous placeholders ("?") the
+// statement text and its arguments still line up.
 type query struct {
 	conds []string
 	args  []any
+	anon  bool
 }
+
+func (t *Tx) query() *query { return &query{anon: t.d.Anonymous} }
 
 // arg adds an argument and returns its placeholder.
 func (q *query) arg(v any) string {
 	q.args = append(q.args, v)
+	if q.anon {
+		return "?"
+	}
 	return "$" + strconv.Itoa(len(q.args))
 }
 
@@ -88,8 +96,7 @@ func (q *query) after(a, b string, av int64, bv string) {
 	if av == 0 && bv == "" {
 		return
 	}
-	x, y := q.arg(av), q.arg(bv)
-	q.conds = append(q.conds, fmt.Sprintf("(%s > %s OR (%s = %s AND %s > %s))", a, x, a, x, b, y))
+	q.where(fmt.Sprintf("(%s > %%s OR (%s = %%s AND %s > %%s))", a, a, b), av, av, bv)
 }
 
 // sql returns the WHERE clause (with a leading space, or "").
