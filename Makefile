@@ -35,10 +35,10 @@ breaking: ## buf breaking against the previous commit of main (needs full histor
 test: ## Run every test (starts a throwaway PostgreSQL unless AGATE_TEST_POSTGRES_URL is set).
 	$(GO) test -race $(TESTFLAGS) ./...
 
-fuzz: ## Longer fuzzing campaigns: policy parser and evaluator, JCS, evidence chains (FUZZTIME each, default 30s).
+fuzz: ## Longer fuzzing campaigns: policy parser and evaluator, JCS, evidence chains and hash form (FUZZTIME each, default 30s).
 	@for t in FuzzParse FuzzEvaluate; do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} ./decision/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzTransform$$' -fuzztime $${FUZZTIME:-30s} ./canonical/
-	$(GO) test -run '^$$' -fuzz '^FuzzVerifyChain$$' -fuzztime $${FUZZTIME:-30s} ./evidence/
+	@for t in FuzzVerifyChain FuzzHashForm; do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} ./evidence/ || exit 1; done
 
 build: ## Build bin/agate.
 	$(GO) build -o bin/agate ./cmd/agate

@@ -1,0 +1,41 @@
+package evidence
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/agate-pdp/agate/canonical"
+)
+
+// sameForm checks that the hand-ordered writer produces exactly the JCS form of the
+// fields map, or fails exactly when that does.
+func sameForm(t *testing.T, e *Event) {
+	t.Helper()
+	got, gotErr := e.appendCanonical(nil)
+	want, wantErr := canonical.Append(nil, e.fields())
+	if (gotErr != nil) != (wantErr != nil) || !bytes.Equal(got, want) && wantErr == nil {
+		t.Fatalf("hand-ordered form %s (%v)\nmap form %s (%v)", got, gotErr, want, wantErr)
+	}
+}
+
+func TestHashFormMatchesFieldsMap(t *testing.T) {
+	t.Parallel()
+	for _, k := range Kinds {
+		e := fullEvent(k)
+		e.Seq, e.PrevHash = 3, "sha256:prev"
+		sameForm(t, &e)
+	}
+	sameForm(t, &Event{}) // every member at its zero value
+}
+
+func FuzzHashForm(f *testing.F) {
+	f.Add("job_1", "agent-7", "why \"quoted\"\n", "rule-a", int64(1), int64(1_700_000_000_000_000), true)
+	f.Add("", "", "", "", int64(-1), int64(1<<53+1), false)
+	f.Add("\xff", "é", "\u2028", "x", int64(0), int64(0), false)
+	f.Fuzz(func(t *testing.T, job, actor, reason, rule string, seq, at int64, repeat bool) {
+		e := fullEvent(KindDecision)
+		e.JobID, e.Actor, e.Reason, e.Seq, e.At, e.Repeat = job, actor, reason, seq, at, repeat
+		e.MatchedRules = []string{rule, reason}
+		sameForm(t, &e)
+	})
+}
