@@ -18,7 +18,8 @@ type PublishRequest struct {
 // PublishResult is the stored job: exactly what was decided and approved.
 type PublishResult struct {
 	Job              store.Job
-	AlreadyPublished bool // published before; the same attempt is returned and nothing changed
+	Approvals        []store.Approval // the job's current revision's, as the same transaction saw them
+	AlreadyPublished bool             // published before; the same attempt is returned and nothing changed
 }
 
 // Publish marks an approved or allowed job published, exactly once (attempt 1). An
@@ -46,9 +47,12 @@ func (s *Service) Publish(ctx context.Context, p Principal, r PublishRequest) (P
 		switch j.Status {
 		case store.StatusAllowedAndPublished, store.StatusApprovedAndPublished, store.StatusSucceeded, store.StatusFailed:
 			out.AlreadyPublished = true
-			return nil
+			if j.ApprovalRequired {
+				out.Approvals, err = tx.ListApprovals(ctx, j.ID, j.Revision)
+			}
+			return err
 		case store.StatusApproved:
-			if post, err = s.checkApproved(ctx, tx, &j, p, now); post != nil || err != nil {
+			if out.Approvals, post, err = s.checkApproved(ctx, tx, &j, p, now); post != nil || err != nil {
 				return err
 			}
 			j.Status = store.StatusApprovedAndPublished
@@ -83,22 +87,23 @@ func (s *Service) Publish(ctx context.Context, p Principal, r PublishRequest) (P
 	return out, post
 }
 
-// checkApproved holds an approved job to its ttl, the active snapshot and its quorum.
-func (s *Service) checkApproved(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) (post, err error) {
+// checkApproved holds an approved job to its ttl, the active snapshot and its quorum,
+// and returns the approvals it counted.
+func (s *Service) checkApproved(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) (approvals []store.Approval, post, err error) {
 	if post, err = checkExpiry(ctx, tx, j, p, now); post != nil || err != nil {
-		return post, err
+		return nil, post, err
 	}
 	if post, err = checkDrift(ctx, tx, j, p, now); post != nil || err != nil {
-		return post, err
+		return nil, post, err
 	}
-	approvals, err := tx.ListApprovals(ctx, j.ID, j.Revision)
+	approvals, err = tx.ListApprovals(ctx, j.ID, j.Revision)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(approvals) < j.Quorum {
-		return failed(ReasonQuorumNotMet, fmt.Sprintf("the job has %d of %d approvals", len(approvals), j.Quorum)), nil
+		return approvals, failed(ReasonQuorumNotMet, fmt.Sprintf("the job has %d of %d approvals", len(approvals), j.Quorum)), nil
 	}
-	return nil, nil
+	return approvals, nil, nil
 }
 
 // checkAllowed re-evaluates an allowed job decided under a snapshot that is no longer

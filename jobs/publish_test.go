@@ -47,6 +47,13 @@ func TestPublish(t *testing.T) {
 				if !again.AlreadyPublished || !sameJob(again.Job, p) {
 					t.Fatalf("%s: repeat %+v", c.spec.topic, again)
 				}
+				// Both answers carry the approvals the job was published with.
+				for _, r := range []jobs.PublishResult{res, again} {
+					if wantN := map[bool]int{true: 1, false: 0}[p.ApprovalRequired]; len(r.Approvals) != wantN ||
+						wantN == 1 && (r.Approvals[0].Approver != p.ApprovedBy || r.Approvals[0].Revision != p.Revision) {
+						t.Fatalf("%s: approvals %+v, want %d by %s", c.spec.topic, r.Approvals, wantN, p.ApprovedBy)
+					}
+				}
 				evs := e.wantKinds(t, j.ID, c.kinds)
 				ev := evs[len(evs)-1]
 				if ev.Attempt != 1 || ev.Status != string(c.status) || ev.Principal != dispatcher.ID ||

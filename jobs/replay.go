@@ -82,7 +82,7 @@ func (s *Service) Replay(ctx context.Context, p Principal, r ReplayRequest) (Rep
 		next := j.Status
 		switch j.Status {
 		case store.StatusApproved:
-			post, err = s.checkApproved(ctx, tx, &j, p, now)
+			_, post, err = s.checkApproved(ctx, tx, &j, p, now)
 			next = store.StatusApprovedAndPublished
 		case store.StatusApprovedAndPublished:
 			post, err = checkDrift(ctx, tx, &j, p, now)

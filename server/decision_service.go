@@ -104,11 +104,7 @@ func (d *decisionService) Publish(ctx context.Context, req *agatev1.PublishReque
 	if err != nil {
 		return nil, d.fail(ctx, err)
 	}
-	view, err := d.s.jobs.GetJob(ctx, res.Job.ID)
-	if err != nil {
-		return nil, d.fail(ctx, err)
-	}
-	return &agatev1.PublishResponse{Job: jobView(view.Job, view.Approvals), AlreadyPublished: res.AlreadyPublished}, nil
+	return &agatev1.PublishResponse{Job: jobView(res.Job, res.Approvals), AlreadyPublished: res.AlreadyPublished}, nil
 }
 
 func (d *decisionService) ReportOutcome(ctx context.Context, req *agatev1.ReportOutcomeRequest) (*agatev1.ReportOutcomeResponse, error) {
