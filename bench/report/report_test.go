@@ -43,8 +43,14 @@ func TestReadGhz(t *testing.T) {
 	if s != want {
 		t.Errorf("readGhz = %+v; want %+v", s, want)
 	}
-	if _, err := readGhz(write(t, dir, "short.json", `{"count": 2, "total": 1, "details": []}`)); err == nil {
-		t.Error("a report whose details do not cover every call was accepted")
+	if _, err := readGhz(write(t, dir, "none.json", `{"count": 2, "total": 1, "details": []}`)); err == nil {
+		t.Error("a report with calls but no details was accepted")
+	}
+	// Details of the first 2 of 4 calls in 8 s: summarised over the 4 s they took.
+	s, err = readGhz(write(t, dir, "capped.json", `{"count": 4, "total": 8000000000, "details": [
+ {"latency": 1000000, "status": "OK"}, {"latency": 3000000, "status": "OK"}]}`))
+	if err != nil || s.OK != 2 || s.Seconds != 4 || s.PerSec != 0.5 {
+		t.Errorf("capped details: %+v, %v; want 2 OK over 4 s", s, err)
 	}
 }
 

@@ -109,6 +109,9 @@ func (t *Tx) AppendEvents(ctx context.Context, es []evidence.Event) error {
 		if n != int64(hi-lo) {
 			return fmt.Errorf("%d of %d events from %s already stored: %w", int64(hi-lo)-n, hi-lo, es[lo].JobID, store.ErrConflict)
 		}
+		for i := lo; i < hi; i++ {
+			t.advance(&es[i])
+		}
 		return nil
 	})
 }

@@ -42,16 +42,20 @@ func (t *Tx) scanEvent(r Row) (evidence.Event, error) {
 
 // ChainHead implements store.EvidenceTx.
 func (t *Tx) ChainHead(ctx context.Context, jobID string) (int64, string, error) {
+	if h, ok := t.heads[jobID]; ok {
+		return h.seq, h.hash, nil
+	}
 	var seq int64
 	var hash string
 	err := t.q.QueryRow(ctx, `SELECT seq, hash FROM evidence WHERE job_id = $1
 		ORDER BY seq DESC LIMIT 1`, jobID).Scan(&seq, &hash)
 	if err != nil {
-		if err = t.err(err); errors.Is(err, store.ErrNotFound) {
-			return 0, "", nil
+		if err = t.err(err); !errors.Is(err, store.ErrNotFound) {
+			return 0, "", err
 		}
-		return 0, "", err
+		seq, hash = 0, ""
 	}
+	t.setHead(jobID, chainHead{seq, hash})
 	return seq, hash, nil
 }
 
@@ -67,6 +71,7 @@ func (t *Tx) AppendEvent(ctx context.Context, e evidence.Event) error {
 	if n == 0 {
 		return fmt.Errorf("event %s (%s #%d): %w", e.EventID, e.JobID, e.Seq, store.ErrConflict)
 	}
+	t.advance(&e)
 	return nil
 }
 

@@ -12,13 +12,14 @@ const jobCols = `job_id, topic, actor, labels, payload, job_hash, submitted_by, 
 	approval_roles, quorum, expires_at, revision, approved_by, approved_role, approved_at,
 	attempt, outcome, decided_at, published_at, updated_at`
 
-func (t *Tx) scanJob(r Row) (store.Job, error) {
+// scanJob reads jobCols, then extra columns into extra.
+func (t *Tx) scanJob(r Row, extra ...any) (store.Job, error) {
 	var j store.Job
 	var matched, roles string
-	err := r.Scan(&j.ID, &j.Topic, &j.Actor, &j.Labels, &j.Payload, &j.Hash, &j.SubmittedBy,
+	err := r.Scan(append([]any{&j.ID, &j.Topic, &j.Actor, &j.Labels, &j.Payload, &j.Hash, &j.SubmittedBy,
 		&j.TraceID, &j.Status, &j.Decision, &j.ApprovalRequired, &j.RuleID, &j.Reason, &matched,
 		&j.Snapshot, &roles, &j.Quorum, &j.ExpiresAt, &j.Revision, &j.ApprovedBy, &j.ApprovedRole,
-		&j.ApprovedAt, &j.Attempt, &j.Outcome, &j.DecidedAt, &j.PublishedAt, &j.UpdatedAt)
+		&j.ApprovedAt, &j.Attempt, &j.Outcome, &j.DecidedAt, &j.PublishedAt, &j.UpdatedAt}, extra...)...)
 	if err != nil {
 		return store.Job{}, t.err(err)
 	}
@@ -32,16 +33,33 @@ func (t *Tx) scanJob(r Row) (store.Job, error) {
 	return j, nil
 }
 
+// lockExtras are read with a locked job: its chain head and the active snapshot, which
+// a transaction that locks a job goes on to need (to append its event, to check drift).
+// Reading them in the same statement spares two round trips per write; the transaction
+// answers ChainHead and ActiveSnapshotID from them (see Tx.heads).
+const lockExtras = `,
+	COALESCE((SELECT seq FROM evidence WHERE job_id = $1 ORDER BY seq DESC LIMIT 1), 0),
+	COALESCE((SELECT hash FROM evidence WHERE job_id = $1 ORDER BY seq DESC LIMIT 1), ''),
+	COALESCE((SELECT snapshot_id FROM active_snapshot WHERE id = 1), '')`
+
 // GetJob implements store.JobTx.
 func (t *Tx) GetJob(ctx context.Context, id string, forUpdate bool) (store.Job, error) {
-	sql := `SELECT ` + jobCols + ` FROM jobs WHERE job_id = $1`
-	if forUpdate {
-		sql += t.d.ForUpdate
+	if !forUpdate {
+		j, err := t.scanJob(t.q.QueryRow(ctx, `SELECT `+jobCols+` FROM jobs WHERE job_id = $1`, id))
+		if err != nil {
+			return j, fmt.Errorf("job %s: %w", id, err)
+		}
+		return j, nil
 	}
-	j, err := t.scanJob(t.q.QueryRow(ctx, sql, id))
+	var head chainHead
+	var active string
+	j, err := t.scanJob(t.q.QueryRow(ctx, `SELECT `+jobCols+lockExtras+` FROM jobs WHERE job_id = $1`+t.d.ForUpdate, id),
+		&head.seq, &head.hash, &active)
 	if err != nil {
 		return j, fmt.Errorf("job %s: %w", id, err)
 	}
+	t.setHead(id, head)
+	t.active = &active
 	return j, nil
 }
 

@@ -90,6 +90,12 @@ func (t *Tx) ListSnapshots(ctx context.Context, after string, limit int) ([]snap
 
 // ActiveSnapshotID implements store.SnapshotTx.
 func (t *Tx) ActiveSnapshotID(ctx context.Context) (string, error) {
+	if t.active != nil {
+		if *t.active == "" {
+			return "", snapshots.ErrNoActive
+		}
+		return *t.active, nil
+	}
 	var id string
 	err := t.q.QueryRow(ctx, `SELECT snapshot_id FROM active_snapshot WHERE id = 1`).Scan(&id)
 	if err != nil {
@@ -123,5 +129,9 @@ func (t *Tx) SetActiveSnapshot(ctx context.Context, id string, at time.Time, by 
 		VALUES (1, $1, $2, $3) ON CONFLICT (id) DO UPDATE SET snapshot_id = excluded.snapshot_id,
 		activated_at = excluded.activated_at, activated_by = excluded.activated_by`,
 		id, at.UnixMicro(), by)
-	return t.err(err)
+	if err != nil {
+		return t.err(err)
+	}
+	t.active = &id
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/agate-pdp/agate/canonical"
+	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/store"
 )
 
@@ -17,6 +18,34 @@ type Tx struct {
 	q      Querier
 	d      *Dialect
 	failed error
+
+	// What this transaction already knows and need not ask the database again: the
+	// chain heads of the jobs it locked or appended to, and the active snapshot pointer
+	// (nil: not read yet; "": none). Both were read or written inside this transaction,
+	// which every backend runs SERIALIZABLE on one snapshot, and a locked job's chain
+	// grows only through this transaction; a retry gets a fresh Tx.
+	heads  map[string]chainHead
+	active *string
+}
+
+type chainHead struct {
+	seq  int64
+	hash string
+}
+
+// advance moves a known chain head to e, just stored after it. A chain whose head
+// this transaction never read stays unknown: e need not be its last event.
+func (t *Tx) advance(e *evidence.Event) {
+	if h, ok := t.heads[e.JobID]; ok && e.Seq > h.seq {
+		t.heads[e.JobID] = chainHead{e.Seq, e.Hash}
+	}
+}
+
+func (t *Tx) setHead(jobID string, h chainHead) {
+	if t.heads == nil {
+		t.heads = make(map[string]chainHead)
+	}
+	t.heads[jobID] = h
 }
 
 var _ store.Tx = (*Tx)(nil)

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/agate-pdp/agate/evidence"
+	"github.com/agate-pdp/agate/snapshots"
 	"github.com/agate-pdp/agate/store"
 )
 
@@ -195,4 +197,83 @@ func filterEvents(all []evidence.Event, q store.EventQuery) []evidence.Event {
 		out = out[:q.Limit]
 	}
 	return out
+}
+
+// testLockedReads: after a locking GetJob, the chain head and the active snapshot a
+// transaction reads follow its own writes, and match what other transactions see.
+func testLockedReads(t *testing.T, s store.Store) {
+	const job = "job_locked"
+	var events []evidence.Event
+	write(t, s, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.InsertJob(ctx, fullJob(job, base)); err != nil {
+			return err
+		}
+		if err := tx.InsertJob(ctx, fullJob("job_locked_empty", base)); err != nil {
+			return err
+		}
+		for i := range 2 {
+			e := fullEvent(job, fmt.Sprintf("01J00000000000000000LOCK%02d", i), evidence.KindApproval, base+int64(i))
+			if err := appendSealed(ctx, tx, &e); err != nil {
+				return err
+			}
+			events = append(events, e)
+		}
+		return nil
+	})
+	snap := snapshot(7, base)
+	write(t, s, func(ctx context.Context, tx store.Tx) error {
+		if _, err := tx.GetJob(ctx, "job_locked_empty", true); err != nil {
+			return err
+		}
+		if seq, hash, err := tx.ChainHead(ctx, "job_locked_empty"); err != nil || seq != 0 || hash != "" {
+			t.Errorf("ChainHead of a locked job with no events: %d, %q, %v", seq, hash, err)
+		}
+		if _, err := tx.GetJob(ctx, job, true); err != nil {
+			return err
+		}
+		if seq, hash, err := tx.ChainHead(ctx, job); err != nil || seq != 2 || hash != events[1].Hash {
+			t.Errorf("ChainHead after locking: %d, %q, %v; want 2, %q", seq, hash, err, events[1].Hash)
+		}
+		if _, err := tx.ActiveSnapshotID(ctx); !errors.Is(err, snapshots.ErrNoActive) {
+			t.Errorf("ActiveSnapshotID with none active: %v", err)
+		}
+		e := fullEvent(job, "01J00000000000000000LOCK02", evidence.KindPublish, base+2)
+		if err := appendSealed(ctx, tx, &e); err != nil {
+			return err
+		}
+		events = append(events, e)
+		if seq, hash, err := tx.ChainHead(ctx, job); err != nil || seq != 3 || hash != e.Hash {
+			t.Errorf("ChainHead after appending: %d, %q, %v; want 3, %q", seq, hash, err, e.Hash)
+		}
+		if _, err := tx.PutSnapshot(ctx, snap); err != nil {
+			return err
+		}
+		if err := tx.SetActiveSnapshot(ctx, snap.ID, time.UnixMicro(base), "ops"); err != nil {
+			return err
+		}
+		if id, err := tx.ActiveSnapshotID(ctx); err != nil || id != snap.ID {
+			t.Errorf("ActiveSnapshotID after activating: %q, %v; want %q", id, err, snap.ID)
+		}
+		return nil
+	})
+	write(t, s, func(ctx context.Context, tx store.Tx) error {
+		if _, err := tx.GetJob(ctx, job, true); err != nil {
+			return err
+		}
+		if id, err := tx.ActiveSnapshotID(ctx); err != nil || id != snap.ID {
+			t.Errorf("ActiveSnapshotID in a later transaction: %q, %v; want %q", id, err, snap.ID)
+		}
+		return nil
+	})
+	read(t, s, func(ctx context.Context, tx store.Tx) error {
+		got, err := tx.ListEvents(ctx, job)
+		if err != nil {
+			return err
+		}
+		sameEvents(t, got, events)
+		if seq, hash, err := tx.ChainHead(ctx, job); err != nil || seq != 3 || hash != events[2].Hash {
+			t.Errorf("ChainHead in a later transaction: %d, %q, %v", seq, hash, err)
+		}
+		return nil
+	})
 }

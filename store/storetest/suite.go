@@ -25,6 +25,7 @@ func Run(t *testing.T, open Opener) {
 		{"Approvals", testApprovals},
 		{"EventsChain", testEventsChain},
 		{"EventsQuery", testEventsQuery},
+		{"LockedReads", testLockedReads},
 		{"EvidenceSchema", testEvidenceSchema},
 		{"EventsByTopic", testEventsByTopic},
 		{"ChainEvents", testChainEvents},
