@@ -3,8 +3,6 @@ SHELL := /bin/bash
 GO    ?= go
 BUF   := $(GO) tool -modfile=tools.mod buf
 DB    ?=
-# Packages built on the pure-Go SQLite driver run without -race: the race detector slows
-# its transpiled C by an order of magnitude (see README, Testing).
 TESTFLAGS ?= -shuffle=on -timeout=20m
 
 .DEFAULT_GOAL := help
@@ -34,6 +32,7 @@ breaking: ## buf breaking against the previous commit of main (needs full histor
 
 test: ## Run every test (starts a throwaway PostgreSQL unless AGATE_TEST_POSTGRES_URL is set).
 	$(GO) test -race $(TESTFLAGS) ./...
+	cd bench && $(GO) test -race $(TESTFLAGS) ./...   # the load harness's report and pipeline driver
 
 fuzz: ## Longer fuzzing campaigns: policy parser and evaluator, JCS, evidence chains and hash form (FUZZTIME each, default 30s).
 	@for t in FuzzParse FuzzEvaluate; do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} ./decision/ || exit 1; done
