@@ -3,16 +3,13 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/store"
 )
-
-// bulkRows is the most rows one multi-row statement carries: 27 columns × 500 rows stays
-// well under SQLite's 32,766 and PostgreSQL's 65,535 bind parameters.
-const bulkRows = 500
 
 // oneRow is the VALUES list of a single-row insert into jobs or evidence.
 var oneRow = valuesList(1, 27, false)
@@ -45,18 +42,8 @@ func valuesList(rows, cols int, anonymous bool) string {
 	return b.String()
 }
 
-// chunks calls fn on consecutive runs of at most bulkRows of n items.
-func chunks(n int, fn func(lo, hi int) error) error {
-	for lo := 0; lo < n; lo += bulkRows {
-		if err := fn(lo, min(lo+bulkRows, n)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // InsertJobs implements store.JobTx: one INSERT … ON CONFLICT DO NOTHING RETURNING per
-// 500 jobs, so a batch of new jobs costs one round trip instead of one per job.
+// maxBatch jobs, so a batch of new jobs costs one round trip instead of one per job.
 func (t *Tx) InsertJobs(ctx context.Context, js []store.Job) ([]bool, error) {
 	at := make(map[string]int, len(js))
 	for i := range js {
@@ -66,52 +53,59 @@ func (t *Tx) InsertJobs(ctx context.Context, js []store.Job) ([]bool, error) {
 		at[js[i].ID] = i
 	}
 	inserted := make([]bool, len(js))
-	err := chunks(len(js), func(lo, hi int) error {
-		args := make([]any, 0, (hi-lo)*27)
-		for i := lo; i < hi; i++ {
-			args = append(args, jobArgs(&js[i])...)
+	for chunk := range slices.Chunk(js, maxBatch) {
+		args := make([]any, 0, len(chunk)*27)
+		for i := range chunk {
+			args = append(args, jobArgs(&chunk[i])...)
 		}
-		rows, err := t.q.Query(ctx, `INSERT INTO jobs (`+jobCols+`) VALUES `+valuesList(hi-lo, 27, t.d.Anonymous)+
-			` ON CONFLICT DO NOTHING RETURNING job_id`, args...)
-		if err != nil {
-			return t.err(err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return t.err(err)
-			}
+		if err := t.insertReturning(ctx, `INSERT INTO jobs (`+jobCols+`) VALUES `+
+			valuesList(len(chunk), 27, t.d.Anonymous)+` ON CONFLICT DO NOTHING RETURNING job_id`, args, func(id string) {
 			if i, ok := at[id]; ok {
 				inserted[i] = true
 			}
+		}); err != nil {
+			return nil, err
 		}
-		return t.err(rows.Err())
-	})
-	if err != nil {
-		return nil, err
 	}
 	return inserted, nil
 }
 
-// AppendEvents implements store.EvidenceTx: one multi-row INSERT per 500 events.
+// insertReturning runs an INSERT … RETURNING of one text column and passes each value
+// returned to got.
+func (t *Tx) insertReturning(ctx context.Context, sql string, args []any, got func(string)) error {
+	rows, err := t.q.Query(ctx, sql, args...)
+	if err != nil {
+		return t.err(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return t.err(err)
+		}
+		got(v)
+	}
+	return t.err(rows.Err())
+}
+
+// AppendEvents implements store.EvidenceTx: one multi-row INSERT per maxBatch events.
 func (t *Tx) AppendEvents(ctx context.Context, es []evidence.Event) error {
-	return chunks(len(es), func(lo, hi int) error {
-		args := make([]any, 0, (hi-lo)*27)
-		for i := lo; i < hi; i++ {
-			args = append(args, eventArgs(&es[i])...)
+	for chunk := range slices.Chunk(es, maxBatch) {
+		args := make([]any, 0, len(chunk)*27)
+		for i := range chunk {
+			args = append(args, eventArgs(&chunk[i])...)
 		}
 		n, err := t.q.Exec(ctx, `INSERT INTO evidence (`+eventInsertCols+`) VALUES `+
-			valuesList(hi-lo, 27, t.d.Anonymous)+` ON CONFLICT DO NOTHING`, args...)
+			valuesList(len(chunk), 27, t.d.Anonymous)+` ON CONFLICT DO NOTHING`, args...)
 		if err != nil {
-			return fmt.Errorf("%d events from %s: %w", hi-lo, es[lo].JobID, t.err(err))
+			return fmt.Errorf("%d events from %s: %w", len(chunk), chunk[0].JobID, t.err(err))
 		}
-		if n != int64(hi-lo) {
-			return fmt.Errorf("%d of %d events from %s already stored: %w", int64(hi-lo)-n, hi-lo, es[lo].JobID, store.ErrConflict)
+		if n != int64(len(chunk)) {
+			return fmt.Errorf("%d of %d events from %s already stored: %w", int64(len(chunk))-n, len(chunk), chunk[0].JobID, store.ErrConflict)
 		}
-		for i := lo; i < hi; i++ {
-			t.advance(&es[i])
+		for i := range chunk {
+			t.advance(&chunk[i])
 		}
-		return nil
-	})
+	}
+	return nil
 }

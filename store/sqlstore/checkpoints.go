@@ -5,14 +5,14 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/store"
 )
 
-// maxBatch bounds the values of one IN list or multi-row INSERT, well inside every
-// backend's limit on bound parameters.
+// maxBatch bounds the values of one IN list or the rows of one multi-row INSERT: 500
+// rows of the widest table (27 columns) bind 13,500 parameters, inside SQLite's 32,766
+// and PostgreSQL's 65,535.
 const maxBatch = 500
 
 const checkpointCols = `seq, id, at, root, prev_hash, hash, key_id, signature`
@@ -97,13 +97,12 @@ func (t *Tx) AppendCheckpoint(ctx context.Context, c store.Checkpoint) error {
 		return fmt.Errorf("checkpoint %d (%s): %w", c.Seq, c.ID, store.ErrConflict)
 	}
 	for chunk := range slices.Chunk(c.Heads, maxBatch) {
-		q := t.query()
-		values := make([]string, len(chunk))
-		for i, h := range chunk {
-			values[i] = "(" + q.arg(c.Seq) + ", " + q.arg(h.JobID) + ", " + q.arg(h.Seq) + ", " + q.arg(h.Hash) + ")"
+		args := make([]any, 0, len(chunk)*4)
+		for _, h := range chunk {
+			args = append(args, c.Seq, h.JobID, h.Seq, h.Hash)
 		}
 		if _, err := t.q.Exec(ctx, `INSERT INTO checkpoint_heads (checkpoint_seq, job_id, seq, hash)
-			VALUES `+strings.Join(values, ", "), q.args...); err != nil {
+			VALUES `+valuesList(len(chunk), 4, t.d.Anonymous), args...); err != nil {
 			return fmt.Errorf("checkpoint %d heads: %w", c.Seq, t.err(err))
 		}
 	}
