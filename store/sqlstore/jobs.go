@@ -36,7 +36,10 @@ func (t *Tx) scanJob(r Row, extra ...any) (store.Job, error) {
 // lockExtras are read with a locked job: its chain head and the active snapshot, which
 // a transaction that locks a job goes on to need (to append its event, to check drift).
 // Reading them in the same statement spares two round trips per write; the transaction
-// answers ChainHead and ActiveSnapshotID from them (see Tx.heads).
+// answers ChainHead and ActiveSnapshotID from them (see Tx.heads). FOR UPDATE locks only
+// the tables in FROM: scalar subqueries in the select list are read, not locked, on
+// PostgreSQL and CockroachDB alike, so the active pointer does not become a lock every
+// write queues on.
 const lockExtras = `,
 	COALESCE((SELECT seq FROM evidence WHERE job_id = $1 ORDER BY seq DESC LIMIT 1), 0),
 	COALESCE((SELECT hash FROM evidence WHERE job_id = $1 ORDER BY seq DESC LIMIT 1), ''),
