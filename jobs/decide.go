@@ -80,42 +80,19 @@ func (s *Service) prepareDecide(p Principal, r *DecideRequest) (*decideJob, erro
 	return d, nil
 }
 
-// decideAlone writes d in a transaction of its own.
+// decideAlone writes d in a transaction of its own: a batch of one.
 func (s *Service) decideAlone(ctx context.Context, d *decideJob) (DecideResult, error) {
-	var out DecideResult
-	var answer error
+	var outs []DecideResult
+	var answers []error
 	err := s.write(ctx, d.p, d.r.JobID, func(ctx context.Context, tx store.Tx, now int64) error {
 		var err error
-		out, answer, err = d.apply(ctx, tx, now)
+		outs, answers, err = applyBatch(ctx, tx, []*decideJob{d}, now)
 		return err
 	})
 	if err != nil {
 		return DecideResult{}, err
 	}
-	return out, answer
-}
-
-// apply is the body of d's transaction when d has the transaction to itself. answer is
-// the caller's answer when it is an error that the transaction commits
-// (JOB_HASH_MISMATCH, whose conflict event it records); err fails the transaction.
-func (d *decideJob) apply(ctx context.Context, tx store.Tx, now int64) (out DecideResult, answer, err error) {
-	// Most Decides are of new jobs, so the insert comes first: a new job costs two
-	// statements, both writes. Reading first would add a round trip each, and under
-	// SERIALIZABLE a predicate lock on which concurrent batches' inserts conflict.
-	j := d.newJob(now)
-	err = tx.InsertJob(ctx, j)
-	if err == nil {
-		// A job's chain begins with its row, so this decision is the first event.
-		e, err := firstDecision(&j, d.p, now)
-		if err != nil {
-			return out, nil, err
-		}
-		return DecideResult{Job: j}, nil, tx.AppendEvent(ctx, e)
-	}
-	if !errors.Is(err, store.ErrConflict) {
-		return out, nil, err
-	}
-	return d.applyKnown(ctx, tx, now)
+	return outs[0], answers[0]
 }
 
 // newJob is d as a newly decided job.
@@ -132,7 +109,9 @@ func (d *decideJob) newJob(now int64) store.Job {
 	return j
 }
 
-// applyKnown is apply for a job_id that is already stored.
+// applyKnown decides d when its job_id is already stored. answer is the caller's answer
+// when it is an error that the transaction commits (JOB_HASH_MISMATCH, whose conflict
+// event it records); err fails the transaction.
 func (d *decideJob) applyKnown(ctx context.Context, tx store.Tx, now int64) (out DecideResult, answer, err error) {
 	r, ev := &d.r, &d.ev
 	cur, err := tx.GetJob(ctx, r.JobID, true)
@@ -165,10 +144,12 @@ func (d *decideJob) applyKnown(ctx context.Context, tx store.Tx, now int64) (out
 	return out, nil, appendDecision(ctx, tx, &j, d.p, now)
 }
 
-// applyBatch is the body of a batch's transaction: its outcome for each job is what
-// apply would give with the jobs run one after another in order, but the new jobs (most
-// of a batch) cost two statements in all, one inserting their rows and one their first
-// events. Jobs whose id is stored already, or repeats an earlier one in the batch, then
+// applyBatch is the body of a Decide transaction, of one job or a batch: its outcome for
+// each job is what deciding them one after another in order would give. Most Decides
+// are of new jobs, so the insert comes first: the new jobs cost two statements in all,
+// one inserting their rows and one their first events. Reading first would add a round
+// trip, and under SERIALIZABLE a predicate lock on which concurrent batches' inserts
+// conflict. Jobs whose id is stored already, or repeats an earlier one in the batch, then
 // run through applyKnown in order, and see the rows the batch inserted.
 func applyBatch(ctx context.Context, tx store.Tx, ds []*decideJob, now int64) ([]DecideResult, []error, error) {
 	outs, answers := make([]DecideResult, len(ds)), make([]error, len(ds))

@@ -59,11 +59,6 @@ func appendEvent(ctx context.Context, tx store.Tx, e *evidence.Event) error {
 	if err != nil {
 		return err
 	}
-	return sealAndAppend(ctx, tx, e, seq, prev)
-}
-
-// sealAndAppend is appendEvent after the chain head (seq, prev) is known.
-func sealAndAppend(ctx context.Context, tx store.Tx, e *evidence.Event, seq int64, prev string) error {
 	if err := seal(e, seq, prev); err != nil {
 		return err
 	}

@@ -11,8 +11,14 @@ import (
 	"github.com/agate-pdp/agate/store"
 )
 
-// oneRow is the VALUES list of a single-row insert into jobs or evidence.
-var oneRow = valuesList(1, 27, false)
+// The column counts of job and evidence rows, and the VALUES list of a single-row insert
+// of each.
+var (
+	jobColN     = strings.Count(jobCols, ",") + 1
+	eventColN   = strings.Count(eventInsertCols, ",") + 1
+	oneJobRow   = valuesList(1, jobColN, false)
+	oneEventRow = valuesList(1, eventColN, false)
+)
 
 // valuesList returns "($1, …, $cols), ($cols+1, …)" for rows rows, or the same with
 // every placeholder "?" when anonymous.
@@ -54,12 +60,12 @@ func (t *Tx) InsertJobs(ctx context.Context, js []store.Job) ([]bool, error) {
 	}
 	inserted := make([]bool, len(js))
 	for chunk := range slices.Chunk(js, maxBatch) {
-		args := make([]any, 0, len(chunk)*27)
+		args := make([]any, 0, len(chunk)*jobColN)
 		for i := range chunk {
 			args = append(args, jobArgs(&chunk[i])...)
 		}
 		if err := t.insertReturning(ctx, `INSERT INTO jobs (`+jobCols+`) VALUES `+
-			valuesList(len(chunk), 27, t.d.Anonymous)+` ON CONFLICT DO NOTHING RETURNING job_id`, args, func(id string) {
+			valuesList(len(chunk), jobColN, t.d.Anonymous)+` ON CONFLICT DO NOTHING RETURNING job_id`, args, func(id string) {
 			if i, ok := at[id]; ok {
 				inserted[i] = true
 			}
@@ -91,12 +97,12 @@ func (t *Tx) insertReturning(ctx context.Context, sql string, args []any, got fu
 // AppendEvents implements store.EvidenceTx: one multi-row INSERT per maxBatch events.
 func (t *Tx) AppendEvents(ctx context.Context, es []evidence.Event) error {
 	for chunk := range slices.Chunk(es, maxBatch) {
-		args := make([]any, 0, len(chunk)*27)
+		args := make([]any, 0, len(chunk)*eventColN)
 		for i := range chunk {
 			args = append(args, eventArgs(&chunk[i])...)
 		}
 		n, err := t.q.Exec(ctx, `INSERT INTO evidence (`+eventInsertCols+`) VALUES `+
-			valuesList(len(chunk), 27, t.d.Anonymous)+` ON CONFLICT DO NOTHING`, args...)
+			valuesList(len(chunk), eventColN, t.d.Anonymous)+` ON CONFLICT DO NOTHING`, args...)
 		if err != nil {
 			return fmt.Errorf("%d events from %s: %w", len(chunk), chunk[0].JobID, t.err(err))
 		}

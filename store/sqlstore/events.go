@@ -63,7 +63,7 @@ func (t *Tx) ChainHead(ctx context.Context, jobID string) (int64, string, error)
 // field its kind requires (an error matching evidence.ErrIncomplete), whatever its
 // writer checked before.
 func (t *Tx) AppendEvent(ctx context.Context, e evidence.Event) error {
-	n, err := t.q.Exec(ctx, `INSERT INTO evidence (`+eventInsertCols+`) VALUES `+oneRow+
+	n, err := t.q.Exec(ctx, `INSERT INTO evidence (`+eventInsertCols+`) VALUES `+oneEventRow+
 		` ON CONFLICT DO NOTHING`, eventArgs(&e)...)
 	if err != nil {
 		return fmt.Errorf("%s event %s of %s: %w", e.Kind, e.EventID, e.JobID, t.err(err))

@@ -68,7 +68,7 @@ func (t *Tx) GetJob(ctx context.Context, id string, forUpdate bool) (store.Job, 
 
 // InsertJob implements store.JobTx.
 func (t *Tx) InsertJob(ctx context.Context, j store.Job) error {
-	n, err := t.q.Exec(ctx, `INSERT INTO jobs (`+jobCols+`) VALUES `+oneRow+
+	n, err := t.q.Exec(ctx, `INSERT INTO jobs (`+jobCols+`) VALUES `+oneJobRow+
 		` ON CONFLICT DO NOTHING`, jobArgs(&j)...)
 	if err != nil {
 		return t.err(err)
