@@ -1,0 +1,75 @@
+// Package identity owns the one canonical form in which Agate compares principal ids and
+// job actors, so that "Alice@Example.com", "ALICE@EXAMPLE.COM" and "alice@example.com"
+// are one person to separation of duties, quorum and the tokens file alike.
+//
+// The form is the PRECIS Nickname profile's comparison key (RFC 8266): Unicode width
+// mapping, NFKC normalization, case folding to lower case and runs of spaces collapsed.
+// Nickname, not a username profile, because ordinary ids such as "Finance Bot" carry
+// spaces. Ids are stored and shown as sent; only comparisons use the key.
+package identity
+
+import (
+	"errors"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/secure/precis"
+)
+
+// MaxLen bounds an id in bytes, as sent.
+const MaxLen = 256
+
+// Errors say what is wrong with an id without echoing it.
+var (
+	ErrEmpty      = errors.New("is empty")
+	ErrTooLong    = errors.New("is longer than 256 bytes")
+	ErrUTF8       = errors.New("is not valid UTF-8")
+	ErrSpace      = errors.New("has leading or trailing white space")
+	ErrControl    = errors.New("holds a control or format character")
+	ErrDisallowed = errors.New("holds a character that identifiers may not hold")
+)
+
+// Check refuses ids that two readers could see differently: empty, overlong, invalid
+// UTF-8, white space at either end, or control and format characters anywhere.
+func Check(id string) error {
+	switch {
+	case id == "":
+		return ErrEmpty
+	case len(id) > MaxLen:
+		return ErrTooLong
+	case !utf8.ValidString(id):
+		return ErrUTF8
+	case strings.TrimFunc(id, unicode.IsSpace) != id:
+		return ErrSpace
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return ErrControl
+		}
+	}
+	return nil
+}
+
+// Key returns the canonical comparison form of a valid id.
+func Key(id string) (string, error) {
+	if err := Check(id); err != nil {
+		return "", err
+	}
+	k, err := precis.Nickname.CompareKey(id)
+	if err != nil || k == "" {
+		return "", ErrDisallowed
+	}
+	return k, nil
+}
+
+// Same reports whether a and b name one identity. An id without a canonical form is the
+// same as nothing, so a malformed id can never satisfy a comparison.
+func Same(a, b string) bool {
+	ka, err := Key(a)
+	if err != nil {
+		return false
+	}
+	kb, err := Key(b)
+	return err == nil && ka == kb
+}
