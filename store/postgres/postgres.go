@@ -58,7 +58,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: postgres: %w", err)
 	}
 	s := &Store{pool: pool, maxAttempts: opts.MaxAttempts, log: opts.Logger}
-	err = dialect.Migrate(ctx, opts.MaxAttempts, func(ctx context.Context, fn func(sqlstore.Querier) error) error {
+	err = dialect.Migrate(ctx, opts.Logger, func(ctx context.Context, fn func(sqlstore.Querier) error) error {
 		return pgx.BeginTxFunc(ctx, pool, migrationTx, func(tx pgx.Tx) error { return fn(querier{tx}) })
 	})
 	if err != nil {

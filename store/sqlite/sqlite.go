@@ -71,7 +71,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{w: w, maxAttempts: opts.MaxAttempts, log: opts.Logger}
-	if err := dialect.Migrate(ctx, opts.MaxAttempts, s.migrationTx); err != nil {
+	if err := dialect.Migrate(ctx, opts.Logger, s.migrationTx); err != nil {
 		_ = w.Close()
 		return nil, err
 	}

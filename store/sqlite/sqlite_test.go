@@ -18,12 +18,96 @@ func TestConformance(t *testing.T) {
 }
 
 // Processes sharing one file: they serialize their migrations and their writes.
+// Replicas creating one new file at once contend for it from the first statement on;
+// a 1 ms busy timeout makes nearly every attempt of theirs fail, and each must still
+// start.
 func TestReplicas(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "nested", "dir", "agate.db") // parents are created
-	storetest.Replicas(t, 3, func(ctx context.Context) (store.Store, error) {
-		return sqlite.Open(ctx, path, sqlite.Options{BusyTimeout: 50 * time.Millisecond})
+	storetest.Replicas(t, 5, func(ctx context.Context) (store.Store, error) {
+		return sqlite.Open(ctx, path, sqlite.Options{BusyTimeout: time.Millisecond, MaxAttempts: 50})
 	})
+}
+
+// A replica that starts while another process holds the file's write lock, for far
+// longer than its busy timeout, waits and starts once the lock is released; it does
+// not fail, and it does not start before.
+func TestOpenWaitsForHeldFile(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "agate.db")
+	holder, err := sqlite.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	holding, release, held := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		held <- holder.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
+			close(holding)
+			<-release
+			return nil
+		})
+	}()
+	<-holding
+	type opened struct {
+		s   *sqlite.Store
+		err error
+	}
+	const replicas = 3
+	done := make(chan opened, replicas)
+	for range replicas {
+		go func() {
+			s, err := sqlite.Open(ctx, path, sqlite.Options{BusyTimeout: 5 * time.Millisecond, MaxAttempts: 2})
+			done <- opened{s, err}
+		}()
+	}
+	// Many times the old budget of a few busy timeouts: nobody may have started.
+	select {
+	case o := <-done:
+		t.Fatalf("a replica finished opening while the file was held: %v", o.err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	for range replicas {
+		o := <-done
+		if o.err != nil {
+			t.Fatalf("replica: %v", o.err)
+		}
+		_ = o.s.Close()
+	}
+}
+
+// Open waits for a held file only as long as its context lasts.
+func TestOpenGivesUpWithContext(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "agate.db")
+	holder, err := sqlite.Open(t.Context(), path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	holding, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	go func() {
+		_ = holder.ReadWrite(t.Context(), func(context.Context, store.Tx) error {
+			close(holding)
+			<-release
+			return nil
+		})
+	}()
+	<-holding
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	if s, err := sqlite.Open(ctx, path, sqlite.Options{BusyTimeout: 5 * time.Millisecond}); !errors.Is(err, context.DeadlineExceeded) {
+		if s != nil {
+			_ = s.Close()
+		}
+		t.Fatalf("Open while the file is held past the context: %v, want DeadlineExceeded", err)
+	}
 }
 
 // A writer that holds the file past the busy timeout and the retry budget makes the

@@ -5,6 +5,8 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"math/rand/v2"
 	"path"
 	"slices"
 	"strconv"
@@ -78,9 +80,17 @@ var bootstrap = []string{
 	`INSERT INTO schema_lock (id, locked_at) VALUES (1, 0) ON CONFLICT DO NOTHING`,
 }
 
-// bootstrapAttempts bounds retries of the bootstrap: replicas creating the same table at
-// once can collide in PostgreSQL's catalog even with IF NOT EXISTS; a retry sees it.
-const bootstrapAttempts = 5
+// catalogRaces bounds how often a unique violation restarts the migration: replicas
+// creating the same table at once can collide in PostgreSQL's catalog even with IF NOT
+// EXISTS, and the next attempt sees the other's table.
+const catalogRaces = 5
+
+// Start-up waits between attempts grow from waitMin to waitMax: a database that is down
+// for minutes is polled every few seconds, not hammered.
+const (
+	waitMin = 50 * time.Millisecond
+	waitMax = 5 * time.Second
+)
 
 // BeginFunc runs fn in one transaction and commits it when fn returns nil. A backend's
 // migration transaction must see rows committed while it waited for the lock row
@@ -91,34 +101,69 @@ type BeginFunc func(ctx context.Context, fn func(q Querier) error) error
 // Replicas starting together serialize on the schema_lock row: each waits for the
 // other's migrations and then finds them applied. A database migrated by a newer
 // version than this one is refused.
-func (d *Dialect) Migrate(ctx context.Context, maxAttempts int, begin BeginFunc) error {
+//
+// Migrate waits for the database: while it cannot be reached or another process holds
+// it (busy, serialization failure), the whole migration is retried with growing,
+// jittered waits until it succeeds or ctx ends. Each attempt is idempotent. The wait is
+// logged once when it starts and once when it ends.
+func (d *Dialect) Migrate(ctx context.Context, log *slog.Logger, begin BeginFunc) error {
 	migs, err := d.Migrations()
 	if err != nil {
 		return err
 	}
-	for i := 1; ; i++ {
-		err = begin(ctx, func(q Querier) error {
-			for _, s := range bootstrap {
-				if _, err := q.Exec(ctx, s); err != nil {
-					return err
-				}
+	var waitStart time.Time
+	races := 0
+	for n := 0; ; n++ {
+		err = d.migrateOnce(ctx, migs, begin)
+		if err == nil {
+			if !waitStart.IsZero() {
+				log.Info("database ready", "backend", d.Name, "waited", time.Since(waitStart).Round(time.Millisecond).String())
 			}
 			return nil
-		})
-		if err == nil || i == bootstrapAttempts || ctx.Err() != nil {
-			break
+		}
+		switch c := d.Classify(err); {
+		case ctx.Err() != nil:
+			return fmt.Errorf("store: migrating the %s schema: %w", d.Name, ctx.Err())
+		case c == ClassRetry || c == ClassUnavailable:
+		case c == ClassUnique && races < catalogRaces:
+			races++
+		default:
+			return fmt.Errorf("store: migrating the %s schema: %w", d.Name, d.MapError(err))
+		}
+		if waitStart.IsZero() {
+			waitStart = time.Now()
+			log.Warn("database not ready: waiting for it", "backend", d.Name, "err", err.Error())
+		}
+		if err := sleep(ctx, startupWait(n)); err != nil {
+			return fmt.Errorf("store: migrating the %s schema: %w", d.Name, err)
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("store: creating the migration tables: %w", d.MapError(err))
+}
+
+// startupWait is a random duration up to min(waitMax, waitMin·2ⁿ), at least 1 ms.
+func startupWait(n int) time.Duration {
+	d := waitMax
+	if n < 16 && waitMin<<n < waitMax {
+		d = waitMin << n
 	}
-	err = d.Run(ctx, maxAttempts, func(ctx context.Context) error {
-		return begin(ctx, func(q Querier) error { return d.apply(ctx, q, migs) })
+	return rand.N(d) + time.Millisecond
+}
+
+// migrateOnce creates the migration tables, then applies what is missing under the lock
+// row, each in its own transaction.
+func (d *Dialect) migrateOnce(ctx context.Context, migs []Migration, begin BeginFunc) error {
+	err := begin(ctx, func(q Querier) error {
+		for _, s := range bootstrap {
+			if _, err := q.Exec(ctx, s); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("store: migrating the %s schema: %w", d.Name, d.MapError(err))
+		return err
 	}
-	return nil
+	return begin(ctx, func(q Querier) error { return d.apply(ctx, q, migs) })
 }
 
 // apply runs in the transaction that holds the lock row.
