@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -92,6 +93,11 @@ func TestHealthFollowsDatabase(t *testing.T) {
 	if c := statusCode(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
 		t.Fatalf("Decide while cut: %v, want UNAVAILABLE", err)
 	}
+	for i := range 10 { // an outage fails many calls; the log says so once
+		cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
+		_, _ = a.decision().Decide(as(cctx, tokDecide), &agatev1.DecideRequest{Job: payment(t, fmt.Sprintf("cut-x%d", i), "agent-7", 1)})
+		ccancel()
+	}
 
 	proxy.setCut(false)
 	waitFor(t, "SERVING again", 30*time.Second, func() bool { return servingStatus() == healthpb.HealthCheckResponse_SERVING })
@@ -99,6 +105,16 @@ func TestHealthFollowsDatabase(t *testing.T) {
 		_, err := a.decision().Decide(as(ctx, tokDecide), &agatev1.DecideRequest{Job: payment(t, "cut-2", "agent-7", 1)})
 		return err == nil
 	})
+	logs := a.logs.String()
+	if n := strings.Count(logs, "database unreachable"); n != 1 {
+		t.Errorf("the outage is logged %d times, want once", n)
+	}
+	if n := strings.Count(logs, "database reachable again"); n != 1 {
+		t.Errorf("the end of the outage is logged %d times, want once", n)
+	}
+	if strings.Contains(logs, `"level":"ERROR","msg":"rpc"`) {
+		t.Errorf("calls during the outage are logged at ERROR:\n%s", logs)
+	}
 }
 
 func statusCode(err error) codes.Code { return status.Code(err) }

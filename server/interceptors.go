@@ -130,7 +130,12 @@ func (s *Server) observe(ctx context.Context, ci *callInfo, method string, start
 	level := slog.LevelDebug
 	switch code {
 	case codes.OK:
-	case codes.Internal, codes.Unavailable, codes.Unknown, codes.DataLoss:
+	case codes.Unavailable:
+		// An outage fails every call: noteDown logs it once, each call only at debug.
+		if s.attached.Load() {
+			s.noteDown()
+		}
+	case codes.Internal, codes.Unknown, codes.DataLoss:
 		level = slog.LevelError
 	default:
 		level = slog.LevelInfo

@@ -6,14 +6,17 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 
 	"github.com/agate-pdp/agate/audit"
 	agatev1 "github.com/agate-pdp/agate/gen/agate/v1"
@@ -23,9 +26,12 @@ import (
 
 // Config is everything the gRPC server is built from.
 type Config struct {
-	Jobs    *jobs.Service
-	Audit   *audit.Service // serves EvidenceService; without it those RPCs are UNIMPLEMENTED
-	Store   store.Store    // pinged for health
+	// Jobs, Audit and Store are the Backend; without Jobs the server answers UNAVAILABLE
+	// until Attach installs one.
+	Jobs  *jobs.Service
+	Audit *audit.Service
+	Store store.Store
+
 	Auth    *Authenticator
 	Metrics *Metrics // optional
 	Log     *slog.Logger
@@ -36,11 +42,24 @@ type Config struct {
 	MaxCallTime  time.Duration    // longest a call may run; default 30 s
 }
 
+// Backend is what the server serves from once the database is reachable.
+type Backend struct {
+	Jobs  *jobs.Service
+	Audit *audit.Service // serves EvidenceService; without it those RPCs are UNIMPLEMENTED
+	Store store.Store    // pinged for health
+}
+
 // Server is Agate's gRPC server.
 type Server struct {
-	jobs    *jobs.Service
-	audit   *audit.Service
-	store   store.Store
+	// jobs, audit and store are written once, by Attach, before attached is set; every
+	// handler runs after attachedUnary or attachedStream has loaded attached as true, so
+	// reading them is ordered after the write.
+	jobs     *jobs.Service
+	audit    *audit.Service
+	store    store.Store
+	attached atomic.Bool
+	down     atomic.Bool // the database was last seen unreachable; its log line was written
+
 	auth    *Authenticator
 	metrics *Metrics
 	log     *slog.Logger
@@ -58,8 +77,8 @@ var (
 
 // New assembles the gRPC server from one visible list of options and interceptors.
 func New(cfg Config) (*Server, error) {
-	if cfg.Jobs == nil || cfg.Store == nil || cfg.Auth == nil {
-		return nil, errors.New("server: Jobs, Store and Auth are required")
+	if cfg.Auth == nil {
+		return nil, errors.New("server: Auth is required")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -73,8 +92,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxCallTime <= 0 {
 		cfg.MaxCallTime = 30 * time.Second
 	}
-	s := &Server{jobs: cfg.Jobs, audit: cfg.Audit, store: cfg.Store, auth: cfg.Auth, metrics: cfg.Metrics,
-		log: cfg.Log, health: health.NewServer(), now: cfg.Clock}
+	s := &Server{auth: cfg.Auth, metrics: cfg.Metrics, log: cfg.Log, health: health.NewServer(), now: cfg.Clock}
 
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
@@ -83,11 +101,13 @@ func New(cfg Config) (*Server, error) {
 			recoverUnary(s.log), // first: covers every interceptor after it
 			s.observeUnary,      // logs and counts every call, refused ones included
 			deadlineUnary(cfg.MaxCallTime),
-			s.authUnary, // authentication, then the method's roles
+			s.attachedUnary, // UNAVAILABLE until the database has been reached
+			s.authUnary,     // authentication, then the method's roles
 		),
 		grpc.ChainStreamInterceptor(
 			recoverStream(s.log),
 			s.observeStream,
+			s.attachedStream,
 			s.authStream,
 		),
 	}
@@ -101,7 +121,44 @@ func New(cfg Config) (*Server, error) {
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.setServing(false)
+	if cfg.Jobs != nil {
+		if err := s.Attach(Backend{Jobs: cfg.Jobs, Audit: cfg.Audit, Store: cfg.Store}); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// Attach installs the backend once the database is reachable; calls other than health
+// and reflection answer UNAVAILABLE before it. Health stays NOT_SERVING until
+// WatchHealth finds the database answering.
+func (s *Server) Attach(b Backend) error {
+	if b.Jobs == nil || b.Store == nil {
+		return errors.New("server: Backend needs Jobs and Store")
+	}
+	if s.attached.Load() {
+		return errors.New("server: backend already attached")
+	}
+	s.jobs, s.audit, s.store = b.Jobs, b.Audit, b.Store
+	s.attached.Store(true)
+	return nil
+}
+
+// errStarting answers calls that arrive before the database has first been reached.
+var errStarting = status.Error(codes.Unavailable, "starting: waiting for the database")
+
+func (s *Server) attachedUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if !s.attached.Load() && !isPublic(info.FullMethod) {
+		return nil, errStarting
+	}
+	return h(ctx, req)
+}
+
+func (s *Server) attachedStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if !s.attached.Load() && !isPublic(info.FullMethod) {
+		return errStarting
+	}
+	return h(srv, ss)
 }
 
 // Serve accepts connections on lis until Shutdown.
@@ -121,6 +178,9 @@ func (s *Server) setServing(ok bool) {
 
 // Ready reports whether the database answers; health follows it.
 func (s *Server) Ready(ctx context.Context) error {
+	if !s.attached.Load() {
+		return errStarting
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	return s.store.Ping(ctx)
@@ -134,12 +194,12 @@ func (s *Server) WatchHealth(ctx context.Context, every time.Duration) {
 		ok := s.Ready(ctx) == nil
 		if state := map[bool]int{false: 0, true: 1}[ok]; state != last {
 			s.setServing(ok)
-			if ok {
-				s.log.Info("database reachable: serving")
-			} else {
-				s.log.Warn("database unreachable: not serving")
-			}
 			last = state
+		}
+		if ok {
+			s.noteUp()
+		} else if ctx.Err() == nil {
+			s.noteDown()
 		}
 	}
 	check()
@@ -152,6 +212,20 @@ func (s *Server) WatchHealth(ctx context.Context, every time.Duration) {
 		case <-t.C:
 			check()
 		}
+	}
+}
+
+// noteDown and noteUp log an outage once when it begins and once when it ends, however
+// many calls fail in between: a six-second outage is two lines, not hundreds.
+func (s *Server) noteDown() {
+	if s.down.CompareAndSwap(false, true) {
+		s.log.Warn("database unreachable: not serving; calls answer UNAVAILABLE until it returns")
+	}
+}
+
+func (s *Server) noteUp() {
+	if s.down.CompareAndSwap(true, false) {
+		s.log.Info("database reachable again: serving")
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -40,61 +41,33 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	level, _ := parseLevel(cfg.LogLevel)
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	st, err := openStore(ctx, cfg.DB, log)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-
+	// Everything that can be checked without the database is checked first, and nothing
+	// touches the database before both listeners are bound: a start that fails (a bad
+	// file, an address in use) leaves no trace in the store and moves no snapshot.
 	ids, err := server.LoadIdentities(cfg.TokensFile)
 	if err != nil {
 		return fmt.Errorf("--tokens: %w", err)
 	}
 	auth := server.NewAuthenticator(ids)
-
-	cache, err := snapshots.NewCache(cfg.SnapshotCacheSize)
-	if err != nil {
-		return err
-	}
-	tracker := snapshots.NewTracker(st, cache, log)
-	svc, err := jobs.New(jobs.Config{Store: st, Tracker: tracker, Cache: cache, Log: log,
-		Batch: jobs.Batch{Window: cfg.DecideBatchWindow, MaxRows: cfg.DecideBatchMax, InFlight: cfg.decideInFlight()}})
-	if err != nil {
-		return err
-	}
-	defer svc.Close() // after the gRPC server has drained, before the store closes
 	if cfg.PolicyFile != "" {
-		if err := loadPolicyFile(ctx, svc, cfg.PolicyFile, log); err != nil {
-			return err
+		if _, err := os.ReadFile(cfg.PolicyFile); err != nil {
+			return fmt.Errorf("--policy: %w", err)
 		}
 	}
-	if _, err := tracker.Refresh(ctx); err != nil && !errors.Is(err, snapshots.ErrNoActive) {
-		return fmt.Errorf("reading the active snapshot: %w", err)
-	}
-	auditor, sealer, err := evidenceServices(cfg, st, cache, log)
+	tlsCfg, err := loadTLS(cfg)
 	if err != nil {
 		return err
 	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := server.NewMetrics(reg)
 	if err != nil {
 		return err
 	}
-	if a, ok := tracker.Current(); ok {
-		metrics.SetActiveSnapshot(a.Snapshot.ID)
-	}
-	tlsCfg, err := loadTLS(cfg)
+	srv, err := server.New(server.Config{Auth: auth, Metrics: metrics, Log: log, TLS: tlsCfg, MaxCallTime: cfg.MaxCallTime})
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Config{Jobs: svc, Audit: auditor, Store: st, Auth: auth, Metrics: metrics,
-		Log: log, TLS: tlsCfg, MaxCallTime: cfg.MaxCallTime})
-	if err != nil {
-		return err
-	}
-
 	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("--grpc-addr: %w", err)
@@ -108,12 +81,6 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go tracker.Run(ctx, cfg.SnapshotRefresh)
-	go sealer.Run(ctx)
-	go srv.WatchHealth(ctx, time.Second)
-	go followActive(ctx, tracker, metrics)
-	go reloadOnHUP(ctx, cfg, svc, auth, log)
-
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(grpcLis) }()
 	go func() {
@@ -121,19 +88,111 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			errc <- err
 		}
 	}()
-	log.Info("agate serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "db", redactURL(cfg.DB))
+	log.Info("agate listening", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "db", redactURL(cfg.DB))
+
+	// Until the database answers, health says NOT_SERVING and calls answer UNAVAILABLE.
+	type started struct {
+		stop func()
+		err  error
+	}
+	startc := make(chan started, 1)
+	go func() {
+		stop, err := startBackend(ctx, cfg, srv, auth, metrics, log)
+		startc <- started{stop, err}
+	}()
 
 	var serveErr error
+	var stop func()
 	select {
 	case <-ctx.Done():
 	case serveErr = <-errc:
+	case st := <-startc:
+		startc = nil
+		if st.err != nil {
+			serveErr = st.err
+			break
+		}
+		stop = st.stop
+		log.Info("agate serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
+		hint(stderr, grpcLis.Addr().String())
+		select {
+		case <-ctx.Done():
+		case serveErr = <-errc:
+		}
 	}
 	log.Info("shutting down", "grace", cfg.ShutdownGrace.String())
+	cancel() // a start still waiting for the database gives up
 	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer scancel()
 	srv.Shutdown(sctx)
 	_ = httpSrv.Shutdown(sctx)
+	if startc != nil { // the start was cut short: close whatever it had opened
+		if st := <-startc; st.err == nil {
+			stop = st.stop
+		}
+	}
+	if stop != nil {
+		stop()
+	}
 	return serveErr
+}
+
+// startBackend opens the store (waiting for the database as long as ctx lasts), applies
+// the policy file, and attaches the services to srv. stop closes what it opened, after
+// the gRPC server has drained.
+func startBackend(ctx context.Context, cfg serveConfig, srv *server.Server, auth *server.Authenticator,
+	metrics *server.Metrics, log *slog.Logger) (stop func(), err error) {
+	st, err := openStore(ctx, cfg.DB, log)
+	if err != nil {
+		return nil, err
+	}
+	var closers []func()
+	stop = func() {
+		for _, c := range slices.Backward(closers) {
+			c()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	closers = append(closers, func() { _ = st.Close() })
+	cache, err := snapshots.NewCache(cfg.SnapshotCacheSize)
+	if err != nil {
+		return nil, err
+	}
+	tracker := snapshots.NewTracker(st, cache, log)
+	svc, err := jobs.New(jobs.Config{Store: st, Tracker: tracker, Cache: cache, Log: log,
+		Batch: jobs.Batch{Window: cfg.DecideBatchWindow, MaxRows: cfg.DecideBatchMax, InFlight: cfg.decideInFlight()}})
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, svc.Close) // after the gRPC server has drained, before the store closes
+	if cfg.PolicyFile != "" {
+		if err := loadPolicyFile(ctx, svc, cfg.PolicyFile, log); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := tracker.Refresh(ctx); err != nil && !errors.Is(err, snapshots.ErrNoActive) {
+		return nil, fmt.Errorf("reading the active snapshot: %w", err)
+	}
+	auditor, sealer, err := evidenceServices(cfg, st, cache, log)
+	if err != nil {
+		return nil, err
+	}
+	if a, ok := tracker.Current(); ok {
+		metrics.SetActiveSnapshot(a.Snapshot.ID)
+	}
+	if err := srv.Attach(server.Backend{Jobs: svc, Audit: auditor, Store: st}); err != nil {
+		return nil, err
+	}
+	go tracker.Run(ctx, cfg.SnapshotRefresh)
+	go sealer.Run(ctx)
+	go srv.WatchHealth(ctx, time.Second)
+	go followActive(ctx, tracker, metrics)
+	go reloadOnHUP(ctx, cfg, svc, auth, log)
+	return stop, nil
 }
 
 // openStore picks the backend by the URL's scheme; anything else is a SQLite path.
@@ -262,4 +321,23 @@ func loadTLS(cfg serveConfig) (*tls.Config, error) {
 		t.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return t, nil
+}
+
+// hint tells a person at a terminal where the server listens and what to try first;
+// logs to a file or a collector get only the JSON lines.
+func hint(w io.Writer, grpcAddr string) {
+	f, ok := w.(*os.File)
+	if !ok {
+		return
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return
+	}
+	fmt.Fprintf(w, `
+Agate is serving gRPC on %[1]s. With the example tokens (make run), try from the repository root:
+  go tool -modfile=tools.mod grpcurl -plaintext %[1]s list
+  go tool -modfile=tools.mod grpcurl -plaintext -H 'authorization: Bearer dev-audit' -d '{}' %[1]s agate.v1.EvidenceService/Stats
+The README's walkthrough has the rest. Stop with Ctrl-C; start fresh by deleting data/.
+
+`, grpcAddr)
 }
