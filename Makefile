@@ -6,7 +6,7 @@ DB    ?=
 TESTFLAGS ?= -shuffle=on -timeout=20m
 
 .DEFAULT_GOAL := help
-.PHONY: help generate generate-check lint breaking test test-unit fuzz run build bench
+.PHONY: help generate generate-check lint breaking test test-unit fuzz run build bench tools
 
 help: ## List the targets.
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -38,12 +38,19 @@ fuzz: ## Longer fuzzing campaigns: policy parser and evaluator, JCS, evidence ch
 	@for t in FuzzParse FuzzEvaluate; do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} ./decision/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzTransform$$' -fuzztime $${FUZZTIME:-30s} ./canonical/
 	@for t in FuzzVerifyChain FuzzHashForm; do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} ./evidence/ || exit 1; done
+	$(GO) test -run '^$$' -fuzz '^FuzzKey$$' -fuzztime $${FUZZTIME:-30s} ./identity/
 
 build: ## Build bin/agate.
+	@[ -x bin/agate ] || echo "building bin/agate: the first build downloads modules and compiles for a few minutes"
 	$(GO) build -o bin/agate ./cmd/agate
 
 run: build ## Start the server on embedded SQLite with the example policy and dev tokens.
 	./bin/agate serve --policy examples/policy.yaml --tokens examples/tokens.yaml
+
+tools: ## Build the pinned grpcurl and buf once, so their first use is not a long silent compile.
+	@echo "building the pinned grpcurl and buf (a few minutes the first time)"
+	$(GO) tool -modfile=tools.mod grpcurl -version
+	$(BUF) --version
 
 bench: ## Go benchmarks (engine, job hash, storage).
 	$(GO) test -run '^$$' -bench . -benchmem ./...

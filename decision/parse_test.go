@@ -136,6 +136,8 @@ func TestParseErrors(t *testing.T) {
 		{"not a mapping", "- a\n- b\n", 1, "", "must be a mapping"},
 		{"syntax", "version: v1\nrules: [\n", 2, "", "invalid YAML"},
 		{"tab indentation", "version: v1\nrules:\n\t- id: a\n", 3, "", "invalid YAML"},
+		{"unclosed flow sequence", "version: v1\nrules:\n  - id: a\n    decision: allow\n    when: {topic: [a, b}\n", 5, "", "invalid YAML"},
+		{"unclosed flow mapping", "version: v1\nrules:\n  - id: a\n    when: {topic: a\n    decision: allow\n", 4, "", "invalid YAML"},
 		{"two documents", "version: v1\n---\nversion: v1\n", 2, "", "only one YAML document"},
 		{"missing version", "rules: []\n", 1, "version", "is required"},
 		{"wrong version", "version: v2\n", 1, "version", `unsupported version "v2"`},

@@ -8,6 +8,7 @@ import (
 	"math"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -46,14 +47,14 @@ func decodeDocument(src []byte) (root *yaml.Node, err error) {
 		if errors.Is(err, io.EOF) {
 			return nil, nil
 		}
-		return nil, yamlError(err)
+		return nil, yamlError(err, src)
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case err == nil:
 		return nil, &PolicyError{Line: extra.Line, Msg: "only one YAML document is allowed"}
 	case !errors.Is(err, io.EOF):
-		return nil, yamlError(err)
+		return nil, yamlError(err, src)
 	}
 	if len(doc.Content) == 0 {
 		return nil, nil
@@ -64,10 +65,22 @@ func decodeDocument(src []byte) (root *yaml.Node, err error) {
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // yamlError turns a yaml.v3 syntax error into a PolicyError with its line.
-func yamlError(err error) error {
+func yamlError(err error, src []byte) error {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
+		// yaml.v3 numbers a parser error's line from 0 (the start of the collection it
+		// was parsing) and a scanner error's from 1; its parser errors are the
+		// "did not find expected …" and "found undefined tag handle" ones.
+		if strings.HasPrefix(m[2], "did not find expected") || strings.HasPrefix(m[2], "found undefined tag handle") {
+			line++
+		}
+		// An error at the end of the input belongs to the last line there is.
+		last := bytes.Count(src, []byte("\n"))
+		if len(src) > 0 && src[len(src)-1] != '\n' {
+			last++
+		}
+		line = max(1, min(line, last))
 		return &PolicyError{Line: line, Msg: "invalid YAML: " + m[2]}
 	}
 	return &PolicyError{Msg: "invalid YAML: " + trimYAMLPrefix(msg)}

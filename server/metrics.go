@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/agate-pdp/agate/buildinfo"
 	"github.com/agate-pdp/agate/jobs"
 )
 
@@ -40,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "agate_decisions_total", Help: "Decisions recorded, by outcome.",
 		}, []string{"decision"}),
 		approvals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "agate_approvals_total", Help: "Approve and Reject calls, by outcome (approved, already_approved, rejected, already_rejected, refused).",
+			Name: "agate_approvals_total", Help: "Approve and Reject calls, by outcome: approved, already_approved, rejected, already_rejected, or a refusal's reason in lower case (self_approval, role_not_allowed, job_hash_mismatch, …).",
 		}, []string{"outcome"}),
 		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agate_conflicts_total", Help: "Conflicts answered, by reason (snapshot_drift, job_hash_mismatch, lock_busy).",
@@ -52,7 +53,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "agate_active_snapshot_info", Help: "1 for the policy snapshot this replica decides under.",
 		}, []string{"snapshot"}),
 	}
-	for _, c := range []prometheus.Collector{m.rpcs, m.latency, m.decisions, m.approvals, m.conflicts, m.replays, m.activeInfo} {
+	bi := buildinfo.Read()
+	build := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "agate_build_info", Help: "Always 1; the labels say which build is running.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "go_version": bi.GoVersion},
+	}, func() float64 { return 1 })
+	for _, c := range []prometheus.Collector{m.rpcs, m.latency, m.decisions, m.approvals, m.conflicts, m.replays, m.activeInfo, build} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

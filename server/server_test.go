@@ -6,7 +6,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -222,5 +226,44 @@ func TestRecoverUnary(t *testing.T) {
 		func(context.Context, any) (any, error) { panic("boom") })
 	if status.Code(err) != codes.Internal || status.Convert(err).Message() != "internal error" {
 		t.Fatalf("err = %v, want INTERNAL without detail", err)
+	}
+}
+
+// The README's metrics table names exactly the metrics the server registers.
+func TestMetricsDocumented(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A vector without a child is not gathered: give each one.
+	m.decisions.WithLabelValues("allow").Inc()
+	m.approvals.WithLabelValues("approved").Inc()
+	m.conflicts.WithLabelValues("lock_busy").Inc()
+	m.replays.WithLabelValues("WORKER_OUTAGE").Inc()
+	m.rpcs.WithLabelValues("m", "OK").Inc()
+	m.latency.WithLabelValues("m", "OK").Observe(1)
+	m.SetActiveSnapshot("snap_x")
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		names = append(names, mf.GetName())
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var documented []string
+	for _, mm := range regexp.MustCompile("(?m)^\\| `(agate_[a-z_]+)`").FindAllStringSubmatch(string(readme), -1) {
+		documented = append(documented, mm[1])
+	}
+	slices.Sort(names)
+	slices.Sort(documented)
+	if !slices.Equal(names, documented) {
+		t.Errorf("README metrics table\n%v\nregistered\n%v", documented, names)
 	}
 }

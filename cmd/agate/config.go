@@ -9,9 +9,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/agate-pdp/agate/audit"
 )
@@ -61,72 +62,155 @@ func defaultServeConfig() serveConfig {
 	}
 }
 
-// parseServeConfig reads flags over environment over defaults, then validates.
+// parseServeConfig reads flags over AGATE_* environment variables over a --config file
+// over defaults, then validates. Every flag's variable is AGATE_ and its name in upper
+// case with underscores; a config file's keys are the flag names.
 func parseServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	c := defaultServeConfig()
 	fs := flag.NewFlagSet("agate serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	str := func(p *string, name, env, usage string) {
-		if v, ok := os.LookupEnv(env); ok {
-			*p = v
-		}
-		fs.StringVar(p, name, *p, usage+" (env "+env+")")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: agate serve [flags]\n\nEach flag can also be set by the AGATE_* variable named in its help, or as a key of --config.\n\n")
+		fs.PrintDefaults()
 	}
-	dur := func(p *time.Duration, name, env, usage string) {
-		if v, ok := os.LookupEnv(env); ok {
-			if d, err := time.ParseDuration(v); err == nil {
-				*p = d
-			} else {
-				*p = -1 // rejected by Validate with the variable's name
-			}
-		}
-		fs.DurationVar(p, name, *p, usage+" (env "+env+")")
-	}
-	str(&c.GRPCAddr, "grpc-addr", "AGATE_GRPC_ADDR", "gRPC listen address")
-	str(&c.HTTPAddr, "http-addr", "AGATE_HTTP_ADDR", "HTTP listen address for /metrics, /healthz, /readyz")
-	str(&c.DB, "db", "AGATE_DB", "database: a SQLite file path, or a postgres:// / postgresql:// URL (PostgreSQL or CockroachDB)")
-	str(&c.PolicyFile, "policy", "AGATE_POLICY", "policy file to activate at start and on SIGHUP (optional)")
-	str(&c.TokensFile, "tokens", "AGATE_TOKENS", "tokens file: principals, roles and SHA-256 token digests (required)")
-	str(&c.TLSCert, "tls-cert", "AGATE_TLS_CERT", "server certificate (PEM)")
-	str(&c.TLSKey, "tls-key", "AGATE_TLS_KEY", "server private key (PEM)")
-	str(&c.TLSClientCA, "tls-client-ca", "AGATE_TLS_CLIENT_CA", "CA bundle for client certificates (enables mTLS)")
-	str(&c.EvidenceKey, "evidence-key", "AGATE_EVIDENCE_KEY", "Ed25519 key file that signs evidence checkpoints, created (0600) if missing; keep it out of the database and share it between replicas (default: evidence.key next to the SQLite file, else data/evidence.key)")
-	str(&c.LogLevel, "log-level", "AGATE_LOG_LEVEL", "debug, info, warn or error")
-	dur(&c.SnapshotRefresh, "snapshot-refresh", "AGATE_SNAPSHOT_REFRESH", "how often a replica re-reads the active snapshot")
-	dur(&c.ShutdownGrace, "shutdown-grace", "AGATE_SHUTDOWN_GRACE", "how long shutdown waits for in-flight calls")
-	dur(&c.MaxCallTime, "max-call-time", "AGATE_MAX_CALL_TIME", "longest any call may run")
-	dur(&c.SealInterval, "seal-interval", "AGATE_SEAL_INTERVAL", "how often this replica seals new evidence into a signed checkpoint")
-	dur(&c.EvidenceSettle, "evidence-settle", "AGATE_EVIDENCE_SETTLE", "how old events must be before QueryEvidence pages over them: longer than a transaction takes to commit, plus the replicas' clock skew")
-	cache := strconv.Itoa(c.SnapshotCacheSize)
-	str(&cache, "snapshot-cache", "AGATE_SNAPSHOT_CACHE", "compiled snapshots kept in memory")
-	dur(&c.DecideBatchWindow, "decide-batch-window", "AGATE_DECIDE_BATCH_WINDOW", "how long a Decide batch waits for more Decides while the database is busy")
-	batchMax := strconv.Itoa(c.DecideBatchMax)
-	str(&batchMax, "decide-batch-max", "AGATE_DECIDE_BATCH_MAX", "most Decides committed in one transaction; 0 or 1 turns group commit off")
-	inFlight := strconv.Itoa(c.DecideInFlight)
-	str(&inFlight, "decide-batch-inflight", "AGATE_DECIDE_BATCH_INFLIGHT", "Decide batch transactions running at once; 0 picks 1 for SQLite (one writer) and 2 for PostgreSQL")
-	pprof := strconv.FormatBool(c.Pprof)
-	str(&pprof, "pprof", "AGATE_PPROF", "serve Go's profiler at /debug/pprof/ on --http-addr (true or false); keep that address private")
-	if err := fs.Parse(args); err != nil {
+	configFile := serveFlags(fs, &c)
+	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	n, err := strconv.Atoi(cache)
-	if err != nil {
-		return c, fmt.Errorf("--snapshot-cache: %q is not a number", cache)
-	}
-	c.SnapshotCacheSize = n
-	if c.DecideBatchMax, err = strconv.Atoi(batchMax); err != nil {
-		return c, fmt.Errorf("--decide-batch-max: %q is not a number", batchMax)
-	}
-	if c.DecideInFlight, err = strconv.Atoi(inFlight); err != nil {
-		return c, fmt.Errorf("--decide-batch-inflight: %q is not a number", inFlight)
-	}
-	if c.Pprof, err = strconv.ParseBool(pprof); err != nil {
-		return c, fmt.Errorf("--pprof: %q is not true or false", pprof)
+	if err := applyLayers(fs, *configFile); err != nil {
+		return c, err
 	}
 	return c, c.Validate()
+}
+
+// serveFlags defines agate serve's flags on fs, each writing into c, and returns where
+// --config lands.
+func serveFlags(fs *flag.FlagSet, c *serveConfig) *string {
+	str := func(p *string, name, usage string) { fs.StringVar(p, name, *p, usage+envNote(name)) }
+	dur := func(p *time.Duration, name, usage string) { fs.DurationVar(p, name, *p, usage+envNote(name)) }
+	num := func(p *int, name, usage string) { fs.IntVar(p, name, *p, usage+envNote(name)) }
+	boolean := func(p *bool, name, usage string) { fs.BoolVar(p, name, *p, usage+envNote(name)) }
+	configFile := new(string)
+	str(configFile, "config", "YAML file whose keys are these flags' names (flags and AGATE_* variables override it)")
+	str(&c.GRPCAddr, "grpc-addr", "gRPC listen address")
+	str(&c.HTTPAddr, "http-addr", "HTTP listen address for /metrics, /healthz, /readyz")
+	str(&c.DB, "db", "database: a SQLite file path, or a postgres:// / postgresql:// URL (PostgreSQL or CockroachDB)")
+	str(&c.PolicyFile, "policy", "policy file to activate at start and on SIGHUP (optional)")
+	str(&c.TokensFile, "tokens", "tokens file: principals, roles and SHA-256 token digests (required)")
+	str(&c.TLSCert, "tls-cert", "server certificate (PEM)")
+	str(&c.TLSKey, "tls-key", "server private key (PEM)")
+	str(&c.TLSClientCA, "tls-client-ca", "CA bundle for client certificates (enables mTLS)")
+	str(&c.EvidenceKey, "evidence-key", "Ed25519 key file that signs evidence checkpoints, created (0600) if missing; keep it out of the database and share it between replicas (default: evidence.key next to the SQLite file, else data/evidence.key)")
+	str(&c.LogLevel, "log-level", "debug, info, warn or error")
+	dur(&c.SnapshotRefresh, "snapshot-refresh", "how often a replica re-reads the active snapshot")
+	dur(&c.ShutdownGrace, "shutdown-grace", "how long shutdown waits for in-flight calls")
+	dur(&c.MaxCallTime, "max-call-time", "longest any call may run")
+	dur(&c.SealInterval, "seal-interval", "how often this replica seals new evidence into a signed checkpoint")
+	dur(&c.EvidenceSettle, "evidence-settle", "how old events must be before QueryEvidence pages over them: longer than a transaction takes to commit, plus the replicas' clock skew")
+	num(&c.SnapshotCacheSize, "snapshot-cache", "compiled snapshots kept in memory")
+	dur(&c.DecideBatchWindow, "decide-batch-window", "how long a Decide batch waits for more Decides while the database is busy")
+	num(&c.DecideBatchMax, "decide-batch-max", "most Decides committed in one transaction; 0 or 1 turns group commit off")
+	num(&c.DecideInFlight, "decide-batch-inflight", "Decide batch transactions running at once; 0 picks 1 for SQLite (one writer) and 2 for PostgreSQL")
+	boolean(&c.Pprof, "pprof", "serve Go's profiler at /debug/pprof/ on --http-addr; keep that address private")
+	return configFile
+}
+
+// envNote names a flag's environment variable in its help.
+func envNote(flagName string) string { return " (env " + envName(flagName) + ")" }
+
+func envName(flagName string) string {
+	return "AGATE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// applyLayers sets every flag not given on the command line from its AGATE_* variable,
+// else from the config file: flags win over the environment, which wins over the file.
+// The config file may come from --config or AGATE_CONFIG.
+func applyLayers(fs *flag.FlagSet, configFile string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if v, ok := os.LookupEnv(envName("config")); ok && !given["config"] {
+		configFile = v
+	}
+	fromFile := map[string]string{}
+	if configFile != "" {
+		var err error
+		if fromFile, err = readConfigFile(fs, configFile); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || f.Name == "config" {
+			return
+		}
+		env := envName(f.Name)
+		if v, ok := os.LookupEnv(env); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+			}
+			return
+		}
+		if v, ok := fromFile[f.Name]; ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("--config %s: %s: %w", configFile, f.Name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// readConfigFile reads a YAML mapping of flag names to scalar values. An unknown key is
+// an error: a misspelt setting must not be silently ignored.
+func readConfigFile(fs *flag.FlagSet, path string) (map[string]string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--config: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, fmt.Errorf("--config %s: %w", path, err)
+	}
+	out := map[string]string{}
+	if len(doc.Content) == 0 {
+		return out, nil
+	}
+	m := doc.Content[0]
+	if m.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("--config %s: line %d: want a mapping of flag names to values", path, m.Line)
+	}
+	var errs []error
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		switch {
+		case k.Value == "config" || fs.Lookup(k.Value) == nil:
+			errs = append(errs, fmt.Errorf("--config %s: line %d: unknown key %q (keys are agate serve's flag names)", path, k.Line, k.Value))
+		case v.Kind != yaml.ScalarNode:
+			errs = append(errs, fmt.Errorf("--config %s: line %d: %s: want a single value", path, v.Line, k.Value))
+		default:
+			if _, dup := out[k.Value]; dup {
+				errs = append(errs, fmt.Errorf("--config %s: line %d: %s is set twice", path, k.Line, k.Value))
+			}
+			out[k.Value] = v.Value
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// parseFlags parses args: -h or --help prints the flags and ends the command with
+// status 0, a bad flag prints the error and the flags and ends it with status 2.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		return exitError(0)
+	default: // the flag package has printed it; the error still names the flag for callers
+		return fmt.Errorf("%w: %w", exitError(2), err)
+	}
 }
 
 // Validate reports every configuration problem at once, each naming its flag.

@@ -65,6 +65,9 @@ func runEvidence(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return evidenceVerify(ctx, args[1:], stdout, stderr)
 	case "public-key":
 		return evidencePublicKey(args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, evidenceUsage)
+		return nil
 	default:
 		fmt.Fprint(stderr, evidenceUsage)
 		return exitError(2)
@@ -85,8 +88,8 @@ func evidenceVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	pinned := flags.String("public-key", "", "the pinned checkpoint key: a PEM file, or its 64 hex digits")
 	since := flags.Int64("since", 0, "with --db: only chains with an event at or after this time (µs)")
 	until := flags.Int64("until", 0, "with --db: only chains with an event before this time (µs)")
-	if err := flags.Parse(args); err != nil {
-		return exitError(2)
+	if err := parseFlags(flags, args); err != nil {
+		return err
 	}
 	switch {
 	case flags.NArg() > 0:
@@ -194,8 +197,8 @@ func evidencePublicKey(args []string, stdout, stderr io.Writer) error {
 	c.EvidenceKey = os.Getenv("AGATE_EVIDENCE_KEY")
 	flags.StringVar(&c.EvidenceKey, "evidence-key", c.EvidenceKey, "the signing key file, as given to agate serve (env AGATE_EVIDENCE_KEY)")
 	flags.StringVar(&c.DB, "db", c.DB, "the database agate serve uses, to find the default key file (env AGATE_DB)")
-	if err := flags.Parse(args); err != nil {
-		return exitError(2)
+	if err := parseFlags(flags, args); err != nil {
+		return err
 	}
 	if flags.NArg() > 0 {
 		return usageError(stderr, "unexpected arguments: %s", strings.Join(flags.Args(), " "))

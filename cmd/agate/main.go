@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/agate-pdp/agate/buildinfo"
 )
 
 func main() {
@@ -38,8 +40,21 @@ const usage = `usage:
   agate policy test FILE CASES.yaml      run policy test cases
   agate evidence verify --public-key KEY (--db DB | --file EXPORT)
                                          verify evidence against signed checkpoints
-  agate evidence public-key              print the checkpoint key to pin
+  agate evidence public-key [--evidence-key FILE] [--db DB]
+                                         print the checkpoint key to pin
+  agate version                          print the version, commit and Go version
 `
+
+// isHelp reports whether a subcommand's arguments ask for help.
+func isHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help", "help":
+			return true
+		}
+	}
+	return false
+}
 
 // run dispatches a command line; it is main without the process.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -54,7 +69,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runPolicy(args[1:], stdout, stderr)
 	case "evidence":
 		return runEvidence(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
+	case "version":
+		fmt.Fprintln(stdout, buildinfo.String())
+		return nil
+	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:

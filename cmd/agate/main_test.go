@@ -107,16 +107,16 @@ func TestServeConfigValidate(t *testing.T) {
 		{"client ca without tls", []string{"--tokens", "t", "--tls-client-ca", "ca.pem"}, "--tls-client-ca"},
 		{"zero refresh", []string{"--tokens", "t", "--snapshot-refresh", "0s"}, "--snapshot-refresh"},
 		{"bad log level", []string{"--tokens", "t", "--log-level", "loud"}, "--log-level"},
-		{"bad cache", []string{"--tokens", "t", "--snapshot-cache", "x"}, "--snapshot-cache"},
+		{"bad cache", []string{"--tokens", "t", "--snapshot-cache", "x"}, "snapshot-cache"},
 		{"stray argument", []string{"--tokens", "t", "extra"}, "unexpected"},
-		{"batch max not a number", []string{"--tokens", "t", "--decide-batch-max", "x"}, "--decide-batch-max"},
+		{"batch max not a number", []string{"--tokens", "t", "--decide-batch-max", "x"}, "decide-batch-max"},
 		{"negative batch max", []string{"--tokens", "t", "--decide-batch-max", "-1"}, "--decide-batch-max"},
 		{"negative batch window", []string{"--tokens", "t", "--decide-batch-window", "-1ms"}, "--decide-batch-window"},
 		{"zero seal interval", []string{"--tokens", "t", "--seal-interval", "0s"}, "--seal-interval"},
-		{"inflight not a number", []string{"--tokens", "t", "--decide-batch-inflight", "two"}, "--decide-batch-inflight"},
+		{"inflight not a number", []string{"--tokens", "t", "--decide-batch-inflight", "two"}, "decide-batch-inflight"},
 		{"negative inflight", []string{"--tokens", "t", "--decide-batch-inflight", "-2"}, "--decide-batch-inflight"},
-		{"pprof not a bool", []string{"--tokens", "t", "--pprof", "maybe"}, "--pprof"},
-		{"pprof on", []string{"--tokens", "t", "--pprof", "true"}, ""},
+		{"pprof not a bool", []string{"--tokens", "t", "--pprof=maybe"}, "pprof"},
+		{"pprof on", []string{"--tokens", "t", "--pprof"}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,6 +17,9 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 		return exitError(2)
 	}
 	switch {
+	case isHelp(args):
+		fmt.Fprint(stdout, usage)
+		return nil
 	case args[0] == "check" && len(args) == 2:
 		return policyCheck(args[1], stdout, stderr)
 	case args[0] == "test" && len(args) == 3:
