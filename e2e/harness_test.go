@@ -118,6 +118,12 @@ func startAgate(t *testing.T, db string, extra ...string) *agate {
 // race to migrate the database) together.
 func launchAgate(t *testing.T, db string, extra ...string) *agate {
 	t.Helper()
+	return launchAgateEnv(t, nil, db, extra...)
+}
+
+// launchAgateEnv is launchAgate with extra environment variables (KEY=value).
+func launchAgateEnv(t *testing.T, env []string, db string, extra ...string) *agate {
+	t.Helper()
 	a := &agate{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), logs: &syncBuffer{}, done: make(chan struct{})}
 	args := append([]string{"serve", "--grpc-addr", a.grpcAddr, "--http-addr", a.httpAddr, "--db", db,
 		"--tokens", filepath.Join(root, "examples/tokens.yaml"), "--shutdown-grace", "5s"}, extra...)
@@ -130,6 +136,7 @@ func launchAgate(t *testing.T, db string, extra ...string) *agate {
 		args = append(args, "--policy", filepath.Join(root, "examples/policy.yaml"))
 	}
 	a.cmd = exec.Command(agateBinary(t), args...)
+	a.cmd.Env = append(os.Environ(), env...)
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -7,9 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"strings"
 
-	"google.golang.org/grpc/metadata"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/agate-pdp/agate/decision"
@@ -24,7 +23,8 @@ func invalid(field, format string, args ...any) error {
 }
 
 // decideRequest converts a wire job. Labels must be scalars; trace_id falls back to the
-// W3C traceparent header, then to a fresh id, so every job's evidence is traceable.
+// trace of the call's span, which continues the caller's W3C traceparent when it sent
+// one, then to a fresh id, so every job's evidence is traceable.
 func decideRequest(ctx context.Context, j *agatev1.Job) (jobs.DecideRequest, error) {
 	if j == nil {
 		return jobs.DecideRequest{}, invalid("job", "is required")
@@ -46,35 +46,14 @@ func decideRequest(ctx context.Context, j *agatev1.Job) (jobs.DecideRequest, err
 		}
 	}
 	trace := j.GetTraceId()
-	if trace == "" {
-		trace = traceFromMetadata(ctx)
+	if sc := oteltrace.SpanContextFromContext(ctx); trace == "" && sc.HasTraceID() {
+		trace = sc.TraceID().String()
 	}
 	if trace == "" {
 		trace = newTraceID()
 	}
 	return jobs.DecideRequest{JobID: j.GetJobId(), Topic: j.GetTopic(), Actor: j.GetActor(),
 		Labels: labels, Payload: j.GetPayload(), TraceID: trace}, nil
-}
-
-// traceFromMetadata returns the trace id of a valid W3C traceparent header
-// ("00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>"), or "".
-func traceFromMetadata(ctx context.Context) string {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return ""
-	}
-	vals := md.Get("traceparent")
-	if len(vals) == 0 {
-		return ""
-	}
-	parts := strings.Split(strings.TrimSpace(vals[0]), "-")
-	if len(parts) < 4 || len(parts[0]) != 2 || len(parts[1]) != 32 || len(parts[2]) != 16 {
-		return ""
-	}
-	if _, err := hex.DecodeString(parts[1]); err != nil || parts[1] == strings.Repeat("0", 32) {
-		return ""
-	}
-	return strings.ToLower(parts[1])
 }
 
 func newTraceID() string {

@@ -9,6 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -22,6 +26,7 @@ import (
 	agatev1 "github.com/agate-pdp/agate/gen/agate/v1"
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/store"
+	"github.com/agate-pdp/agate/telemetry"
 )
 
 // Config is everything the gRPC server is built from.
@@ -37,9 +42,10 @@ type Config struct {
 	Log     *slog.Logger
 	TLS     *tls.Config // optional; with ClientCAs set, client certificates authenticate
 
-	Clock        func() time.Time // default time.Now
-	MaxRecvBytes int              // largest request accepted; default 4 MiB
-	MaxCallTime  time.Duration    // longest a call may run; default 30 s
+	Tracer       trace.TracerProvider // spans of each call (default: none); a caller's trace context is read either way
+	Clock        func() time.Time     // default time.Now
+	MaxRecvBytes int                  // largest request accepted; default 4 MiB
+	MaxCallTime  time.Duration        // longest a call may run; default 30 s
 }
 
 // Backend is what the server serves from once the database is reachable.
@@ -94,7 +100,16 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{auth: cfg.Auth, metrics: cfg.Metrics, log: cfg.Log, health: health.NewServer(), now: cfg.Clock}
 
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider()
+	}
 	opts := []grpc.ServerOption{
+		// OpenTelemetry's gRPC instrumentation: a server span per call, following the RPC
+		// semantic conventions, as the child of the caller's W3C trace context. Health
+		// checks are left out; balancers call them every few seconds.
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(cfg.Tracer),
+			otelgrpc.WithPropagators(telemetry.Propagator),
+			otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
 		grpc.ChainUnaryInterceptor(

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -18,7 +19,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	agatev1 "github.com/agate-pdp/agate/gen/agate/v1"
 	"github.com/agate-pdp/agate/jobs"
+	"github.com/agate-pdp/agate/telemetry"
 )
 
 func TestToStatus(t *testing.T) {
@@ -202,7 +205,9 @@ func TestAllowed(t *testing.T) {
 	}
 }
 
-func TestTraceFromMetadata(t *testing.T) {
+// A job's trace_id continues the caller's W3C trace context; a malformed traceparent
+// is ignored and a fresh id is made; an explicit trace_id wins.
+func TestDecideTraceID(t *testing.T) {
 	t.Parallel()
 	tests := map[string]string{
 		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01": "4bf92f3577b34da6a3ce929d0e0e4736",
@@ -212,10 +217,19 @@ func TestTraceFromMetadata(t *testing.T) {
 		"00-zzf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01": "",
 	}
 	for in, want := range tests {
-		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("traceparent", in))
-		if got := traceFromMetadata(ctx); got != want {
-			t.Errorf("traceFromMetadata(%q) = %q, want %q", in, got, want)
+		ctx := telemetry.Propagator.Extract(context.Background(), propagation.MapCarrier{"traceparent": in})
+		r, err := decideRequest(ctx, &agatev1.Job{JobId: "j"})
+		if err != nil {
+			t.Fatal(err)
 		}
+		if want != "" && r.TraceID != want || want == "" && len(r.TraceID) != 32 {
+			t.Errorf("traceparent %q: trace_id %q, want %q", in, r.TraceID, want)
+		}
+	}
+	ctx := telemetry.Propagator.Extract(context.Background(),
+		propagation.MapCarrier{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+	if r, _ := decideRequest(ctx, &agatev1.Job{JobId: "j", TraceId: "mine"}); r.TraceID != "mine" {
+		t.Errorf("explicit trace_id: %q", r.TraceID)
 	}
 }
 

@@ -21,13 +21,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/agate-pdp/agate/buildinfo"
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/server"
 	"github.com/agate-pdp/agate/snapshots"
 	"github.com/agate-pdp/agate/store"
 	"github.com/agate-pdp/agate/store/postgres"
 	"github.com/agate-pdp/agate/store/sqlite"
+	"github.com/agate-pdp/agate/telemetry"
 )
 
 // policyFilePrincipal is who activates the --policy file, as recorded in evidence.
@@ -64,7 +67,19 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Config{Auth: auth, Metrics: metrics, Log: log, TLS: tlsCfg, MaxCallTime: cfg.MaxCallTime})
+	tracing, err := telemetry.FromEnv(ctx, buildinfo.Read().Version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(sctx); err != nil {
+			log.Warn("flushing traces", "err", err)
+		}
+	}()
+	srv, err := server.New(server.Config{Auth: auth, Metrics: metrics, Log: log, TLS: tlsCfg,
+		MaxCallTime: cfg.MaxCallTime, Tracer: tracing.Provider})
 	if err != nil {
 		return err
 	}
@@ -97,7 +112,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	startc := make(chan started, 1)
 	go func() {
-		stop, err := startBackend(ctx, cfg, srv, auth, metrics, log)
+		stop, err := startBackend(ctx, cfg, srv, auth, metrics, log, tracing.Provider)
 		startc <- started{stop, err}
 	}()
 
@@ -141,8 +156,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 // the policy file, and attaches the services to srv. stop closes what it opened, after
 // the gRPC server has drained.
 func startBackend(ctx context.Context, cfg serveConfig, srv *server.Server, auth *server.Authenticator,
-	metrics *server.Metrics, log *slog.Logger) (stop func(), err error) {
-	st, err := openStore(ctx, cfg.DB, log)
+	metrics *server.Metrics, log *slog.Logger, tp trace.TracerProvider) (stop func(), err error) {
+	st, err := openStore(ctx, cfg.DB, log, tp)
 	if err != nil {
 		return nil, err
 	}
@@ -196,18 +211,18 @@ func startBackend(ctx context.Context, cfg serveConfig, srv *server.Server, auth
 }
 
 // openStore picks the backend by the URL's scheme; anything else is a SQLite path.
-func openStore(ctx context.Context, db string, log *slog.Logger) (store.Store, error) {
+func openStore(ctx context.Context, db string, log *slog.Logger, tp trace.TracerProvider) (store.Store, error) {
 	scheme, _, _ := strings.Cut(db, "://")
 	switch scheme {
 	case "postgres", "postgresql":
-		return postgres.Open(ctx, db, postgres.Options{Logger: log})
+		return postgres.Open(ctx, db, postgres.Options{Logger: log, Tracer: tp})
 	case "sqlite", "file":
-		return sqlite.Open(ctx, strings.TrimPrefix(strings.TrimPrefix(db, "sqlite://"), "file://"), sqlite.Options{Logger: log})
+		return sqlite.Open(ctx, strings.TrimPrefix(strings.TrimPrefix(db, "sqlite://"), "file://"), sqlite.Options{Logger: log, Tracer: tp})
 	default:
 		if strings.Contains(db, "://") {
 			return nil, fmt.Errorf("--db: unsupported scheme %q (use a file path, postgres:// or postgresql://)", scheme)
 		}
-		return sqlite.Open(ctx, db, sqlite.Options{Logger: log})
+		return sqlite.Open(ctx, db, sqlite.Options{Logger: log, Tracer: tp})
 	}
 }
 

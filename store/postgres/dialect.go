@@ -16,6 +16,7 @@ import (
 
 var dialect = &sqlstore.Dialect{
 	Name:      "postgres",
+	System:    "postgresql",
 	ForUpdate: " FOR UPDATE",
 	BytesType: "BYTEA",
 	Classify:  classify,

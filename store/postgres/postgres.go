@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/agate-pdp/agate/snapshots"
 	"github.com/agate-pdp/agate/store"
@@ -22,6 +24,8 @@ type Options struct {
 	MaxConns int32
 	// Logger receives the store's log lines (default: discarded).
 	Logger *slog.Logger
+	// Tracer makes a span of each transaction (default: none).
+	Tracer trace.TracerProvider
 }
 
 // Store is the PostgreSQL and CockroachDB store.Store.
@@ -29,6 +33,7 @@ type Store struct {
 	pool        *pgxpool.Pool
 	maxAttempts int
 	log         *slog.Logger
+	tracer      trace.Tracer
 }
 
 var _ store.Store = (*Store)(nil)
@@ -57,7 +62,11 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: postgres: %w", err)
 	}
-	s := &Store{pool: pool, maxAttempts: opts.MaxAttempts, log: opts.Logger}
+	if opts.Tracer == nil {
+		opts.Tracer = noop.NewTracerProvider()
+	}
+	s := &Store{pool: pool, maxAttempts: opts.MaxAttempts, log: opts.Logger,
+		tracer: opts.Tracer.Tracer("github.com/agate-pdp/agate/store/postgres")}
 	err = dialect.Migrate(ctx, opts.Logger, func(ctx context.Context, fn func(sqlstore.Querier) error) error {
 		return pgx.BeginTxFunc(ctx, pool, migrationTx, func(tx pgx.Tx) error { return fn(querier{tx}) })
 	})
@@ -75,14 +84,14 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 // may or may not have committed; the writes built on this store are idempotent by key,
 // so the caller's retry finds out.
 func (s *Store) ReadWrite(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
-	return s.run(ctx, writeTx, fn)
+	return dialect.Traced(ctx, s.tracer, "store.ReadWrite", func(ctx context.Context) error { return s.run(ctx, writeTx, fn) })
 }
 
 // Read implements store.Store with a REPEATABLE READ READ ONLY transaction: a
 // consistent snapshot that PostgreSQL never fails for serialization. CockroachDB may
 // still ask for a retry, which the same loop handles.
 func (s *Store) Read(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
-	return s.run(ctx, readTx, fn)
+	return dialect.Traced(ctx, s.tracer, "store.Read", func(ctx context.Context) error { return s.run(ctx, readTx, fn) })
 }
 
 func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(context.Context, store.Tx) error) error {

@@ -11,6 +11,7 @@ import (
 
 var dialect = &sqlstore.Dialect{
 	Name:      "sqlite",
+	System:    "sqlite",
 	ForUpdate: "", // BEGIN IMMEDIATE transactions already exclude each other
 	Anonymous: true,
 	BytesType: "BLOB",

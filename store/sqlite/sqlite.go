@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/agate-pdp/agate/snapshots"
@@ -31,13 +33,19 @@ type Options struct {
 	ReadConns int
 	// Logger receives the store's log lines (default: discarded).
 	Logger *slog.Logger
+	// Tracer makes a span of each transaction (default: none).
+	Tracer trace.TracerProvider
 }
+
+// tracerName is the instrumentation scope of the store's spans.
+const tracerName = "github.com/agate-pdp/agate/store/sqlite"
 
 // Store is the SQLite store.Store.
 type Store struct {
 	w, r        *sql.DB // one writer connection; a pool of read-only ones
 	maxAttempts int
 	log         *slog.Logger
+	tracer      trace.Tracer
 }
 
 var _ store.Store = (*Store)(nil)
@@ -70,7 +78,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{w: w, maxAttempts: opts.MaxAttempts, log: opts.Logger}
+	if opts.Tracer == nil {
+		opts.Tracer = noop.NewTracerProvider()
+	}
+	s := &Store{w: w, maxAttempts: opts.MaxAttempts, log: opts.Logger, tracer: opts.Tracer.Tracer(tracerName)}
 	if err := dialect.Migrate(ctx, opts.Logger, s.migrationTx); err != nil {
 		_ = w.Close()
 		return nil, err
@@ -122,18 +133,22 @@ func (s *Store) inTx(ctx context.Context, db *sql.DB, opts *sql.TxOptions, fn fu
 // ReadWrite implements store.Store. There is one writer connection, so fn must not call
 // ReadWrite itself: the inner call would wait for the outer one until ctx ends.
 func (s *Store) ReadWrite(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
-	return dialect.Run(ctx, s.maxAttempts, func(ctx context.Context) error {
-		return s.inTx(ctx, s.w, nil, func(tx *sql.Tx) error {
-			return fn(ctx, sqlstore.NewTx(sqlstore.StdQuerier(tx), dialect))
+	return dialect.Traced(ctx, s.tracer, "store.ReadWrite", func(ctx context.Context) error {
+		return dialect.Run(ctx, s.maxAttempts, func(ctx context.Context) error {
+			return s.inTx(ctx, s.w, nil, func(tx *sql.Tx) error {
+				return fn(ctx, sqlstore.NewTx(sqlstore.StdQuerier(tx), dialect))
+			})
 		})
 	})
 }
 
 // Read implements store.Store. Its connections are query_only: a write fails.
 func (s *Store) Read(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
-	return dialect.Run(ctx, s.maxAttempts, func(ctx context.Context) error {
-		return s.inTx(ctx, s.r, &sql.TxOptions{ReadOnly: true}, func(tx *sql.Tx) error {
-			return fn(ctx, sqlstore.NewTx(sqlstore.StdQuerier(tx), dialect))
+	return dialect.Traced(ctx, s.tracer, "store.Read", func(ctx context.Context) error {
+		return dialect.Run(ctx, s.maxAttempts, func(ctx context.Context) error {
+			return s.inTx(ctx, s.r, &sql.TxOptions{ReadOnly: true}, func(tx *sql.Tx) error {
+				return fn(ctx, sqlstore.NewTx(sqlstore.StdQuerier(tx), dialect))
+			})
 		})
 	})
 }

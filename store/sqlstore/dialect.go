@@ -42,6 +42,8 @@ const (
 type Dialect struct {
 	// Name names the backend in errors and logs.
 	Name string
+	// System is the OpenTelemetry db.system.name of the backend's spans.
+	System string
 	// ForUpdate is appended to a SELECT that locks its rows: " FOR UPDATE" where the
 	// database has row locks, "" for SQLite, whose write transactions exclude each other.
 	ForUpdate string

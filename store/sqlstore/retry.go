@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/cockroachdb/cockroach-go/v2/crdb"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/agate-pdp/agate/store"
 )
@@ -42,10 +45,13 @@ func (d *Dialect) Run(ctx context.Context, maxAttempts int, attempt func(ctx con
 		n++
 		err := attempt(ctx)
 		if err != nil && d.Classify(err) == ClassRetry {
+			trace.SpanFromContext(ctx).AddEvent("retry", trace.WithAttributes(
+				attribute.Int("agate.store.attempt", n), attribute.String("error.type", "retryable")))
 			return &retryable{err}
 		}
 		return err
 	})
+	trace.SpanFromContext(ctx).SetAttributes(attribute.Int("agate.store.attempts", n))
 	if mre := (*crdb.MaxRetriesExceededError)(nil); errors.As(err, &mre) {
 		cause := mre.Unwrap()
 		if r := (*retryable)(nil); errors.As(cause, &r) {
@@ -80,4 +86,34 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// Traced runs fn, one whole transaction with its retries, in a client span named op
+// (store.ReadWrite, store.Read) carrying the database system; Run adds each retry to it
+// as an event and the attempt count as an attribute.
+func (d *Dialect) Traced(ctx context.Context, tracer trace.Tracer, op string, fn func(ctx context.Context) error) error {
+	ctx, span := tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("db.system.name", d.System)))
+	defer span.End()
+	err := fn(ctx)
+	if err != nil {
+		span.SetStatus(codes.Error, "transaction failed")
+		span.SetAttributes(attribute.String("error.type", errorType(err)))
+	}
+	return err
+}
+
+// errorType names a failed transaction's error by store kind, never by its text, which
+// may hold data.
+func errorType(err error) string {
+	for _, k := range []struct {
+		err  error
+		name string
+	}{{store.ErrBusy, "busy"}, {store.ErrUnavailable, "unavailable"}, {store.ErrConflict, "conflict"},
+		{store.ErrNotFound, "not_found"}, {context.DeadlineExceeded, "deadline_exceeded"}, {context.Canceled, "canceled"}} {
+		if errors.Is(err, k.err) {
+			return k.name
+		}
+	}
+	return "other"
 }
