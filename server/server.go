@@ -61,6 +61,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Jobs == nil || cfg.Store == nil || cfg.Auth == nil {
 		return nil, errors.New("server: Jobs, Store and Auth are required")
 	}
+	if cfg.Auth.RequiresClientCert() && (cfg.TLS == nil || cfg.TLS.ClientAuth != tls.RequireAndVerifyClientCert) {
+		return nil, errors.New("server: requiring client certificates needs TLS with tls.RequireAndVerifyClientCert")
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
