@@ -42,22 +42,32 @@ type serveConfig struct {
 	DecideInFlight    int           // group commit: batch transactions at once; 0 picks per backend
 
 	Pprof bool // serve net/http/pprof on the HTTP listener
+
+	DBPasswordFile          string // the database password, read once at start
+	RequireClientCert       bool   // every authenticated call presents a mapped client certificate
+	InsecurePlaintextTokens bool   // accept bearer tokens over plaintext on a non-loopback address
+	MaxStreamTime           time.Duration
+	MaxPublicStreams        int // unauthenticated streams (health Watch, reflection) at once
+	MaxConcurrentStreams    int // streams per HTTP/2 connection
 }
 
 func defaultServeConfig() serveConfig {
 	return serveConfig{
-		GRPCAddr:          "127.0.0.1:7070",
-		HTTPAddr:          "127.0.0.1:7071",
-		DB:                "data/agate.db",
-		SnapshotRefresh:   time.Second,
-		SnapshotCacheSize: 64,
-		ShutdownGrace:     10 * time.Second,
-		MaxCallTime:       30 * time.Second,
-		SealInterval:      audit.DefaultSealInterval,
-		EvidenceSettle:    audit.DefaultSettle,
-		LogLevel:          "info",
-		DecideBatchWindow: time.Millisecond,
-		DecideBatchMax:    64,
+		GRPCAddr:             "127.0.0.1:7070",
+		HTTPAddr:             "127.0.0.1:7071",
+		DB:                   "data/agate.db",
+		SnapshotRefresh:      time.Second,
+		SnapshotCacheSize:    64,
+		ShutdownGrace:        10 * time.Second,
+		MaxCallTime:          30 * time.Second,
+		SealInterval:         audit.DefaultSealInterval,
+		EvidenceSettle:       audit.DefaultSettle,
+		LogLevel:             "info",
+		DecideBatchWindow:    time.Millisecond,
+		DecideBatchMax:       64,
+		MaxStreamTime:        15 * time.Minute,
+		MaxPublicStreams:     64,
+		MaxConcurrentStreams: 100,
 	}
 }
 
@@ -106,8 +116,41 @@ func parseServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	str(&inFlight, "decide-batch-inflight", "AGATE_DECIDE_BATCH_INFLIGHT", "Decide batch transactions running at once; 0 picks 1 for SQLite (one writer) and 2 for PostgreSQL")
 	pprof := strconv.FormatBool(c.Pprof)
 	str(&pprof, "pprof", "AGATE_PPROF", "serve Go's profiler at /debug/pprof/ on --http-addr (true or false); keep that address private")
+	boolean := func(p *bool, name, env, usage string) func() error {
+		var envErr error
+		if v, ok := os.LookupEnv(env); ok {
+			if *p, envErr = strconv.ParseBool(v); envErr != nil {
+				envErr = fmt.Errorf("%s: %q is not true or false", env, v)
+			}
+		}
+		fs.Var(boolFlag{p}, name, usage+" (env "+env+")")
+		return func() error { return envErr }
+	}
+	number := func(p *int, name, env, usage string) func() error {
+		v := strconv.Itoa(*p)
+		str(&v, name, env, usage)
+		return func() (err error) {
+			if *p, err = strconv.Atoi(v); err != nil {
+				return fmt.Errorf("--%s: %q is not a number", name, v)
+			}
+			return nil
+		}
+	}
+	str(&c.DBPasswordFile, "db-password-file", "AGATE_DB_PASSWORD_FILE", "file holding the database password, read once at start; keeps it off the command line (PGPASSWORD and PGPASSFILE work too)")
+	later := []func() error{
+		boolean(&c.RequireClientCert, "require-client-cert", "AGATE_REQUIRE_CLIENT_CERT", "demand a verified client certificate that the tokens file maps to a principal on every authenticated call; needs --tls-client-ca"),
+		boolean(&c.InsecurePlaintextTokens, "insecure-plaintext-tokens", "AGATE_INSECURE_PLAINTEXT_TOKENS", "accept bearer tokens over plaintext gRPC on a non-loopback --grpc-addr: only when TLS is terminated in front of Agate, e.g. by a service mesh sidecar"),
+		number(&c.MaxPublicStreams, "max-public-streams", "AGATE_MAX_PUBLIC_STREAMS", "unauthenticated streams (health Watch, reflection) open at once; more are refused RESOURCE_EXHAUSTED"),
+		number(&c.MaxConcurrentStreams, "max-concurrent-streams", "AGATE_MAX_CONCURRENT_STREAMS", "concurrent calls per client connection"),
+	}
+	dur(&c.MaxStreamTime, "max-stream-time", "AGATE_MAX_STREAM_TIME", "longest a streaming call (ExportEvidence, health Watch, reflection) may run; clients reconnect or resume")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	for _, f := range later {
+		if err := f(); err != nil {
+			return c, err
+		}
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -153,7 +196,7 @@ func (c serveConfig) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{"snapshot-refresh": c.SnapshotRefresh,
 		"shutdown-grace": c.ShutdownGrace, "max-call-time": c.MaxCallTime,
-		"seal-interval": c.SealInterval, "evidence-settle": c.EvidenceSettle} {
+		"seal-interval": c.SealInterval, "evidence-settle": c.EvidenceSettle, "max-stream-time": c.MaxStreamTime} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("--%s: must be a positive duration", name))
 		}
@@ -170,9 +213,16 @@ func (c serveConfig) Validate() error {
 	if c.DecideInFlight < 0 {
 		errs = append(errs, errors.New("--decide-batch-inflight: must be 0 or more"))
 	}
+	if c.MaxPublicStreams <= 0 {
+		errs = append(errs, errors.New("--max-public-streams: must be positive"))
+	}
+	if c.MaxConcurrentStreams <= 0 {
+		errs = append(errs, errors.New("--max-concurrent-streams: must be positive"))
+	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.validateSecurity()...)
 	return errors.Join(errs...)
 }
 
@@ -221,3 +271,25 @@ func sqlitePath(db string) (string, bool) {
 	}
 	return db, true
 }
+
+// boolFlag is a flag that may stand alone (--require-client-cert) or take a value
+// (--require-client-cert=false).
+type boolFlag struct{ p *bool }
+
+func (b boolFlag) String() string {
+	if b.p == nil {
+		return "false"
+	}
+	return strconv.FormatBool(*b.p)
+}
+
+func (b boolFlag) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("not true or false")
+	}
+	*b.p = v
+	return nil
+}
+
+func (b boolFlag) IsBoolFlag() bool { return true }

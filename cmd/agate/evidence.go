@@ -141,7 +141,7 @@ func verifyFile(path string, pub ed25519.PublicKey) (audit.Report, error) {
 }
 
 func verifyDB(ctx context.Context, db string, pub ed25519.PublicKey, w audit.Window) (audit.Report, error) {
-	st, err := openStore(ctx, db, slog.New(slog.DiscardHandler))
+	st, err := openStore(ctx, db, "", slog.New(slog.DiscardHandler))
 	if err != nil {
 		return audit.Report{}, fmt.Errorf("--db: %w", err)
 	}

@@ -13,7 +13,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -24,9 +23,6 @@ import (
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/server"
 	"github.com/agate-pdp/agate/snapshots"
-	"github.com/agate-pdp/agate/store"
-	"github.com/agate-pdp/agate/store/postgres"
-	"github.com/agate-pdp/agate/store/sqlite"
 )
 
 // policyFilePrincipal is who activates the --policy file, as recorded in evidence.
@@ -40,7 +36,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	level, _ := parseLevel(cfg.LogLevel)
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	st, err := openStore(ctx, cfg.DB, log)
+	st, err := cfg.openDatabase(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -50,7 +46,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--tokens: %w", err)
 	}
-	auth := server.NewAuthenticator(ids)
+	auth := server.NewAuthenticator(ids, cfg.authOptions()...)
 
 	cache, err := snapshots.NewCache(cfg.SnapshotCacheSize)
 	if err != nil {
@@ -136,30 +132,6 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	return serveErr
 }
 
-// openStore picks the backend by the URL's scheme; anything else is a SQLite path.
-func openStore(ctx context.Context, db string, log *slog.Logger) (store.Store, error) {
-	scheme, _, _ := strings.Cut(db, "://")
-	switch scheme {
-	case "postgres", "postgresql":
-		return postgres.Open(ctx, db, postgres.Options{Logger: log})
-	case "sqlite", "file":
-		return sqlite.Open(ctx, strings.TrimPrefix(strings.TrimPrefix(db, "sqlite://"), "file://"), sqlite.Options{Logger: log})
-	default:
-		if strings.Contains(db, "://") {
-			return nil, fmt.Errorf("--db: unsupported scheme %q (use a file path, postgres:// or postgresql://)", scheme)
-		}
-		return sqlite.Open(ctx, db, sqlite.Options{Logger: log})
-	}
-}
-
-func redactURL(db string) string {
-	if i := strings.Index(db, "@"); i > 0 && strings.Contains(db[:i], "://") {
-		scheme, _, _ := strings.Cut(db, "://")
-		return scheme + "://…" + db[i:]
-	}
-	return db
-}
-
 func loadPolicyFile(ctx context.Context, svc *jobs.Service, path string, log *slog.Logger) error {
 	src, err := os.ReadFile(path)
 	if err != nil {
@@ -219,7 +191,7 @@ func httpMux(reg *prometheus.Registry, srv *server.Server, profiler bool) http.H
 	mux := http.NewServeMux()
 	if profiler {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/cmdline", redactedCmdline)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
@@ -260,6 +232,9 @@ func loadTLS(cfg serveConfig) (*tls.Config, error) {
 		// but not demanded.
 		t.ClientCAs = pool
 		t.ClientAuth = tls.VerifyClientCertIfGiven
+		if cfg.RequireClientCert {
+			t.ClientAuth = tls.RequireAndVerifyClientCert
+		}
 	}
 	return t, nil
 }

@@ -22,6 +22,9 @@ type Options struct {
 	MaxConns int32
 	// Logger receives the store's log lines (default: discarded).
 	Logger *slog.Logger
+	// Password, when set, is the database password, over the URL's, PGPASSWORD and
+	// PGPASSFILE; it keeps the password out of the URL, the process's arguments and logs.
+	Password string
 }
 
 // Store is the PostgreSQL and CockroachDB store.Store.
@@ -49,6 +52,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
+	}
+	if opts.Password != "" {
+		cfg.ConnConfig.Password = opts.Password
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
