@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +20,12 @@ func (c serveConfig) authOptions() []server.AuthOption {
 		return []server.AuthOption{server.RequireClientCert()}
 	}
 	return nil
+}
+
+// streamLimits bound streaming calls. Unauthenticated streams get at most five minutes.
+func (c serveConfig) streamLimits() server.StreamLimits {
+	return server.StreamLimits{MaxConcurrentStreams: uint32(min(c.MaxConcurrentStreams, math.MaxUint32)), MaxStreamTime: c.MaxStreamTime,
+		MaxPublicStreams: c.MaxPublicStreams, MaxPublicStreamTime: min(c.MaxStreamTime, 5*time.Minute)}
 }
 
 // validateSecurity reports the settings that would expose a secret: bearer tokens in

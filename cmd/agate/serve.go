@@ -86,7 +86,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	srv, err := server.New(server.Config{Jobs: svc, Audit: auditor, Store: st, Auth: auth, Metrics: metrics,
-		Log: log, TLS: tlsCfg, MaxCallTime: cfg.MaxCallTime})
+		Log: log, TLS: tlsCfg, MaxCallTime: cfg.MaxCallTime, Limits: cfg.streamLimits()})
 	if err != nil {
 		return err
 	}
