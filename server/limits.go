@@ -38,7 +38,8 @@ func (s *Server) streamTap(ctx context.Context, info *tap.Info) (context.Context
 
 // limitStream admits at most MaxPublicStreams unauthenticated streams at once and
 // reports a stream cut at its maximum duration as DEADLINE_EXCEEDED, so the client
-// knows to reconnect or resume.
+// knows to reconnect or resume. It also wraps every stream in utf8Stream, so that no
+// record of the request codec outlives its message.
 func (s *Server) limitStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	ctx := ss.Context()
 	if cancel, ok := ctx.Value(streamCancelKey{}).(context.CancelFunc); ok {
@@ -52,7 +53,7 @@ func (s *Server) limitStream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 			return status.Error(codes.ResourceExhausted, "too many unauthenticated streams open; retry later")
 		}
 	}
-	err := h(srv, ss)
+	err := h(srv, &utf8Stream{ServerStream: ss, s: s})
 	if err != nil && errors.Is(context.Cause(ctx), errStreamTooLong) {
 		return status.Error(codes.DeadlineExceeded,
 			fmt.Sprintf("stream reached the server's maximum duration of %s; reconnect or resume", s.limitFor(info.FullMethod)))

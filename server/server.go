@@ -74,6 +74,7 @@ type Server struct {
 	grpc    *grpc.Server
 	now     func() time.Time
 
+	codec         *requestCodec // decodes requests; records invalid UTF-8 for the interceptors
 	limits        StreamLimits
 	streams       map[string]bool // streaming methods, for streamTap; written before Serve
 	publicStreams chan struct{}   // a semaphore of MaxPublicStreams slots
@@ -109,10 +110,11 @@ func New(cfg Config) (*Server, error) {
 	cfg.Limits.setDefaults()
 	s := &Server{jobs: cfg.Jobs, audit: cfg.Audit, store: cfg.Store, auth: cfg.Auth, metrics: cfg.Metrics,
 		log: cfg.Log, health: health.NewServer(), now: cfg.Clock,
-		limits: cfg.Limits, publicStreams: make(chan struct{}, cfg.Limits.MaxPublicStreams)}
+		codec: newRequestCodec(), limits: cfg.Limits, publicStreams: make(chan struct{}, cfg.Limits.MaxPublicStreams)}
 
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
+		grpc.ForceServerCodecV2(s.codec), // invalid UTF-8 becomes INVALID_ARGUMENT, not INTERNAL
 		grpc.MaxConcurrentStreams(cfg.Limits.MaxConcurrentStreams),
 		grpc.InTapHandle(s.streamTap), // every stream's maximum duration, at the transport
 		// Pings find dead peers under long streams; clients pinging more often than

@@ -33,6 +33,13 @@ func startServer(t *testing.T, tokens string, tune func(*Config)) string {
 	if tune != nil {
 		tune(&cfg)
 	}
+	_, addr := serve(t, cfg)
+	return addr
+}
+
+// serve runs a server built from cfg on loopback until t ends.
+func serve(t *testing.T, cfg Config) (*Server, string) {
+	t.Helper()
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +55,7 @@ func startServer(t *testing.T, tokens string, tune func(*Config)) string {
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return lis.Addr().String()
+	return srv, lis.Addr().String()
 }
 
 // testConfig is a server configuration over a fresh SQLite database with an allow-all
