@@ -2,19 +2,14 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
-	"fmt"
-	"os"
 	"strings"
 	"sync/atomic"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
-	"gopkg.in/yaml.v3"
 
+	"github.com/agate-pdp/agate/identity"
 	"github.com/agate-pdp/agate/jobs"
 )
 
@@ -28,126 +23,106 @@ const (
 	RoleAdmin       = "admin"
 )
 
-// tokensFile is the on-disk form of the principals and their credentials. Tokens are
-// stored only as SHA-256 digests, so the file grants nothing if it leaks.
-type tokensFile struct {
-	Principals []struct {
-		ID           string   `yaml:"id"`
-		Roles        []string `yaml:"roles"`
-		TokensSHA256 []string `yaml:"tokens_sha256"`
-	} `yaml:"principals"`
-}
-
-// Identities maps bearer-token digests and certificate names to principals.
-type Identities struct {
-	byDigest map[[32]byte]jobs.Principal
-	byID     map[string]jobs.Principal
-}
-
-// LoadIdentities reads a tokens file.
-func LoadIdentities(path string) (*Identities, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var f tokensFile
-	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	ids := &Identities{byDigest: map[[32]byte]jobs.Principal{}, byID: map[string]jobs.Principal{}}
-	for i, p := range f.Principals {
-		if p.ID == "" {
-			return nil, fmt.Errorf("%s: principals[%d].id is empty", path, i)
-		}
-		if _, dup := ids.byID[p.ID]; dup {
-			return nil, fmt.Errorf("%s: principals[%d].id %q is listed twice", path, i, p.ID)
-		}
-		pr := jobs.Principal{ID: p.ID, Roles: append([]string(nil), p.Roles...)}
-		ids.byID[p.ID] = pr
-		for j, h := range p.TokensSHA256 {
-			b, err := hex.DecodeString(strings.TrimPrefix(h, "sha256:"))
-			if err != nil || len(b) != sha256.Size {
-				return nil, fmt.Errorf("%s: principals[%d].tokens_sha256[%d] is not a hex SHA-256 digest", path, i, j)
-			}
-			var d [32]byte
-			copy(d[:], b)
-			if _, dup := ids.byDigest[d]; dup {
-				return nil, fmt.Errorf("%s: principals[%d].tokens_sha256[%d] is used twice", path, i, j)
-			}
-			ids.byDigest[d] = pr
-		}
-	}
-	return ids, nil
-}
-
-// token looks a bearer token up by its digest. Timing of a lookup keyed by a SHA-256
-// digest says nothing useful about the token itself.
-func (ids *Identities) token(tok string) (jobs.Principal, bool) {
-	p, ok := ids.byDigest[sha256.Sum256([]byte(tok))]
-	return p, ok
-}
-
 // Authenticator resolves the caller of a request. Its identities can be swapped at run
 // time (SIGHUP reloads the tokens file) without locking the request path.
 type Authenticator struct {
-	ids atomic.Pointer[Identities]
+	ids         atomic.Pointer[Identities]
+	requireCert bool
 }
 
+// AuthOption tunes an Authenticator.
+type AuthOption func(*Authenticator)
+
+// RequireClientCert makes a client certificate that maps to a principal part of every
+// authenticated call; a bearer token alone is then refused. The TLS listener must
+// demand certificates too (tls.RequireAndVerifyClientCert).
+func RequireClientCert() AuthOption { return func(a *Authenticator) { a.requireCert = true } }
+
 // NewAuthenticator returns an authenticator over ids.
-func NewAuthenticator(ids *Identities) *Authenticator {
+func NewAuthenticator(ids *Identities, opts ...AuthOption) *Authenticator {
 	a := &Authenticator{}
+	for _, o := range opts {
+		o(a)
+	}
 	a.ids.Store(ids)
 	return a
 }
 
+// RequiresClientCert reports whether the authenticator was built with RequireClientCert.
+func (a *Authenticator) RequiresClientCert() bool { return a.requireCert }
+
 // Swap installs reloaded identities.
 func (a *Authenticator) Swap(ids *Identities) { a.ids.Store(ids) }
 
-// errUnauthenticated is deliberately vague: which part of a credential failed is not
-// the caller's business.
+// errUnauthenticated is deliberately vague and the same for every failure: which part of
+// a credential failed, or that a token and a certificate disagree, is not the caller's
+// business.
 var errUnauthenticated = &accessError{unauthenticated: true, reason: "UNAUTHENTICATED",
 	msg: "missing or invalid credentials: send 'authorization: Bearer <token>' or a client certificate"}
 
-// Authenticate returns the principal behind ctx: a bearer token when one is sent, else
-// a verified client certificate whose URI or DNS SAN names a known principal.
+// Authenticate returns the principal behind ctx. A verified client certificate counts
+// only when the tokens file lists one of its SANs; one that maps to nobody is ignored,
+// unless certificates are required. When both a certificate and a bearer token name a
+// principal they must name the same one: a stolen token does not work over another
+// principal's mTLS connection.
 func (a *Authenticator) Authenticate(ctx context.Context) (jobs.Principal, error) {
 	ids := a.ids.Load()
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if vals := md.Get("authorization"); len(vals) > 0 {
-			scheme, tok, ok := strings.Cut(vals[0], " ")
-			if !ok || !strings.EqualFold(scheme, "bearer") || tok == "" {
-				return jobs.Principal{}, errUnauthenticated
-			}
-			if p, ok := ids.token(strings.TrimSpace(tok)); ok {
-				return p, nil
-			}
+	byCert, hasCert, err := ids.peerCertificate(ctx)
+	if err != nil || (a.requireCert && !hasCert) {
+		return jobs.Principal{}, errUnauthenticated
+	}
+	byToken, hasToken, err := ids.bearer(ctx)
+	switch {
+	case err != nil:
+		return jobs.Principal{}, errUnauthenticated
+	case hasToken && hasCert:
+		if !identity.Same(byToken.ID, byCert.ID) {
 			return jobs.Principal{}, errUnauthenticated
 		}
-	}
-	if pr, ok := peer.FromContext(ctx); ok {
-		if ti, ok := pr.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 {
-			if p, ok := ids.certificate(ti.State.VerifiedChains[0][0]); ok {
-				return p, nil
-			}
-		}
+		return byCert, nil
+	case hasToken:
+		return byToken, nil
+	case hasCert:
+		return byCert, nil
 	}
 	return jobs.Principal{}, errUnauthenticated
 }
 
-func (ids *Identities) certificate(c *x509.Certificate) (jobs.Principal, bool) {
-	for _, u := range c.URIs {
-		if p, ok := ids.byID[u.String()]; ok {
-			return p, true
-		}
+// bearer resolves the authorization header. No header is not an error; a header that
+// is malformed, repeated or names no principal is.
+func (ids *Identities) bearer(ctx context.Context) (jobs.Principal, bool, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	switch len(vals) {
+	case 0:
+		return jobs.Principal{}, false, nil
+	case 1:
+	default:
+		return jobs.Principal{}, false, errUnauthenticated
 	}
-	for _, d := range c.DNSNames {
-		if p, ok := ids.byID[d]; ok {
-			return p, true
-		}
+	scheme, tok, ok := strings.Cut(vals[0], " ")
+	tok = strings.TrimSpace(tok)
+	if !ok || !strings.EqualFold(scheme, "bearer") || tok == "" {
+		return jobs.Principal{}, false, errUnauthenticated
 	}
-	return jobs.Principal{}, false
+	p, ok := ids.token(tok)
+	if !ok {
+		return jobs.Principal{}, false, errUnauthenticated
+	}
+	return p, true, nil
+}
+
+// peerCertificate maps the connection's verified client certificate, if any.
+func (ids *Identities) peerCertificate(ctx context.Context) (jobs.Principal, bool, error) {
+	pr, ok := peer.FromContext(ctx)
+	if !ok {
+		return jobs.Principal{}, false, nil
+	}
+	ti, ok := pr.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
+		return jobs.Principal{}, false, nil
+	}
+	return ids.certificate(ti.State.VerifiedChains[0][0])
 }
 
 type principalKey struct{}

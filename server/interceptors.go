@@ -49,13 +49,18 @@ func deadlineUnary(max time.Duration) grpc.UnaryServerInterceptor {
 
 // authUnary authenticates the caller, checks the method's roles and puts the principal
 // in the context for handlers.
+// A request the codec found invalid UTF-8 in is refused here, after authentication, so
+// a caller without credentials learns nothing about how its request was read.
 func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if isPublic(info.FullMethod) {
-		return h(ctx, req)
+	badUTF8 := s.codec.take(req) // always taken, so no record outlives its request
+	if !isPublic(info.FullMethod) {
+		var err error
+		if ctx, err = s.authorize(ctx, info.FullMethod); err != nil {
+			return nil, toStatus(ctx, s.log, err)
+		}
 	}
-	ctx, err := s.authorize(ctx, info.FullMethod)
-	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
+	if badUTF8 != nil {
+		return nil, toStatus(ctx, s.log, badUTF8)
 	}
 	return h(ctx, req)
 }

@@ -46,6 +46,7 @@ type Config struct {
 	Clock        func() time.Time     // default time.Now
 	MaxRecvBytes int                  // largest request accepted; default 4 MiB
 	MaxCallTime  time.Duration        // longest a call may run; default 30 s
+	Limits       StreamLimits
 }
 
 // Backend is what the server serves from once the database is reachable.
@@ -53,6 +54,31 @@ type Backend struct {
 	Jobs  *jobs.Service
 	Audit *audit.Service // serves EvidenceService; without it those RPCs are UNIMPLEMENTED
 	Store store.Store    // pinged for health
+}
+
+// StreamLimits bound streaming calls, which would otherwise hold a connection, a
+// goroutine and perhaps a database cursor for as long as a client keeps them open.
+type StreamLimits struct {
+	MaxConcurrentStreams uint32        // streams per client connection; default 100
+	MaxStreamTime        time.Duration // longest an authenticated stream runs; default 15 min
+	MaxPublicStreams     int           // unauthenticated streams (health Watch, reflection) at once; default 64
+	MaxPublicStreamTime  time.Duration // longest one of those runs; default 5 min, at most MaxStreamTime
+}
+
+func (l *StreamLimits) setDefaults() {
+	if l.MaxConcurrentStreams == 0 {
+		l.MaxConcurrentStreams = 100
+	}
+	if l.MaxStreamTime <= 0 {
+		l.MaxStreamTime = 15 * time.Minute
+	}
+	if l.MaxPublicStreams <= 0 {
+		l.MaxPublicStreams = 64
+	}
+	if l.MaxPublicStreamTime <= 0 {
+		l.MaxPublicStreamTime = 5 * time.Minute
+	}
+	l.MaxPublicStreamTime = min(l.MaxPublicStreamTime, l.MaxStreamTime)
 }
 
 // Server is Agate's gRPC server.
@@ -72,6 +98,11 @@ type Server struct {
 	health  *health.Server
 	grpc    *grpc.Server
 	now     func() time.Time
+
+	codec         *requestCodec // decodes requests; records invalid UTF-8 for the interceptors
+	limits        StreamLimits
+	streams       map[string]bool // streaming methods, for streamTap; written before Serve
+	publicStreams chan struct{}   // a semaphore of MaxPublicStreams slots
 }
 
 // Compile-time checks that the adapters implement the generated services.
@@ -86,6 +117,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Auth == nil {
 		return nil, errors.New("server: Auth is required")
 	}
+	if cfg.Auth.RequiresClientCert() && (cfg.TLS == nil || cfg.TLS.ClientAuth != tls.RequireAndVerifyClientCert) {
+		return nil, errors.New("server: requiring client certificates needs TLS with tls.RequireAndVerifyClientCert")
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -98,7 +132,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxCallTime <= 0 {
 		cfg.MaxCallTime = 30 * time.Second
 	}
-	s := &Server{auth: cfg.Auth, metrics: cfg.Metrics, log: cfg.Log, health: health.NewServer(), now: cfg.Clock}
+	cfg.Limits.setDefaults()
+	s := &Server{auth: cfg.Auth, metrics: cfg.Metrics, log: cfg.Log, health: health.NewServer(), now: cfg.Clock,
+		codec: newRequestCodec(), limits: cfg.Limits, publicStreams: make(chan struct{}, cfg.Limits.MaxPublicStreams)}
 
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider()
@@ -111,7 +147,14 @@ func New(cfg Config) (*Server, error) {
 			otelgrpc.WithPropagators(telemetry.Propagator),
 			otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
+		grpc.ForceServerCodecV2(s.codec), // invalid UTF-8 becomes INVALID_ARGUMENT, not INTERNAL
+		grpc.MaxConcurrentStreams(cfg.Limits.MaxConcurrentStreams),
+		grpc.InTapHandle(s.streamTap), // every stream's maximum duration, at the transport
+		// Pings find dead peers under long streams; clients pinging more often than
+		// every 10 s are told to stop (GOAWAY too_many_pings).
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute,
+			Time: time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(
 			recoverUnary(s.log), // first: covers every interceptor after it
 			s.observeUnary,      // logs and counts every call, refused ones included
@@ -123,6 +166,7 @@ func New(cfg Config) (*Server, error) {
 			recoverStream(s.log),
 			s.observeStream,
 			s.attachedStream,
+			s.limitStream, // before authentication: public streams are the ones it counts
 			s.authStream,
 		),
 	}
@@ -135,6 +179,7 @@ func New(cfg Config) (*Server, error) {
 	agatev1.RegisterEvidenceServiceServer(s.grpc, &evidenceService{s: s})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
+	s.streams = streamMethods(s.grpc)
 	s.setServing(false)
 	if cfg.Jobs != nil {
 		if err := s.Attach(Backend{Jobs: cfg.Jobs, Audit: cfg.Audit, Store: cfg.Store}); err != nil {

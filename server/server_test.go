@@ -153,25 +153,6 @@ func TestAuthenticate(t *testing.T) {
 	}
 }
 
-func TestLoadIdentitiesRejectsBadFiles(t *testing.T) {
-	t.Parallel()
-	for name, body := range map[string]string{
-		"unknown key":     "principals:\n  - id: a\n    role: [x]\n",
-		"bad digest":      "principals:\n  - id: a\n    tokens_sha256: [\"xyz\"]\n",
-		"duplicate id":    "principals:\n  - id: a\n  - id: a\n",
-		"missing id":      "principals:\n  - roles: [x]\n",
-		"shared digest":   "principals:\n  - id: a\n    tokens_sha256: [\"" + sha("t") + "\"]\n  - id: b\n    tokens_sha256: [\"" + sha("t") + "\"]\n",
-		"not yaml at all": "{{{",
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			if _, err := LoadIdentities(writeTokens(t, body)); err == nil {
-				t.Fatal("loaded a bad tokens file")
-			}
-		})
-	}
-}
-
 func TestAllowed(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

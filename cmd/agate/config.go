@@ -43,22 +43,32 @@ type serveConfig struct {
 	DecideInFlight    int           // group commit: batch transactions at once; 0 picks per backend
 
 	Pprof bool // serve net/http/pprof on the HTTP listener
+
+	DBPasswordFile          string // the database password, read once at start
+	RequireClientCert       bool   // every authenticated call presents a mapped client certificate
+	InsecurePlaintextTokens bool   // accept bearer tokens over plaintext on a non-loopback address
+	MaxStreamTime           time.Duration
+	MaxPublicStreams        int // unauthenticated streams (health Watch, reflection) at once
+	MaxConcurrentStreams    int // streams per HTTP/2 connection
 }
 
 func defaultServeConfig() serveConfig {
 	return serveConfig{
-		GRPCAddr:          "127.0.0.1:7070",
-		HTTPAddr:          "127.0.0.1:7071",
-		DB:                "data/agate.db",
-		SnapshotRefresh:   time.Second,
-		SnapshotCacheSize: 64,
-		ShutdownGrace:     10 * time.Second,
-		MaxCallTime:       30 * time.Second,
-		SealInterval:      audit.DefaultSealInterval,
-		EvidenceSettle:    audit.DefaultSettle,
-		LogLevel:          "info",
-		DecideBatchWindow: time.Millisecond,
-		DecideBatchMax:    64,
+		GRPCAddr:             "127.0.0.1:7070",
+		HTTPAddr:             "127.0.0.1:7071",
+		DB:                   "data/agate.db",
+		SnapshotRefresh:      time.Second,
+		SnapshotCacheSize:    64,
+		ShutdownGrace:        10 * time.Second,
+		MaxCallTime:          30 * time.Second,
+		SealInterval:         audit.DefaultSealInterval,
+		EvidenceSettle:       audit.DefaultSettle,
+		LogLevel:             "info",
+		DecideBatchWindow:    time.Millisecond,
+		DecideBatchMax:       64,
+		MaxStreamTime:        15 * time.Minute,
+		MaxPublicStreams:     64,
+		MaxConcurrentStreams: 100,
 	}
 }
 
@@ -115,6 +125,12 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) *string {
 	num(&c.DecideBatchMax, "decide-batch-max", "most Decides committed in one transaction; 0 or 1 turns group commit off")
 	num(&c.DecideInFlight, "decide-batch-inflight", "Decide batch transactions running at once; 0 picks 1 for SQLite (one writer) and 2 for PostgreSQL")
 	boolean(&c.Pprof, "pprof", "serve Go's profiler at /debug/pprof/ on --http-addr; keep that address private")
+	str(&c.DBPasswordFile, "db-password-file", "file holding the database password, read once at start; keeps it off the command line (PGPASSWORD and PGPASSFILE work too)")
+	boolean(&c.RequireClientCert, "require-client-cert", "demand a verified client certificate that the tokens file maps to a principal on every authenticated call; needs --tls-client-ca")
+	boolean(&c.InsecurePlaintextTokens, "insecure-plaintext-tokens", "accept bearer tokens over plaintext gRPC on a non-loopback --grpc-addr: only when TLS is terminated in front of Agate, e.g. by a service mesh sidecar")
+	num(&c.MaxPublicStreams, "max-public-streams", "unauthenticated streams (health Watch, reflection) open at once; more are refused RESOURCE_EXHAUSTED")
+	num(&c.MaxConcurrentStreams, "max-concurrent-streams", "concurrent calls per client connection")
+	dur(&c.MaxStreamTime, "max-stream-time", "longest a streaming call (ExportEvidence, health Watch, reflection) may run; clients reconnect or resume")
 	return configFile
 }
 
@@ -237,7 +253,7 @@ func (c serveConfig) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{"snapshot-refresh": c.SnapshotRefresh,
 		"shutdown-grace": c.ShutdownGrace, "max-call-time": c.MaxCallTime,
-		"seal-interval": c.SealInterval, "evidence-settle": c.EvidenceSettle} {
+		"seal-interval": c.SealInterval, "evidence-settle": c.EvidenceSettle, "max-stream-time": c.MaxStreamTime} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("--%s: must be a positive duration", name))
 		}
@@ -254,9 +270,16 @@ func (c serveConfig) Validate() error {
 	if c.DecideInFlight < 0 {
 		errs = append(errs, errors.New("--decide-batch-inflight: must be 0 or more"))
 	}
+	if c.MaxPublicStreams <= 0 {
+		errs = append(errs, errors.New("--max-public-streams: must be positive"))
+	}
+	if c.MaxConcurrentStreams <= 0 {
+		errs = append(errs, errors.New("--max-concurrent-streams: must be positive"))
+	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.validateSecurity()...)
 	return errors.Join(errs...)
 }
 

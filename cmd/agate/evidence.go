@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/agate-pdp/agate/audit"
 	"github.com/agate-pdp/agate/evidence"
@@ -144,7 +145,10 @@ func verifyFile(path string, pub ed25519.PublicKey) (audit.Report, error) {
 }
 
 func verifyDB(ctx context.Context, db string, pub ed25519.PublicKey, w audit.Window) (audit.Report, error) {
-	st, err := openStore(ctx, db, slog.New(slog.DiscardHandler), nil)
+	// A command, unlike the server, does not wait long for a database that is down.
+	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	st, err := openStore(octx, db, "", slog.New(slog.DiscardHandler), nil)
+	cancel()
 	if err != nil {
 		return audit.Report{}, fmt.Errorf("--db: %w", err)
 	}

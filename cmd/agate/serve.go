@@ -14,22 +14,18 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/agate-pdp/agate/buildinfo"
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/server"
 	"github.com/agate-pdp/agate/snapshots"
 	"github.com/agate-pdp/agate/store"
-	"github.com/agate-pdp/agate/store/postgres"
-	"github.com/agate-pdp/agate/store/sqlite"
 	"github.com/agate-pdp/agate/telemetry"
 )
 
@@ -51,7 +47,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--tokens: %w", err)
 	}
-	auth := server.NewAuthenticator(ids)
+	auth := server.NewAuthenticator(ids, cfg.authOptions()...)
+	dbPassword, err := cfg.databasePassword(log)
+	if err != nil {
+		return err
+	}
 	if cfg.PolicyFile != "" {
 		if _, err := os.ReadFile(cfg.PolicyFile); err != nil {
 			return fmt.Errorf("--policy: %w", err)
@@ -79,7 +79,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}()
 	srv, err := server.New(server.Config{Auth: auth, Metrics: metrics, Log: log, TLS: tlsCfg,
-		MaxCallTime: cfg.MaxCallTime, Tracer: tracing.Provider})
+		MaxCallTime: cfg.MaxCallTime, Limits: cfg.streamLimits(), Tracer: tracing.Provider})
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	startc := make(chan started, 1)
 	go func() {
-		stop, err := startBackend(ctx, cfg, srv, auth, metrics, log, tracing.Provider)
+		st, err := openStore(ctx, cfg.DB, dbPassword, log, tracing.Provider)
+		if err != nil {
+			startc <- started{nil, err}
+			return
+		}
+		stop, err := startBackend(ctx, cfg, st, srv, auth, metrics, log)
 		startc <- started{stop, err}
 	}()
 
@@ -152,15 +157,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	return serveErr
 }
 
-// startBackend opens the store (waiting for the database as long as ctx lasts), applies
-// the policy file, and attaches the services to srv. stop closes what it opened, after
-// the gRPC server has drained.
-func startBackend(ctx context.Context, cfg serveConfig, srv *server.Server, auth *server.Authenticator,
-	metrics *server.Metrics, log *slog.Logger, tp trace.TracerProvider) (stop func(), err error) {
-	st, err := openStore(ctx, cfg.DB, log, tp)
-	if err != nil {
-		return nil, err
-	}
+// startBackend takes the opened store, applies the policy file, and attaches the
+// services to srv. stop closes what it opened and the store, after the gRPC server has
+// drained.
+func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *server.Server, auth *server.Authenticator,
+	metrics *server.Metrics, log *slog.Logger) (stop func(), err error) {
 	var closers []func()
 	stop = func() {
 		for _, c := range slices.Backward(closers) {
@@ -208,30 +209,6 @@ func startBackend(ctx context.Context, cfg serveConfig, srv *server.Server, auth
 	go followActive(ctx, tracker, metrics)
 	go reloadOnHUP(ctx, cfg, svc, auth, log)
 	return stop, nil
-}
-
-// openStore picks the backend by the URL's scheme; anything else is a SQLite path.
-func openStore(ctx context.Context, db string, log *slog.Logger, tp trace.TracerProvider) (store.Store, error) {
-	scheme, _, _ := strings.Cut(db, "://")
-	switch scheme {
-	case "postgres", "postgresql":
-		return postgres.Open(ctx, db, postgres.Options{Logger: log, Tracer: tp})
-	case "sqlite", "file":
-		return sqlite.Open(ctx, strings.TrimPrefix(strings.TrimPrefix(db, "sqlite://"), "file://"), sqlite.Options{Logger: log, Tracer: tp})
-	default:
-		if strings.Contains(db, "://") {
-			return nil, fmt.Errorf("--db: unsupported scheme %q (use a file path, postgres:// or postgresql://)", scheme)
-		}
-		return sqlite.Open(ctx, db, sqlite.Options{Logger: log, Tracer: tp})
-	}
-}
-
-func redactURL(db string) string {
-	if i := strings.Index(db, "@"); i > 0 && strings.Contains(db[:i], "://") {
-		scheme, _, _ := strings.Cut(db, "://")
-		return scheme + "://…" + db[i:]
-	}
-	return db
 }
 
 func loadPolicyFile(ctx context.Context, svc *jobs.Service, path string, log *slog.Logger) error {
@@ -293,7 +270,7 @@ func httpMux(reg *prometheus.Registry, srv *server.Server, profiler bool) http.H
 	mux := http.NewServeMux()
 	if profiler {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/cmdline", redactedCmdline)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)

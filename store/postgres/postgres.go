@@ -26,6 +26,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Tracer makes a span of each transaction (default: none).
 	Tracer trace.TracerProvider
+	// Password, when set, is the database password, over the URL's, PGPASSWORD and
+	// PGPASSFILE; it keeps the password out of the URL, the process's arguments and logs.
+	Password string
 }
 
 // Store is the PostgreSQL and CockroachDB store.Store.
@@ -54,6 +57,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
+	}
+	if opts.Password != "" {
+		cfg.ConnConfig.Password = opts.Password
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/agate-pdp/agate/store"
 	"github.com/agate-pdp/agate/store/postgres"
@@ -36,10 +37,14 @@ func TestOpenUnreachable(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
+	// Open waits for an unreachable database as long as its context lasts, then reports
+	// both why it stopped and what it was waiting for.
 	for _, scheme := range []string{"postgres", "postgresql"} {
-		_, err := postgres.Open(t.Context(), fmt.Sprintf("%s://agate@%s/agate?connect_timeout=5", scheme, addr), postgres.Options{})
-		if !errors.Is(err, store.ErrUnavailable) {
-			t.Errorf("Open(%s://…) with no server: %v, want ErrUnavailable", scheme, err)
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		_, err := postgres.Open(ctx, fmt.Sprintf("%s://agate@%s/agate?connect_timeout=5", scheme, addr), postgres.Options{})
+		cancel()
+		if !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Open(%s://…) with no server: %v, want ErrUnavailable and DeadlineExceeded", scheme, err)
 		}
 	}
 }

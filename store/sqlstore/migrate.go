@@ -123,7 +123,8 @@ func (d *Dialect) Migrate(ctx context.Context, log *slog.Logger, begin BeginFunc
 		}
 		switch c := d.Classify(err); {
 		case ctx.Err() != nil:
-			return fmt.Errorf("store: migrating the %s schema: %w", d.Name, ctx.Err())
+			// Both: the caller's deadline ended the wait, and the database was unavailable.
+			return fmt.Errorf("store: migrating the %s schema: gave up waiting (%w): %w", d.Name, ctx.Err(), d.MapError(err))
 		case c == ClassRetry || c == ClassUnavailable:
 		case c == ClassUnique && races < catalogRaces:
 			races++
@@ -134,8 +135,8 @@ func (d *Dialect) Migrate(ctx context.Context, log *slog.Logger, begin BeginFunc
 			waitStart = time.Now()
 			log.Warn("database not ready: waiting for it", "backend", d.Name, "err", err.Error())
 		}
-		if err := sleep(ctx, startupWait(n)); err != nil {
-			return fmt.Errorf("store: migrating the %s schema: %w", d.Name, err)
+		if serr := sleep(ctx, startupWait(n)); serr != nil {
+			return fmt.Errorf("store: migrating the %s schema: gave up waiting (%w): %w", d.Name, serr, d.MapError(err))
 		}
 	}
 }
