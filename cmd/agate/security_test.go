@@ -191,3 +191,33 @@ func TestReadPasswordFile(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// Every flag of agate serve has a row in the README's configuration table.
+func TestReadmeListsEveryServeFlag(t *testing.T) {
+	t.Parallel()
+	var usage bytes.Buffer
+	if _, err := parseServeConfig([]string{"-h"}, &usage); err == nil {
+		t.Fatal("-h parsed as a configuration")
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, _ := strings.Cut(string(readme), "## Configuration")
+	table, _, _ = strings.Cut(table, "\n## ")
+	n := 0
+	for _, line := range strings.Split(usage.String(), "\n") {
+		name, ok := strings.CutPrefix(line, "  -")
+		if !ok {
+			continue
+		}
+		name, _, _ = strings.Cut(name, " ")
+		n++
+		if !strings.Contains(table, "`--"+name+"`") {
+			t.Errorf("README's Configuration section has no row for --%s", name)
+		}
+	}
+	if n < 20 {
+		t.Fatalf("read only %d flags from the usage:\n%s", n, usage.String())
+	}
+}
