@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agate-pdp/agate/server"
 )
 
 func TestSecurityConfig(t *testing.T) {
@@ -219,5 +221,27 @@ func TestReadmeListsEveryServeFlag(t *testing.T) {
 	}
 	if n < 20 {
 		t.Fatalf("read only %d flags from the usage:\n%s", n, usage.String())
+	}
+}
+
+func TestWarnUnmappedCertificates(t *testing.T) {
+	t.Parallel()
+	noCerts := write(t, "tokens.yaml", "principals:\n  - id: a\n    roles: [x]\n    tokens_sha256: [\"0000000000000000000000000000000000000000000000000000000000000000\"]\n")
+	withCerts := write(t, "tokens.yaml", "principals:\n  - id: a\n    roles: [x]\n    certificates: [\"dns:a.internal\"]\n")
+	for _, tc := range []struct {
+		ca, tokens string
+		warn       bool
+	}{{"ca.pem", noCerts, true}, {"ca.pem", withCerts, false}, {"", noCerts, false}} {
+		ids, err := server.LoadIdentities(tc.tokens)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		c := defaultServeConfig()
+		c.TLSClientCA, c.TokensFile = tc.ca, tc.tokens
+		c.warnUnmappedCertificates(ids, slog.New(slog.NewJSONHandler(&logs, nil)))
+		if got := strings.Contains(logs.String(), "authenticate nobody"); got != tc.warn {
+			t.Errorf("ca %q, %s: warned %v, want %v", tc.ca, tc.tokens, got, tc.warn)
+		}
 	}
 }

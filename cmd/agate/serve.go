@@ -47,6 +47,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--tokens: %w", err)
 	}
 	auth := server.NewAuthenticator(ids, cfg.authOptions()...)
+	cfg.warnUnmappedCertificates(ids, log)
 
 	cache, err := snapshots.NewCache(cfg.SnapshotCacheSize)
 	if err != nil {
