@@ -204,7 +204,8 @@ func TestMutualTLS(t *testing.T) {
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	tokens := filepath.Join(dir, "tokens.yaml")
 	if err := os.WriteFile(tokens, []byte(readFile(t, filepath.Join(root, "examples/tokens.yaml"))+
-		"  - id: spiffe://example.org/agent-gateway-2\n    roles: [decide]\n"), 0o600); err != nil {
+		"  - id: spiffe://example.org/agent-gateway-2\n    roles: [decide]\n"+
+		"    certificates: [\"uri:spiffe://example.org/agent-gateway-2\"]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	a := launchAgate(t, filepath.Join(dir, "agate.db"), "--tokens", tokens,

@@ -48,9 +48,9 @@ func deadlineUnary(max time.Duration) grpc.UnaryServerInterceptor {
 }
 
 // authUnary authenticates the caller, checks the method's roles and puts the principal
-// in the context for handlers.
-// A request the codec found invalid UTF-8 in is refused here, after authentication, so
-// a caller without credentials learns nothing about how its request was read.
+// in the context for handlers. A request the codec found invalid UTF-8 in is refused
+// here, after authentication, so a caller without credentials learns nothing about how
+// its request was read.
 func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	badUTF8 := s.codec.take(req) // always taken, so no record outlives its request
 	if !isPublic(info.FullMethod) {

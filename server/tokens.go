@@ -175,6 +175,9 @@ func checkDNSName(name string) error {
 	return nil
 }
 
+// CertificateIdentities is how many certificate identities the tokens file lists.
+func (ids *Identities) CertificateIdentities() int { return len(ids.byCert) }
+
 // token looks a bearer token up by its digest. Timing of a lookup keyed by a SHA-256
 // digest says nothing useful about the token itself.
 func (ids *Identities) token(tok string) (jobs.Principal, bool) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -20,6 +21,16 @@ func (c serveConfig) authOptions() []server.AuthOption {
 		return []server.AuthOption{server.RequireClientCert()}
 	}
 	return nil
+}
+
+// warnUnmappedCertificates says when client certificates are verified but the tokens
+// file maps none to a principal: a file written when certificates signed in by a SAN
+// equal to a principal id would otherwise fall back to tokens without a word.
+func (c serveConfig) warnUnmappedCertificates(ids *server.Identities, log *slog.Logger) {
+	if c.TLSClientCA != "" && ids.CertificateIdentities() == 0 {
+		log.Warn("--tls-client-ca is set but no principal in --tokens lists certificates, so client certificates "+
+			"authenticate nobody; add certificates: [\"uri:…\"] or [\"dns:…\"] to the principals they belong to", "tokens", c.TokensFile)
+	}
 }
 
 // streamLimits bound streaming calls. Unauthenticated streams get at most five minutes.

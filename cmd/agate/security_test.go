@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/agate-pdp/agate/server"
 	"github.com/agate-pdp/agate/store"
 )
 
@@ -198,5 +199,27 @@ func TestReadPasswordFile(t *testing.T) {
 	}
 	if _, err := readPasswordFile(t.TempDir()+"/missing", log); err == nil || !strings.Contains(err.Error(), "--db-password-file") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestWarnUnmappedCertificates(t *testing.T) {
+	t.Parallel()
+	noCerts := write(t, "tokens.yaml", "principals:\n  - id: a\n    roles: [x]\n    tokens_sha256: [\"0000000000000000000000000000000000000000000000000000000000000000\"]\n")
+	withCerts := write(t, "tokens.yaml", "principals:\n  - id: a\n    roles: [x]\n    certificates: [\"dns:a.internal\"]\n")
+	for _, tc := range []struct {
+		ca, tokens string
+		warn       bool
+	}{{"ca.pem", noCerts, true}, {"ca.pem", withCerts, false}, {"", noCerts, false}} {
+		ids, err := server.LoadIdentities(tc.tokens)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		c := defaultServeConfig()
+		c.TLSClientCA, c.TokensFile = tc.ca, tc.tokens
+		c.warnUnmappedCertificates(ids, slog.New(slog.NewJSONHandler(&logs, nil)))
+		if got := strings.Contains(logs.String(), "authenticate nobody"); got != tc.warn {
+			t.Errorf("ca %q, %s: warned %v, want %v", tc.ca, tc.tokens, got, tc.warn)
+		}
 	}
 }

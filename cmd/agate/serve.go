@@ -48,6 +48,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--tokens: %w", err)
 	}
 	auth := server.NewAuthenticator(ids, cfg.authOptions()...)
+	cfg.warnUnmappedCertificates(ids, log)
 	dbPassword, err := cfg.databasePassword(log)
 	if err != nil {
 		return err
