@@ -65,3 +65,41 @@ func TestOutsidersAreRateLimited(t *testing.T) {
 		t.Fatalf("status %s", got.Status)
 	}
 }
+
+// A snapshot stored before service roles were refused as approver roles keeps loading,
+// but approvals under such a role are refused: its holders have no standing as approvers.
+func TestStoredServiceRoleApproversAreRefused(t *testing.T) {
+	t.Parallel()
+	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+		t.Parallel()
+		ctx := context.Background()
+		e := newEnv(t, st, testPolicy)
+		legacy := []byte("version: v1\nrules:\n  - id: legacy\n    when: {topic: legacy.job}\n    decision: require_human\n" +
+			"    approval: {roles: [audit, dispatch, operator, admin]}\n")
+		if _, err := e.svc.PutPolicy(ctx, admin, legacy, true); err == nil {
+			t.Fatal("a new policy naming service roles as approvers was accepted")
+		}
+		canon := snapshots.Canonical(legacy)
+		sha, id := snapshots.Digest(canon)
+		snap := snapshots.Snapshot{ID: id, SHA256: sha, Source: canon, RuleCount: 1, CreatedAt: t0, CreatedBy: "old-release"}
+		err := st.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
+			_, err := tx.PutSnapshot(ctx, snap)
+			return err
+		})
+		wantNoErr(t, err)
+		if _, err := e.svc.ActivateSnapshot(ctx, admin, id, false); err != nil {
+			t.Fatalf("a stored snapshot naming service roles no longer loads: %v", err)
+		}
+		res, err := e.svc.Decide(ctx, decider, jobs.DecideRequest{JobID: newID("legacy"), Topic: "legacy.job", Actor: actor})
+		wantNoErr(t, err)
+		j := res.Job
+		for _, p := range []jobs.Principal{auditor, dispatcher, operator} {
+			_, err := e.svc.Approve(ctx, p, jobs.ApproveRequest{JobID: j.ID, JobHash: j.Hash})
+			wantErr(t, err, jobs.CodeNotFound, jobs.ReasonNotFound)
+		}
+		// An approver role beside the service roles still approves.
+		_, err = e.svc.Approve(ctx, jobs.Principal{ID: "root-2@example.com", Roles: []string{"admin"}}, jobs.ApproveRequest{JobID: j.ID, JobHash: j.Hash})
+		wantNoErr(t, err)
+		e.wantKinds(t, j.ID, "decision,approval")
+	})
+}
