@@ -99,7 +99,7 @@ func TestCountsMatchTheEvidence(t *testing.T) {
 			ReplaysByReason:  map[string]int64{"WORKER_OUTAGE": 1},
 			Statuses:         statuses,
 			Decisions:        map[string]int64{"allow": 2, "deny": 1, "require_human": 7},
-			RefusalsByReason: map[string]int64{"ALREADY_REJECTED": 1, "SELF_APPROVAL": 1},
+			RefusalsByReason: map[string]int64{"ALREADY_REJECTED": 1, "SELF_APPROVAL": 1, "NO_STANDING": 1, "JOB_ID_IN_USE": 1},
 		}
 		if !sameStats(st, want) {
 			t.Errorf("stats = %+v\nwant %+v", st, want)
@@ -109,7 +109,7 @@ func TestCountsMatchTheEvidence(t *testing.T) {
 		wantMatrix := map[string]int64{
 			"policy-gate":         sc.count(evidence.KindDecision, "") + sc.count(evidence.KindPolicyActivation, ""),
 			"approval-integrity":  6 + 2 + 2 + 5, // approval, rejection, conflict, publish
-			"idempotent-approval": 6 + 2 + 0 + 2, // approval, rejection, LOCK_BUSY conflict, refusal
+			"idempotent-approval": 6 + 2 + 0 + 4, // approval, rejection, LOCK_BUSY conflict, refusal
 			"replay":              1 + 2 + 5,     // replay, outcome, publish
 		}
 		m := must(e.audit.ControlMatrix(ctx, all))(t)

@@ -48,7 +48,7 @@ func (s *Service) CheckCompleteness(ctx context.Context, w Window) (Completeness
 				out.Findings = append(out.Findings, Finding{JobID: e.JobID, EventID: e.EventID,
 					Kind: string(e.Kind), Missing: missing})
 			}
-			if e.JobID != evidence.PolicyChain && !seen[e.JobID] {
+			if evidence.IsJobChain(e.JobID) && !seen[e.JobID] {
 				seen[e.JobID] = true
 				jobIDs = append(jobIDs, e.JobID)
 			}

@@ -53,6 +53,7 @@ var (
 	decider    = jobs.Principal{ID: "svc-orders", Roles: []string{"decide"}}
 	alice      = jobs.Principal{ID: "alice@example.com", Roles: []string{"finance-approver"}}
 	bob        = jobs.Principal{ID: "bob@example.com", Roles: []string{"admin"}}
+	operator   = jobs.Principal{ID: "ops@example.com", Roles: []string{"operator"}}
 	carol      = jobs.Principal{ID: "carol@example.com", Roles: []string{"treasurer"}}
 	dispatcher = jobs.Principal{ID: "dispatcher", Roles: []string{"dispatch"}}
 	owner      = jobs.Principal{ID: "policy-owner", Roles: []string{"policy-admin"}}

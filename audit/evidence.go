@@ -3,8 +3,10 @@ package audit
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/agate-pdp/agate/evidence"
+	"github.com/agate-pdp/agate/identity"
 	"github.com/agate-pdp/agate/store"
 )
 
@@ -18,7 +20,8 @@ type JobEvidence struct {
 	Events    []evidence.Event // seq ascending
 }
 
-// GetEvidence returns a job's evidence, or the policy chain's (evidence.PolicyChain).
+// GetEvidence returns a job's evidence, the policy chain's (evidence.PolicyChain) or a
+// principal's chain of refused calls without standing (evidence.PrincipalChain).
 // NotFound when neither a job nor any event has that id.
 func (s *Service) GetEvidence(ctx context.Context, jobID string) (JobEvidence, error) {
 	if err := checkChainID(jobID); err != nil {
@@ -33,7 +36,7 @@ func (s *Service) GetEvidence(ctx context.Context, jobID string) (JobEvidence, e
 			return err
 		}
 		out.Events, found = events, len(events) > 0
-		if jobID == evidence.PolicyChain {
+		if !evidence.IsJobChain(jobID) {
 			return nil
 		}
 		j, err := tx.GetJob(ctx, jobID, false)
@@ -81,9 +84,16 @@ func lastConflict(events []evidence.Event) string {
 	return ""
 }
 
-// checkChainID accepts a job id (1–128 of [A-Za-z0-9._:-]) or the policy chain's id.
+// checkChainID accepts a job id (1–128 of [A-Za-z0-9._:-]), the policy chain's id or a
+// principal's chain id ("@principal:" and a canonical principal id).
 func checkChainID(id string) error {
 	if id == evidence.PolicyChain {
+		return nil
+	}
+	if key, ok := strings.CutPrefix(id, evidence.PrincipalChainPrefix); ok {
+		if k, err := identity.Key(key); err != nil || k != key {
+			return invalid("job_id", "%q is not a principal chain: want @principal: and a canonical principal id", id)
+		}
 		return nil
 	}
 	if id == "" || len(id) > 128 {

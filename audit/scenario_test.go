@@ -65,9 +65,18 @@ func runScenario(t *testing.T, e *env) scenario {
 
 	p1 := decide(payment("pay-1")).Job
 	must(approve(alice, p1.ID, p1.Hash))(t)
-	if r := must(approve(bob, p1.ID, p1.Hash))(t); !r.AlreadyApproved {
-		t.Fatal("second approval is not already_approved")
+	if r := must(approve(alice, p1.ID, p1.Hash))(t); !r.AlreadyApproved {
+		t.Fatal("the approver's repeat is not already_approved")
 	}
+	// A caller without standing on the job learns nothing of it and writes nothing on its
+	// chain: its attempts go on its own, as does a Decide reusing another's job id.
+	outsider := jobs.Principal{ID: "svc-other", Roles: []string{"decide"}}
+	_, err := approve(outsider, p1.ID, p1.Hash)
+	wantCode(err, jobs.ReasonNotFound)
+	step()
+	_, err = e.svc.Decide(ctx, outsider, payment("pay-1"))
+	wantCode(err, jobs.ReasonJobIDInUse)
+	sc.kinds[evidence.PrincipalChain("svc-other")] = "refusal:NO_STANDING,refusal:JOB_ID_IN_USE"
 	publish(p1.ID, p1.Hash)
 	step()
 	must(e.svc.Replay(ctx, dispatcher, jobs.ReplayRequest{JobID: p1.ID, JobHash: p1.Hash, ExpectedAttempt: 1,
@@ -82,7 +91,7 @@ func runScenario(t *testing.T, e *env) scenario {
 	if r := must(e.svc.Reject(ctx, alice, jobs.RejectRequest{JobID: p2.ID, JobHash: p2.Hash, Reason: "again"}))(t); !r.AlreadyRejected {
 		t.Fatal("second rejection is not already_rejected")
 	}
-	_, err := approve(alice, p2.ID, p2.Hash)
+	_, err = approve(alice, p2.ID, p2.Hash)
 	wantCode(err, jobs.ReasonAlreadyRejected)
 	sc.kinds[p2.ID], sc.statuses[p2.ID] = "decision,rejection,rejection+,refusal:ALREADY_REJECTED", "rejected"
 

@@ -20,7 +20,7 @@ type Stats struct {
 	ReplaysByReason  map[string]int64 // replay events by replay_reason_code
 	Statuses         map[string]int64 // jobs by the status their last event in the window left them in
 	Decisions        map[string]int64 // decision events by decision
-	RefusalsByReason map[string]int64 // refusal events by reason code
+	RefusalsByReason map[string]int64 // refusal events by reason code, on jobs' chains and principals' (NO_STANDING, JOB_ID_IN_USE)
 }
 
 // Stats counts the events in w. A job's status is the one its last event (highest seq)
@@ -40,7 +40,7 @@ func (s *Service) Stats(ctx context.Context, w Window) (Stats, error) {
 		latest := map[string]last{}
 		replayed := map[string]bool{}
 		err := eachEvent(ctx, tx, w.query(), func(e *evidence.Event) error {
-			if e.JobID != evidence.PolicyChain && e.Seq > latest[e.JobID].seq {
+			if evidence.IsJobChain(e.JobID) && e.Seq > latest[e.JobID].seq {
 				latest[e.JobID] = last{e.Seq, e.Status}
 			}
 			switch e.Kind {

@@ -121,7 +121,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		{"checkpoint deleted", func(t *testing.T, e *env) []string {
 			for _, job := range []string{"pay-3", "pay-4"} { // two more checkpoints
 				e.clock.Advance(time.Second)
-				must(e.svc.Cancel(context.Background(), bob, jobs.CancelRequest{JobID: job, Reason: "withdrawn"}))(t)
+				must(e.svc.Cancel(context.Background(), operator, jobs.CancelRequest{JobID: job, Reason: "withdrawn"}))(t)
 				if cp := e.seal(t); cp == nil {
 					t.Fatal("nothing sealed")
 				}

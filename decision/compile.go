@@ -1,6 +1,9 @@
 package decision
 
-import "errors"
+import (
+	"errors"
+	"slices"
+)
 
 // Engine is a compiled policy. It is immutable and safe for concurrent use.
 type Engine struct {
@@ -17,6 +20,8 @@ type Engine struct {
 	trie     *trieNode
 
 	schema []*labelSpec // declared labels, sorted by name
+
+	warnings []Warning // the policy's, for whoever loads a stored snapshot
 }
 
 type compiledRule struct {
@@ -71,6 +76,8 @@ func Compile(p *Policy) (*Engine, error) {
 		def:   p.Default(),
 		exact: map[string][]int32{},
 		rules: make([]compiledRule, len(p.rules)),
+
+		warnings: p.Warnings(),
 	}
 	e.defReason = "no rule matched; policy default is " + e.def.String()
 	if e.def == RequireHuman {
@@ -136,6 +143,9 @@ func appendOnce(list []int32, i int32) []int32 {
 
 // RuleCount returns the number of rules.
 func (e *Engine) RuleCount() int { return len(e.rules) }
+
+// Warnings returns the warnings of the compiled policy.
+func (e *Engine) Warnings() []Warning { return slices.Clone(e.warnings) }
 
 // Default returns the decision for a job that no rule matches.
 func (e *Engine) Default() Decision { return e.def }

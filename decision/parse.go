@@ -18,7 +18,17 @@ var topKeys = []string{"version", "default", "labels", "approval_defaults", "rul
 // Parse reads and validates a policy. Every problem found is reported as a
 // *PolicyError naming its line and field; several are joined with
 // errors.Join, in line order.
-func Parse(src []byte) (*Policy, error) {
+//
+// Parse is for stored snapshots, which must keep loading: a service role named as an
+// approver role (see IsServiceRole) is a warning, and the lifecycle refuses approvals
+// under it. New policies go through ParseNew, which refuses it.
+func Parse(src []byte) (*Policy, error) { return parse(src, false) }
+
+// ParseNew is Parse for a policy about to be stored, validated or tested: a service role
+// named as an approver role is an error.
+func ParseNew(src []byte) (*Policy, error) { return parse(src, true) }
+
+func parse(src []byte, strict bool) (*Policy, error) {
 	root, err := decodeDocument(src)
 	if err != nil {
 		return nil, err
@@ -26,7 +36,7 @@ func Parse(src []byte) (*Policy, error) {
 	if root == nil {
 		return nil, &PolicyError{Line: 1, Field: "version", Msg: `is required (the policy is empty); want "v1"`}
 	}
-	var p parser
+	p := parser{strict: strict}
 	p.checkPlain(root)
 	if len(p.errs) > 0 {
 		return nil, p.sorted()
@@ -35,7 +45,8 @@ func Parse(src []byte) (*Policy, error) {
 	if len(p.errs) > 0 {
 		return nil, p.sorted()
 	}
-	pol.warnings = slipPastWarnings(pol)
+	pol.warnings = append(p.serviceRoles, slipPastWarnings(pol)...)
+	slices.SortStableFunc(pol.warnings, func(a, b Warning) int { return cmp.Compare(a.Line, b.Line) })
 	return pol, nil
 }
 

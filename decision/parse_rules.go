@@ -236,6 +236,9 @@ func (p *parser) approval(n *yaml.Node, field string) approvalSpec {
 					p.errorf(item, index(f, i), "%s", msg)
 				case contains(roles, s):
 					p.errorf(item, index(f, i), "duplicate role %q", s)
+				case IsServiceRole(s):
+					p.serviceRole(item, index(f, i), s)
+					roles = append(roles, s)
 				default:
 					roles = append(roles, s)
 				}
@@ -285,4 +288,16 @@ func parseTTL(s string) (time.Duration, string) {
 		return 0, bad
 	}
 	return d, ""
+}
+
+// serviceRole reports a service role named as an approver role: an error in a new
+// policy, a warning in a stored one (whose approvals under it the lifecycle refuses).
+func (p *parser) serviceRole(n *yaml.Node, field, role string) {
+	const why = "is a service role, and service roles may not approve (one principal could then approve and publish)"
+	if p.strict {
+		p.errorf(n, field, "%q %s", role, why)
+		return
+	}
+	p.serviceRoles = append(p.serviceRoles, Warning{Line: n.Line,
+		Msg: fmt.Sprintf("%s: %q %s; approvals under it are refused", field, role, why)})
 }

@@ -307,3 +307,36 @@ rules:
 		t.Errorf("values = %v, want %v", got, want)
 	}
 }
+
+// A new policy may not let a service role approve; a stored one that does keeps loading,
+// with a warning, so old snapshots stay readable and auditable.
+func TestServiceRolesMayNotApprove(t *testing.T) {
+	t.Parallel()
+	for _, role := range ServiceRoles() {
+		for _, where := range []struct{ src, field string }{
+			{"version: v1\nrules:\n  - id: a\n    decision: require_human\n    approval: {roles: [admin, " + role + "]}\n", "rules[0].approval.roles[1]"},
+			{"version: v1\napproval_defaults: {roles: [" + role + "]}\n", "approval_defaults.roles[0]"},
+		} {
+			_, err := ParseNew([]byte(where.src))
+			var pe *PolicyError
+			if !errors.As(err, &pe) || pe.Field != where.field || !strings.Contains(pe.Msg, "service role") {
+				t.Errorf("ParseNew with approver role %q: %v, want an error at %s", role, err, where.field)
+			}
+			pol, err := Parse([]byte(where.src))
+			if err != nil {
+				t.Fatalf("Parse (stored snapshot) with approver role %q: %v", role, err)
+			}
+			warned := false
+			for _, w := range pol.Warnings() {
+				warned = warned || strings.Contains(w.Msg, where.field) && strings.Contains(w.Msg, role)
+			}
+			eng, err := Compile(pol)
+			if err != nil || !warned || len(eng.Warnings()) != len(pol.Warnings()) {
+				t.Errorf("Parse with approver role %q: warnings %v, engine %v", role, pol.Warnings(), err)
+			}
+		}
+	}
+	if _, err := ParseNew([]byte("version: v1\napproval_defaults: {roles: [admin, Dispatch-team]}\n")); err != nil {
+		t.Errorf("ordinary roles refused: %v", err)
+	}
+}

@@ -17,6 +17,10 @@ import (
 // with its line and field path, so one run reports them all.
 type parser struct {
 	errs []error
+	// strict refuses service roles as approver roles (a new policy); otherwise (a stored
+	// snapshot) each is a warning in serviceRoles and its approvals are refused later.
+	strict       bool
+	serviceRoles []Warning
 }
 
 func (p *parser) errorf(n *yaml.Node, field, format string, args ...any) {

@@ -39,7 +39,11 @@ func (w *workload) first(ctx context.Context, rng *rand.Rand, j *wjob) {
 		first, second := approvers(rng)
 		w.approve(ctx, rng, j, first, j.hash)
 		if maybe(rng, j, 30) {
-			w.approve(ctx, rng, j, second, j.hash) // already_approved
+			w.approve(ctx, rng, j, first, j.hash) // the approver's own repeat: already_approved
+		}
+		if maybe(rng, j, 20) {
+			// Another approver's Approve of an approved job is no repeat of theirs.
+			w.refused(ctx, rng, j, second, j.hash, codes.FailedPrecondition, "ALREADY_APPROVED")
 		}
 		if w.publish(ctx, rng, j, j.hash) {
 			if maybe(rng, j, 20) {

@@ -178,7 +178,12 @@ func runReferenceScenario(t *testing.T, a *agate) {
 		wantErr(t, err, codes.Unauthenticated, "UNAUTHENTICATED")
 		_, err = dec.Decide(as(ctx, "not-a-token"), &agatev1.DecideRequest{Job: payment(t, "pay-4", "agent-7", 1)})
 		wantErr(t, err, codes.Unauthenticated, "UNAUTHENTICATED")
+		// A caller without standing on a job gets the answer a missing job gets.
+		_, err = dec.Publish(as(ctx, tokDecide), &agatev1.PublishRequest{JobId: "pay-1", JobHash: "sha256:" + strings.Repeat("0", 64)})
+		wantErr(t, err, codes.NotFound, "NOT_FOUND")
 		_, err = dec.Publish(as(ctx, tokDecide), &agatev1.PublishRequest{JobId: "pay-1", JobHash: "sha256:00"})
+		wantErr(t, err, codes.InvalidArgument, "INVALID_FIELD")
+		_, err = dec.ListReplayable(as(ctx, tokDecide), &agatev1.ListReplayableRequest{})
 		wantErr(t, err, codes.PermissionDenied, "ROLE_NOT_ALLOWED")
 		_, err = dec.GetJob(as(ctx, tokAudit), &agatev1.GetJobRequest{JobId: "pay-4"})
 		wantErr(t, err, codes.NotFound, "NOT_FOUND")

@@ -37,11 +37,27 @@ var Kinds = []Kind{KindDecision, KindApproval, KindRejection, KindPublish, KindR
 // job_id alphabet, so no job can share it.
 const PolicyChain = "@policy"
 
+// PrincipalChainPrefix starts the chain id of a principal's refused calls on jobs it has
+// no standing on: PrincipalChain(canonical id). Such an attempt is evidence, but written
+// on the job's chain it would let anyone grow that chain, and its existence would show
+// in the answer; on the caller's own chain it does neither. "@" keeps these ids, like
+// PolicyChain, out of the job_id alphabet.
+const PrincipalChainPrefix = "@principal:"
+
+// PrincipalChain returns the chain id of the principal whose canonical id is key.
+func PrincipalChain(key string) string { return PrincipalChainPrefix + key }
+
+// IsPrincipalChain reports whether id is a principal's chain.
+func IsPrincipalChain(id string) bool { return strings.HasPrefix(id, PrincipalChainPrefix) }
+
+// IsJobChain reports whether id is a job's chain, not the policy chain or a principal's.
+func IsJobChain(id string) bool { return !strings.HasPrefix(id, "@") }
+
 // Event is one append-only evidence record. Times are microseconds since the Unix epoch.
 // Which fields must be set depends on Kind (see Required); Validate enforces it.
 type Event struct {
 	EventID          string   // ULID, unique
-	JobID            string   // the job, or PolicyChain for policy_activation
+	JobID            string   // the job; PolicyChain for policy_activation; a PrincipalChain for a refusal without standing
 	Seq              int64    // position in the job's chain, from 1
 	TraceID          string   // request trace id
 	Kind             Kind     //

@@ -38,9 +38,23 @@ func Required(k Kind) []string {
 	return concat(common, r...)
 }
 
+// principalRefusal are the fields a refusal on a principal's chain must carry beyond
+// common: it records an attempt on a job the caller had no standing on (or that does not
+// exist), so it has no job fields; its reason names the call and the job id.
+var principalRefusal = []string{"conflict", "reason"}
+
+// RequiredFor returns the fields e must carry: Required(e.Kind), except for a refusal on
+// a principal's chain (see PrincipalChainPrefix).
+func RequiredFor(e *Event) []string {
+	if e.Kind == KindRefusal && IsPrincipalChain(e.JobID) {
+		return concat(common, principalRefusal...)
+	}
+	return Required(e.Kind)
+}
+
 // Validate reports the required fields e lacks as a *MissingFieldsError, or nil.
 func Validate(e *Event) error {
-	req := Required(e.Kind)
+	req := RequiredFor(e)
 	if req == nil {
 		return &MissingFieldsError{Kind: e.Kind, Fields: []string{"kind"}}
 	}

@@ -23,60 +23,50 @@ type ApproveResult struct {
 }
 
 // Approve records p's approval of a pending job, under the first of the rule's roles p
-// holds; the job becomes approved once Quorum distinct approvers agreed. It checks, in
-// order: content hash, state (repeats are AlreadyApproved and recorded), ttl, snapshot
-// drift, role, separation of duties.
+// may approve under; the job becomes approved once Quorum distinct approvers agreed. It
+// reads authorize (onJob) → content hash → who (separation of duties, role) → state
+// (the caller's own repeat is AlreadyApproved and recorded) → ttl → snapshot drift →
+// write.
 func (s *Service) Approve(ctx context.Context, p Principal, r ApproveRequest) (ApproveResult, error) {
 	if err := firstErr(checkPrincipal(p), checkJobID("job_id", r.JobID), checkHash(r.JobHash),
 		checkReason("reason", r.Reason, false)); err != nil {
 		return ApproveResult{}, err
 	}
 	var out ApproveResult
-	var post error
-	err := s.write(ctx, p, r.JobID, func(ctx context.Context, tx store.Tx, now int64) (err error) {
-		out, post = ApproveResult{}, nil
-		j, err := lockJob(ctx, tx, r.JobID)
+	c := call{name: "Approve", jobID: r.JobID, presented: r.JobHash}
+	err := s.onJob(ctx, p, c, mayDecideOn, func(ctx context.Context, tx store.Tx, j *store.Job, now int64) error {
+		out = ApproveResult{Job: *j}
+		defer func() { out.Job = *j }() // the checks below may change the job's status
+		if err := checkContent(ctx, tx, j, p, now, r.JobHash, c.name); err != nil {
+			return err
+		}
+		role, err := checkApprover(ctx, tx, j, p, now, true)
 		if err != nil {
-			return err
-		}
-		out.Job = j
-		if post, err = checkContent(ctx, tx, &j, p, now, r.JobHash, "Approve"); post != nil || err != nil {
-			return err
-		}
-		switch {
-		case approvedStatus(&j):
-			return repeatApproval(ctx, tx, &j, p, now, r.Reason, &out)
-		case j.Status == store.StatusRejected:
-			post, err = refuse(ctx, tx, &j, p, now, failed(ReasonAlreadyRejected, "the job was rejected"))
-			return err
-		case j.Status != store.StatusPendingApproval:
-			post = notPending(j.Status)
-			return nil
-		}
-		defer func() { out.Job = j }() // the checks below may change the job's status
-		if post, err = checkExpiry(ctx, tx, &j, p, now); post != nil || err != nil {
-			return err
-		}
-		if post, err = checkDrift(ctx, tx, &j, p, now); post != nil || err != nil {
-			return err
-		}
-		var role string
-		if role, post, err = checkRole(ctx, tx, &j, p, now); post != nil || err != nil {
-			return err
-		}
-		if p.ID == j.Actor || p.ID == j.SubmittedBy {
-			post, err = refuse(ctx, tx, &j, p, now, denied(ReasonSelfApproval,
-				"the approver must differ from the job's actor and submitter"))
 			return err
 		}
 		approvals, err := tx.ListApprovals(ctx, j.ID, j.Revision)
 		if err != nil {
 			return err
 		}
-		if mine, ok := findApproval(approvals, p.ID); ok {
-			// Checked before inserting: a failed insert would abort a PostgreSQL transaction.
-			out.Approvals, out.Approval = approvals, mine
-			return repeatApproval(ctx, tx, &j, p, now, r.Reason, &out)
+		mine, approvedBefore := findApproval(approvals, p)
+		out.Approvals, out.Approval = approvals, mine
+		switch {
+		case approvedBefore:
+			// Only the caller's own repeat is already_approved: another approver's
+			// call on a job whose quorum is met is no approval of theirs.
+			return repeatApproval(ctx, tx, j, p, now, r.Reason, &out)
+		case approvedStatus(j):
+			return refuse(ctx, tx, j, p, now, failed(ReasonAlreadyApproved, "the job's approval quorum is already met"))
+		case j.Status == store.StatusRejected:
+			return refuse(ctx, tx, j, p, now, failed(ReasonAlreadyRejected, "the job was rejected"))
+		case j.Status != store.StatusPendingApproval:
+			return notPending(j.Status)
+		}
+		if err := checkExpiry(ctx, tx, j, p, now); err != nil {
+			return err
+		}
+		if err := checkDrift(ctx, tx, j, p, now); err != nil {
+			return err
 		}
 		a := store.Approval{JobID: j.ID, Revision: j.Revision, Approver: p.ID, Role: role, At: now, Reason: r.Reason}
 		if err := tx.InsertApproval(ctx, a); err != nil {
@@ -88,43 +78,35 @@ func (s *Service) Approve(ctx context.Context, p Principal, r ApproveRequest) (A
 			j.ApprovedBy, j.ApprovedRole, j.ApprovedAt = p.ID, role, now
 		}
 		j.UpdatedAt = now
-		if err := tx.UpdateJob(ctx, j); err != nil {
+		if err := tx.UpdateJob(ctx, *j); err != nil {
 			return err
 		}
 		out.Approvals, out.Approval = approvals, a
-		e := jobEvent(evidence.KindApproval, &j, p, now)
+		e := jobEvent(evidence.KindApproval, j, p, now)
 		e.ApprovedBy, e.ApprovedRole, e.ApprovedAt, e.Reason = p.ID, role, now, r.Reason
 		return appendEvent(ctx, tx, &e)
 	})
 	if err != nil {
 		return ApproveResult{}, err
 	}
-	return out, post
+	return out, nil
 }
 
-// repeatApproval answers an Approve of a job already approved (by this caller, or by a
-// completed quorum) and records the repeat, which the evidence counts.
+// repeatApproval answers an Approve by a caller who approved the job's current revision
+// before, and records the repeat, which the evidence counts as already_approved.
 func repeatApproval(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64, reason string, out *ApproveResult) error {
-	if out.Approvals == nil {
-		approvals, err := tx.ListApprovals(ctx, j.ID, j.Revision)
-		if err != nil {
-			return err
-		}
-		out.Approvals = approvals
-		out.Approval, _ = findApproval(approvals, p.ID)
-	}
-	out.Job, out.AlreadyApproved = *j, true
+	out.AlreadyApproved = true
 	e := jobEvent(evidence.KindApproval, j, p, now)
 	e.Repeat, e.Reason = true, reason
-	if a := out.Approval; a.Approver != "" {
-		e.ApprovedBy, e.ApprovedRole, e.ApprovedAt = a.Approver, a.Role, a.At
-	}
+	a := out.Approval
+	e.ApprovedBy, e.ApprovedRole, e.ApprovedAt = a.Approver, a.Role, a.At
 	return appendEvent(ctx, tx, &e)
 }
 
-func findApproval(as []store.Approval, approver string) (store.Approval, bool) {
+// findApproval returns p's approval among as, comparing canonical identities.
+func findApproval(as []store.Approval, p Principal) (store.Approval, bool) {
 	for _, a := range as {
-		if a.Approver == approver {
+		if sameIdentity(p, a.Approver) {
 			return a, true
 		}
 	}
@@ -148,60 +130,54 @@ type RejectResult struct {
 }
 
 // Reject vetoes a pending job: one Reject suffices, whatever approvals it has so far.
-// Content, ttl, drift and role are checked as for Approve; separation of duties is not
-// (a veto is always safe). Reject after a completed approval is ALREADY_APPROVED: Cancel
-// withdraws an approved job.
+// It reads authorize → content hash → role (separation of duties is not checked: a veto
+// is always safe) → state → ttl → drift → write. Reject after a completed approval is
+// ALREADY_APPROVED: Cancel withdraws an approved job.
 func (s *Service) Reject(ctx context.Context, p Principal, r RejectRequest) (RejectResult, error) {
 	if err := firstErr(checkPrincipal(p), checkJobID("job_id", r.JobID), checkHash(r.JobHash),
 		checkReason("reason", r.Reason, true)); err != nil {
 		return RejectResult{}, err
 	}
 	var out RejectResult
-	var post error
-	err := s.write(ctx, p, r.JobID, func(ctx context.Context, tx store.Tx, now int64) (err error) {
-		out, post = RejectResult{}, nil
-		j, err := lockJob(ctx, tx, r.JobID)
-		if err != nil {
+	c := call{name: "Reject", jobID: r.JobID, presented: r.JobHash}
+	err := s.onJob(ctx, p, c, mayDecideOn, func(ctx context.Context, tx store.Tx, j *store.Job, now int64) error {
+		out = RejectResult{}
+		defer func() { out.Job = *j }()
+		if err := checkContent(ctx, tx, j, p, now, r.JobHash, c.name); err != nil {
 			return err
 		}
-		defer func() { out.Job = j }()
-		if post, err = checkContent(ctx, tx, &j, p, now, r.JobHash, "Reject"); post != nil || err != nil {
+		role, err := checkApprover(ctx, tx, j, p, now, false)
+		if err != nil {
 			return err
 		}
 		switch {
 		case j.Status == store.StatusRejected:
-			return repeatRejection(ctx, tx, &j, p, now, r.Reason, &out)
-		case approvedStatus(&j):
-			post, err = refuse(ctx, tx, &j, p, now, failed(ReasonAlreadyApproved,
+			return repeatRejection(ctx, tx, j, p, now, r.Reason, &out)
+		case approvedStatus(j):
+			return refuse(ctx, tx, j, p, now, failed(ReasonAlreadyApproved,
 				"the job is already approved; Cancel withdraws it before Publish"))
-			return err
 		case j.Status != store.StatusPendingApproval:
-			post = notPending(j.Status)
-			return nil
+			return notPending(j.Status)
 		}
-		if post, err = checkExpiry(ctx, tx, &j, p, now); post != nil || err != nil {
+		if err := checkExpiry(ctx, tx, j, p, now); err != nil {
 			return err
 		}
-		if post, err = checkDrift(ctx, tx, &j, p, now); post != nil || err != nil {
-			return err
-		}
-		var role string
-		if role, post, err = checkRole(ctx, tx, &j, p, now); post != nil || err != nil {
+		if err := checkDrift(ctx, tx, j, p, now); err != nil {
 			return err
 		}
 		j.Status, j.UpdatedAt = store.StatusRejected, now
-		if err := tx.UpdateJob(ctx, j); err != nil {
+		if err := tx.UpdateJob(ctx, *j); err != nil {
 			return err
 		}
 		out.RejectedBy, out.RejectedRole, out.RejectedAt = p.ID, role, now
-		e := jobEvent(evidence.KindRejection, &j, p, now)
+		e := jobEvent(evidence.KindRejection, j, p, now)
 		e.Reason = r.Reason
 		return appendEvent(ctx, tx, &e)
 	})
 	if err != nil {
 		return RejectResult{}, err
 	}
-	return out, post
+	return out, nil
 }
 
 // repeatRejection answers a Reject of a rejected job with the first rejection, and

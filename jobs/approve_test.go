@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/store"
 	"github.com/agate-pdp/agate/store/storetest"
@@ -43,19 +44,38 @@ func TestApprove(t *testing.T) {
 				t.Fatalf("approval event %+v", ev)
 			}
 
-			// Repeats, by the approver and by anyone else, change nothing and are counted.
+			// The approver's own repeat changes nothing and is counted as already_approved;
+			// another eligible approver's call is no approval of theirs: ALREADY_APPROVED,
+			// a refusal on the job's chain, not a repeat.
 			again, err := approve(e, alice, j)
 			wantNoErr(t, err)
-			other, err := approve(e, bob, j)
+			if !again.AlreadyApproved || again.Approval.Approver != alice.ID || !sameJob(again.Job, got) || len(again.Approvals) != 1 {
+				t.Fatalf("repeat: %+v", again)
+			}
+			_, err = approve(e, bob, j)
+			wantErr(t, err, jobs.CodeFailedPrecondition, jobs.ReasonAlreadyApproved)
+			evs := e.wantKinds(t, j.ID, "decision,approval,approval+,refusal:ALREADY_APPROVED")
+			if evs[2].Principal != alice.ID || evs[2].ApprovedBy != alice.ID || evs[3].Principal != bob.ID {
+				t.Fatalf("repeat events %+v", evs[2:])
+			}
+			if stored := e.job(t, j.ID); !sameJob(stored, got) {
+				t.Fatalf("stored %+v", stored)
+			}
+		})
+
+		t.Run("one person, two spellings", func(t *testing.T) {
+			// The quorum counts people: alice under another spelling is alice again.
+			e := newEnv(t, st, testPolicy)
+			j := e.decide(t, transfer)
+			_, err := approve(e, alice, j)
 			wantNoErr(t, err)
-			if !again.AlreadyApproved || !other.AlreadyApproved || again.Approval.Approver != alice.ID ||
-				other.Approval.Approver != "" || !sameJob(other.Job, got) || len(other.Approvals) != 1 {
-				t.Fatalf("repeats: %+v / %+v", again, other)
+			shouting := jobs.Principal{ID: "ALICE@EXAMPLE.COM", Roles: []string{"finance-approver"}}
+			again, err := approve(e, shouting, j)
+			wantNoErr(t, err)
+			if !again.AlreadyApproved || again.Job.Status != store.StatusPendingApproval || len(again.Approvals) != 1 {
+				t.Fatalf("second spelling: %+v", again)
 			}
-			evs := e.wantKinds(t, j.ID, "decision,approval,approval+,approval+")
-			if evs[3].Principal != bob.ID || evs[3].ApprovedBy != alice.ID {
-				t.Fatalf("repeat event %+v", evs[3])
-			}
+			e.wantKinds(t, j.ID, "decision,approval,approval+")
 		})
 
 		t.Run("quorum of two distinct approvers", func(t *testing.T) {
@@ -78,7 +98,7 @@ func TestApprove(t *testing.T) {
 				second.Job.ApprovedRole != "finance-approver" || len(second.Approvals) != 2 {
 				t.Fatalf("second: %+v", second)
 			}
-			v, err := e.svc.GetJob(ctx, j.ID)
+			v, err := e.svc.GetJob(ctx, auditor, j.ID)
 			wantNoErr(t, err)
 			if len(v.Approvals) != 2 || v.Approvals[0].Approver != alice.ID || v.Approvals[1].Approver != carol.ID {
 				t.Fatalf("approvals %+v", v.Approvals)
@@ -99,9 +119,11 @@ func TestApprove(t *testing.T) {
 				code   jobs.Code
 				reason string
 			}{
-				{"no role", mallory, jobs.CodePermissionDenied, jobs.ReasonRoleNotAllowed},
 				{"the actor", self, jobs.CodePermissionDenied, jobs.ReasonSelfApproval},
+				{"the actor, shouting", jobs.Principal{ID: "AGENT-7", Roles: []string{"finance-approver"}}, jobs.CodePermissionDenied, jobs.ReasonSelfApproval},
 				{"the submitter", submitter, jobs.CodePermissionDenied, jobs.ReasonSelfApproval},
+				{"the submitter as a service", decider, jobs.CodePermissionDenied, jobs.ReasonSelfApproval},
+				{"the actor without an approver role", jobs.Principal{ID: actor, Roles: []string{"audit"}}, jobs.CodePermissionDenied, jobs.ReasonSelfApproval},
 			} {
 				j := e.decide(t, payment)
 				_, err := approve(e, c.p, j)
@@ -112,6 +134,65 @@ func TestApprove(t *testing.T) {
 				ev := e.wantKinds(t, j.ID, "decision,refusal:"+c.reason)[1]
 				if ev.Principal != c.p.ID || ev.Status != "pending_approval" || ev.Reason == "" {
 					t.Fatalf("%s: refusal event %+v", c.name, ev)
+				}
+			}
+		})
+
+		t.Run("callers without standing learn nothing and change nothing", func(t *testing.T) {
+			e := newEnv(t, st, testPolicy)
+			serviceApprover := jobs.Principal{ID: "svc-approver", Roles: []string{"finance-approver", "dispatch"}}
+			for _, c := range []struct {
+				name string
+				p    jobs.Principal
+			}{
+				{"another service", mallory},
+				{"the dispatcher", dispatcher},
+				{"an approver holding a service role", serviceApprover},
+				{"an approver of another topic", jobs.Principal{ID: "tess@example.com", Roles: []string{"treasurer"}}},
+				{"a principal without roles", jobs.Principal{ID: "nobody@example.com"}},
+				{"the actor without roles", jobs.Principal{ID: actor}},
+				{"an operator", operator},
+			} {
+				for _, state := range []string{"pending", "approved", "expired"} {
+					var j store.Job
+					switch state {
+					case "pending":
+						j = e.decide(t, payment)
+					case "approved":
+						j = e.approved(t)
+					case "expired":
+						j = e.decide(t, payment)
+						e.clock.Advance(25 * time.Hour) // past its ttl, but nobody with standing looked
+					}
+					before := e.events(t, j.ID)
+					mine := len(e.events(t, principalChain(c.p)))
+					for _, hash := range []string{j.Hash, "sha256:" + strings.Repeat("0", 64)} {
+						_, err := e.svc.Approve(ctx, c.p, jobs.ApproveRequest{JobID: j.ID, JobHash: hash})
+						missing := wantErr(t, err, jobs.CodeNotFound, jobs.ReasonNotFound)
+						_, err = e.svc.Approve(ctx, c.p, jobs.ApproveRequest{JobID: "no-such-job", JobHash: hash})
+						absent := wantErr(t, err, jobs.CodeNotFound, jobs.ReasonNotFound)
+						if missing.Msg != strings.ReplaceAll(absent.Msg, "no-such-job", j.ID) || len(missing.Meta) != 0 {
+							t.Fatalf("%s, %s: %q / %q %v: the answers differ", c.name, state, missing.Msg, absent.Msg, missing.Meta)
+						}
+						_, err = e.svc.Reject(ctx, c.p, jobs.RejectRequest{JobID: j.ID, JobHash: hash, Reason: "no"})
+						wantErr(t, err, jobs.CodeNotFound, jobs.ReasonNotFound)
+					}
+					if got := e.job(t, j.ID); !sameJob(got, j) {
+						t.Fatalf("%s, %s: job changed: %+v", c.name, state, got)
+					}
+					if after := e.events(t, j.ID); len(after) != len(before) {
+						t.Fatalf("%s, %s: the job's chain grew: %s", c.name, state, kinds(after))
+					}
+					evs := e.events(t, principalChain(c.p))
+					if len(evs) != mine+6 {
+						t.Fatalf("%s, %s: %d events on the caller's chain, want %d", c.name, state, len(evs), mine+6)
+					}
+					for _, ev := range evs[mine:] {
+						if ev.Kind != evidence.KindRefusal || ev.Conflict != jobs.ReasonNoStanding || ev.Principal != c.p.ID ||
+							!strings.Contains(ev.Reason, "of job ") {
+							t.Fatalf("%s: caller's chain event %+v", c.name, ev)
+						}
+					}
 				}
 			}
 		})
@@ -145,17 +226,24 @@ func TestApprove(t *testing.T) {
 
 		t.Run("not pending", func(t *testing.T) {
 			e := newEnv(t, st, testPolicy)
+			// An approver has no standing on a job that needs no approval.
 			for _, s := range []jobSpec{report, export} {
 				j := e.decide(t, s)
 				_, err := approve(e, alice, j)
-				if ee := wantErr(t, err, jobs.CodeFailedPrecondition, jobs.ReasonNotPending); ee.Meta["status"] != string(j.Status) {
-					t.Fatalf("meta %v", ee.Meta)
-				}
+				wantErr(t, err, jobs.CodeNotFound, jobs.ReasonNotFound)
 				e.wantKinds(t, j.ID, "decision")
 			}
 			pub := e.publishedJob(t, report)
 			_, err := approve(e, alice, pub)
-			wantErr(t, err, jobs.CodeFailedPrecondition, jobs.ReasonNotPending)
+			wantErr(t, err, jobs.CodeNotFound, jobs.ReasonNotFound)
+			cancelled := e.decide(t, payment)
+			_, err = e.svc.Cancel(ctx, decider, jobs.CancelRequest{JobID: cancelled.ID, Reason: "withdrawn"})
+			wantNoErr(t, err)
+			_, err = approve(e, alice, cancelled)
+			if ee := wantErr(t, err, jobs.CodeFailedPrecondition, jobs.ReasonNotPending); ee.Meta["status"] != "cancelled" {
+				t.Fatalf("meta %v", ee.Meta)
+			}
+			e.wantKinds(t, cancelled.ID, "decision,cancel")
 		})
 
 		t.Run("expired", func(t *testing.T) {
@@ -178,15 +266,22 @@ func TestApprove(t *testing.T) {
 		t.Run("bad input", func(t *testing.T) {
 			e := newEnv(t, st, testPolicy)
 			j := e.decide(t, payment)
+			alice := jobs.Principal{ID: "input-checker@example.com", Roles: alice.Roles}
 			_, err := e.svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: j.ID})
 			wantField(t, err, "job_hash")
 			_, err = e.svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: j.ID, JobHash: j.Hash, Reason: strings.Repeat("r", 513)})
 			wantField(t, err, "reason")
 			_, err = e.svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: "", JobHash: j.Hash})
 			wantField(t, err, "job_id")
+			for _, bad := range []string{"abc", "sha256:00", "sha256:" + strings.Repeat("A", 64), "SHA256:" + strings.Repeat("0", 64),
+				"sha256:" + strings.Repeat("0", 65), strings.Repeat("0", 64), "sha256:" + strings.Repeat("g", 64)} {
+				_, err = e.svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: j.ID, JobHash: bad})
+				wantField(t, err, "job_hash")
+			}
 			_, err = e.svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: "missing", JobHash: j.Hash})
 			wantErr(t, err, jobs.CodeNotFound, jobs.ReasonNotFound)
 			e.wantKinds(t, j.ID, "decision")
+			e.wantKinds(t, principalChain(alice), "refusal:NO_STANDING") // the missing job only: bad input writes nothing
 		})
 	})
 }
@@ -246,17 +341,21 @@ func TestReject(t *testing.T) {
 		t.Run("refusals and failures", func(t *testing.T) {
 			e := newEnv(t, st, testPolicy)
 			j := e.decide(t, payment)
-			_, err := reject(e, mallory, j)
-			wantErr(t, err, jobs.CodePermissionDenied, jobs.ReasonRoleNotAllowed)
-			_, err = e.svc.Reject(ctx, bob, jobs.RejectRequest{JobID: j.ID, JobHash: "sha256:00", Reason: "x"})
+			outsider := jobs.Principal{ID: "svc-reject-outsider", Roles: []string{"decide"}}
+			_, err := reject(e, outsider, j)
+			wantErr(t, err, jobs.CodeNotFound, jobs.ReasonNotFound) // no standing: on the outsider's chain
+			_, err = reject(e, jobs.Principal{ID: actor, Roles: []string{"audit"}}, j)
+			wantErr(t, err, jobs.CodePermissionDenied, jobs.ReasonRoleNotAllowed) // standing, no role
+			_, err = e.svc.Reject(ctx, bob, jobs.RejectRequest{JobID: j.ID, JobHash: "sha256:" + strings.Repeat("0", 64), Reason: "x"})
 			wantErr(t, err, jobs.CodeAborted, jobs.ReasonJobHashMismatch)
 			_, err = e.svc.Reject(ctx, bob, jobs.RejectRequest{JobID: j.ID, JobHash: j.Hash})
 			wantField(t, err, "reason")
 			e.wantKinds(t, j.ID, "decision,refusal:ROLE_NOT_ALLOWED,conflict:JOB_HASH_MISMATCH")
+			e.wantKinds(t, principalChain(outsider), "refusal:NO_STANDING")
 
-			allowed := e.decide(t, report)
+			allowed := e.decide(t, report) // needs no approver: an approver has no standing on it
 			_, err = reject(e, bob, allowed)
-			wantErr(t, err, jobs.CodeFailedPrecondition, jobs.ReasonNotPending)
+			wantErr(t, err, jobs.CodeNotFound, jobs.ReasonNotFound)
 
 			e.clock.Advance(25 * time.Hour)
 			_, err = reject(e, bob, j)

@@ -22,25 +22,15 @@ type CancelResult struct {
 }
 
 // Cancel withdraws a pending or approved-but-unpublished job. Only the job's submitter
-// or an admin may; a refused attempt is recorded.
+// or an operator has standing (RoleOperator); it reads authorize → state → write.
 func (s *Service) Cancel(ctx context.Context, p Principal, r CancelRequest) (CancelResult, error) {
 	if err := firstErr(checkPrincipal(p), checkJobID("job_id", r.JobID), checkReason("reason", r.Reason, true)); err != nil {
 		return CancelResult{}, err
 	}
 	var out CancelResult
-	var post error
-	err := s.write(ctx, p, r.JobID, func(ctx context.Context, tx store.Tx, now int64) (err error) {
-		out, post = CancelResult{}, nil
-		j, err := lockJob(ctx, tx, r.JobID)
-		if err != nil {
-			return err
-		}
-		out.Job = j
-		if p.ID != j.SubmittedBy && !p.HasRole(RoleAdmin) {
-			post, err = refuse(ctx, tx, &j, p, now, denied(ReasonRoleNotAllowed,
-				"only the job's submitter or an admin may cancel it"))
-			return err
-		}
+	c := call{name: "Cancel", jobID: r.JobID}
+	err := s.onJob(ctx, p, c, mayCancel, func(ctx context.Context, tx store.Tx, j *store.Job, now int64) (err error) {
+		out = CancelResult{Job: *j}
 		switch j.Status {
 		case store.StatusPendingApproval, store.StatusApproved:
 		case store.StatusCancelled:
@@ -48,22 +38,21 @@ func (s *Service) Cancel(ctx context.Context, p Principal, r CancelRequest) (Can
 			out.CancelledBy, out.CancelledAt, err = firstCancel(ctx, tx, j.ID)
 			return err
 		default:
-			post = notPending(j.Status)
-			return nil
+			return notPending(j.Status)
 		}
 		j.Status, j.UpdatedAt = store.StatusCancelled, now
-		if err := tx.UpdateJob(ctx, j); err != nil {
+		if err := tx.UpdateJob(ctx, *j); err != nil {
 			return err
 		}
-		out.Job, out.CancelledBy, out.CancelledAt = j, p.ID, now
-		e := jobEvent(evidence.KindCancel, &j, p, now)
+		out.Job, out.CancelledBy, out.CancelledAt = *j, p.ID, now
+		e := jobEvent(evidence.KindCancel, j, p, now)
 		e.Reason = r.Reason
 		return appendEvent(ctx, tx, &e)
 	})
 	if err != nil {
 		return CancelResult{}, err
 	}
-	return out, post
+	return out, nil
 }
 
 func firstCancel(ctx context.Context, tx store.Tx, jobID string) (string, int64, error) {

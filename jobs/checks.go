@@ -7,41 +7,58 @@ import (
 	"strconv"
 
 	"github.com/agate-pdp/agate/evidence"
+	"github.com/agate-pdp/agate/identity"
 	"github.com/agate-pdp/agate/snapshots"
 	"github.com/agate-pdp/agate/store"
 )
 
-// The checks the transitions share. Each that refuses a change and must leave evidence
-// writes it and returns the caller's error as post: the transaction commits the
-// evidence, then the call fails.
+// The checks the transitions share. A check that refuses a call returns an error:
+// a plain *Error when it wrote nothing, or refuseAfterCommit when what it wrote — the
+// refusal's evidence, an expiry, a move to conflict — must outlast the refusal.
 
-// lockJob returns the job with its row locked, or NotFound.
-func lockJob(ctx context.Context, tx store.Tx, id string) (store.Job, error) {
-	j, err := tx.GetJob(ctx, id, true)
-	if errors.Is(err, store.ErrNotFound) {
-		return j, notFound("job", id)
+// refusedAfterCommit is the verdict "commit this transaction, then refuse the call with
+// answer": returned from a transaction's body, write commits and answers the caller with
+// answer. It is how a refusal's evidence survives the refusal.
+type refusedAfterCommit struct{ answer *Error }
+
+func (r *refusedAfterCommit) Error() string { return r.answer.Msg }
+
+// refuseAfterCommit returns the verdict that commits the transaction, then refuses with e.
+func refuseAfterCommit(e *Error) error { return &refusedAfterCommit{answer: e} }
+
+// asRefusal returns the answer of a refusedAfterCommit verdict.
+func asRefusal(err error) (*Error, bool) {
+	var r *refusedAfterCommit
+	if errors.As(err, &r) {
+		return r.answer, true
 	}
-	return j, err
+	return nil, false
 }
 
 // checkContent refuses a presented hash that differs from the stored job's: a conflict
 // event, and the job is left as it is.
-func checkContent(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64, presented, call string) (post, err error) {
+func checkContent(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64, presented, call string) error {
 	if j.Hash == presented {
-		return nil, nil
+		return nil
 	}
 	e := conflictEvent(j, p, now, ReasonJobHashMismatch, call+" with a job_hash that differs from the stored job's")
 	e.PresentedHash = presented
-	return hashMismatch(j.Hash, presented), appendEvent(ctx, tx, &e)
+	if err := appendEvent(ctx, tx, &e); err != nil {
+		return err
+	}
+	return refuseAfterCommit(hashMismatch(j.Hash, presented))
 }
 
 // checkExpiry moves a job past its deadline to expired, with its evidence.
-func checkExpiry(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) (post, err error) {
+func checkExpiry(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) error {
 	if now < j.ExpiresAt {
-		return nil, nil
+		return nil
 	}
-	return failed(ReasonApprovalExpired, "the approval ttl passed; the job is expired",
-		"expires_at", strconv.FormatInt(j.ExpiresAt, 10)), expire(ctx, tx, j, p, now)
+	if err := expire(ctx, tx, j, p, now); err != nil {
+		return err
+	}
+	return refuseAfterCommit(failed(ReasonApprovalExpired, "the approval ttl passed; the job is expired",
+		"expires_at", strconv.FormatInt(j.ExpiresAt, 10)))
 }
 
 func expire(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) error {
@@ -66,13 +83,17 @@ func activeSnapshot(ctx context.Context, tx store.Tx) (string, error) {
 
 // checkDrift is the strict snapshot check of approvals: a job decided under a snapshot
 // that is no longer active moves to conflict.
-func checkDrift(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) (post, err error) {
+func checkDrift(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) error {
 	active, err := activeSnapshot(ctx, tx)
 	if err != nil || active == j.Snapshot {
-		return nil, err
+		return err
 	}
-	why := fmt.Sprintf("decided under %s, but %s is active; Decide again to re-decide", j.Snapshot, active)
-	return drift(j.Snapshot, active), toConflict(ctx, tx, j, p, now, active, why)
+	decided := j.Snapshot
+	why := fmt.Sprintf("decided under %s, but %s is active; Decide again to re-decide", decided, active)
+	if err := toConflict(ctx, tx, j, p, now, active, why); err != nil {
+		return err
+	}
+	return refuseAfterCommit(drift(decided, active))
 }
 
 // toConflict moves j to conflict because of drift. The event names the active snapshot
@@ -93,30 +114,36 @@ func drift(decided, active string) *Error {
 		"decided_snapshot", decided, "active_snapshot", active)
 }
 
-// approverRole returns the first of the job's approval roles that p holds, or "".
-func approverRole(p Principal, roles []string) string {
-	for _, r := range roles {
-		if p.HasRole(r) {
-			return r
-		}
+// checkApprover refuses a caller with standing on j who may not approve it: one that
+// holds none of the roles it may be approved under (ROLE_NOT_ALLOWED), or, when sod, its
+// actor or submitter (SELF_APPROVAL). It returns the role the caller approves under.
+func checkApprover(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64, sod bool) (string, error) {
+	if sod && selfApproval(p, j) {
+		return "", refuse(ctx, tx, j, p, now, denied(ReasonSelfApproval,
+			"the approver must differ from the job's actor and submitter"))
 	}
-	return ""
+	role := eligibleRole(p, j)
+	if role == "" {
+		return "", refuse(ctx, tx, j, p, now, denied(ReasonRoleNotAllowed,
+			"the caller holds none of the roles that may approve this job"))
+	}
+	return role, nil
 }
 
-// checkRole refuses a caller that holds none of the job's approval roles.
-func checkRole(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) (role string, post, err error) {
-	if role = approverRole(p, j.ApprovalRoles); role != "" {
-		return role, nil, nil
-	}
-	e := refusalEvent(j, p, now, ReasonRoleNotAllowed, "the caller holds none of the roles the rule allows")
-	return "", denied(ReasonRoleNotAllowed, "the caller holds none of the roles that may approve this job"),
-		appendEvent(ctx, tx, &e)
-}
-
-// refuse records a refused attempt and returns err as post.
-func refuse(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64, e *Error) (post, err error) {
+// refuse records a refused attempt of a caller with standing on j, and refuses with e
+// once that evidence has committed.
+func refuse(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64, e *Error) error {
 	ev := refusalEvent(j, p, now, e.Reason, e.Msg)
-	return e, appendEvent(ctx, tx, &ev)
+	if err := appendEvent(ctx, tx, &ev); err != nil {
+		return err
+	}
+	return refuseAfterCommit(e)
+}
+
+// sameIdentity reports whether an approval's approver is p, in canonical form, so that
+// two spellings of one person count once toward a quorum.
+func sameIdentity(p Principal, approver string) bool {
+	return approver == p.ID || identity.Same(approver, p.ID)
 }
 
 // approvedStatus reports whether j went through a completed approval.

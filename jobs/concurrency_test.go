@@ -48,19 +48,27 @@ func TestConcurrentApprove(t *testing.T) {
 		t.Parallel()
 		e := m.realEnv(t, st, testPolicy)
 		j := e.decide(t, payment)
-		const n = 50
-		var busy, transitions, repeats atomic.Int64
+		// Ten approvers, five calls each: one approval completes the quorum, its
+		// approver's other calls are its own repeats (already_approved), and every other
+		// approver's call is ALREADY_APPROVED, recorded as a refusal.
+		const n, people = 50, 10
+		var busy, transitions, repeats, late atomic.Int64
 		errs := make([]error, n)
+		var winner atomic.Int64
+		winner.Store(-1)
 		parallel(n, func(i int) {
-			p := jobs.Principal{ID: fmt.Sprintf("approver-%02d", i), Roles: []string{"finance-approver"}}
+			p := jobs.Principal{ID: fmt.Sprintf("approver-%02d", i%people), Roles: []string{"finance-approver"}}
 			errs[i] = retryBusy(&busy, func() error {
 				res, err := e.svc.Approve(context.Background(), p, jobs.ApproveRequest{JobID: j.ID, JobHash: j.Hash})
-				if err == nil {
-					if res.AlreadyApproved {
-						repeats.Add(1)
-					} else {
-						transitions.Add(1)
-					}
+				switch ee, _ := jobs.AsError(err); {
+				case err == nil && res.AlreadyApproved:
+					repeats.Add(1)
+				case err == nil:
+					transitions.Add(1)
+					winner.Store(int64(i % people))
+				case ee != nil && ee.Reason == jobs.ReasonAlreadyApproved:
+					late.Add(1)
+					return nil
 				}
 				return err
 			})
@@ -70,17 +78,21 @@ func TestConcurrentApprove(t *testing.T) {
 				t.Fatalf("approver %d: %v", i, err)
 			}
 		}
-		if transitions.Load() != 1 || repeats.Load() != n-1 {
-			t.Fatalf("%d transitions, %d already_approved; want 1 and %d", transitions.Load(), repeats.Load(), n-1)
+		if transitions.Load() != 1 || repeats.Load() != n/people-1 || late.Load() != n-n/people {
+			t.Fatalf("%d transitions, %d already_approved, %d ALREADY_APPROVED; want 1, %d and %d",
+				transitions.Load(), repeats.Load(), late.Load(), n/people-1, n-n/people)
 		}
 		evs := e.events(t, j.ID)
-		if first, again := countKind(evs, evidence.KindApproval, false), countKind(evs, evidence.KindApproval, true); first != 1 || again != n-1 {
-			t.Fatalf("approval events: %d first, %d repeats; want 1 and %d", first, again, n-1)
+		if first, again := countKind(evs, evidence.KindApproval, false), countKind(evs, evidence.KindApproval, true); first != 1 || again != n/people-1 {
+			t.Fatalf("approval events: %d first, %d repeats; want 1 and %d", first, again, n/people-1)
+		}
+		if got := countKind(evs, evidence.KindRefusal, false); got != n-n/people {
+			t.Fatalf("%d refusal events, want %d", got, n-n/people)
 		}
 		if got := countKind(evs, evidence.KindConflict, false); int64(got) != busy.Load() {
 			t.Fatalf("%d lock-busy answers but %d conflict events", busy.Load(), got)
 		}
-		v, err := e.svc.GetJob(context.Background(), j.ID)
+		v, err := e.svc.GetJob(context.Background(), auditor, j.ID)
 		wantNoErr(t, err)
 		if v.Job.Status != store.StatusApproved || len(v.Approvals) != 1 || v.Approvals[0].Approver != v.Job.ApprovedBy {
 			t.Fatalf("job %+v approvals %+v", v.Job, v.Approvals)

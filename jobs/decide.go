@@ -9,6 +9,7 @@ import (
 	"github.com/agate-pdp/agate/canonical"
 	"github.com/agate-pdp/agate/decision"
 	"github.com/agate-pdp/agate/evidence"
+	"github.com/agate-pdp/agate/identity"
 	"github.com/agate-pdp/agate/snapshots"
 	"github.com/agate-pdp/agate/store"
 )
@@ -84,12 +85,13 @@ func (s *Service) prepareDecide(p Principal, r *DecideRequest) (*decideJob, erro
 func (s *Service) decideAlone(ctx context.Context, d *decideJob) (DecideResult, error) {
 	var outs []DecideResult
 	var answers []error
-	err := s.write(ctx, d.p, d.r.JobID, func(ctx context.Context, tx store.Tx, now int64) error {
+	err := s.write(ctx, d.r.JobID, func(ctx context.Context, tx store.Tx, now int64) error {
 		var err error
 		outs, answers, err = applyBatch(ctx, tx, []*decideJob{d}, now)
 		return err
 	})
 	if err != nil {
+		s.recordBusy(ctx, err, d.p, d.r.JobID, isSubmitter)
 		return DecideResult{}, err
 	}
 	return outs[0], answers[0]
@@ -109,27 +111,36 @@ func (d *decideJob) newJob(now int64) store.Job {
 	return j
 }
 
-// applyKnown decides d when its job_id is already stored. answer is the caller's answer
-// when it is an error that the transaction commits (JOB_HASH_MISMATCH, whose conflict
-// event it records); err fails the transaction.
-func (d *decideJob) applyKnown(ctx context.Context, tx store.Tx, now int64) (out DecideResult, answer, err error) {
+// applyKnown decides d when its job_id is already stored. A job belongs to its
+// submitter: another submitter's Decide learns nothing of it (no hash, content or
+// status) and writes nothing on its chain; the attempt goes on the caller's own chain.
+// The submitter's own repeat is AlreadyDecided, or a re-decision of a job in conflict;
+// different content is JOB_HASH_MISMATCH, recorded on the job's chain. A refusal whose
+// evidence must commit is returned as refuseAfterCommit.
+func (d *decideJob) applyKnown(ctx context.Context, tx store.Tx, now int64) (out DecideResult, err error) {
 	r, ev := &d.r, &d.ev
 	cur, err := tx.GetJob(ctx, r.JobID, true)
 	if errors.Is(err, store.ErrNotFound) {
 		err = store.ErrConflict // inserted by a transaction this one cannot see: run again
 	}
 	if err != nil {
-		return out, nil, err
+		return out, err
+	}
+	if !isSubmitter(d.p, &cur) {
+		return out, idInUse(ctx, tx, d.p, r.JobID, now)
 	}
 	out.Job = cur
 	if cur.Hash != ev.hash {
 		e := conflictEvent(&cur, d.p, now, ReasonJobHashMismatch, "Decide of a known job_id with different content")
 		e.PresentedHash = ev.hash
-		return out, hashMismatch(cur.Hash, ev.hash), appendEvent(ctx, tx, &e)
+		if err := appendEvent(ctx, tx, &e); err != nil {
+			return out, err
+		}
+		return out, refuseAfterCommit(hashMismatch(cur.Hash, ev.hash))
 	}
 	if cur.Status != store.StatusConflict {
 		out.AlreadyDecided = true
-		return out, nil, nil
+		return out, nil
 	}
 	j := cur
 	decided(&j, &ev.result, ev.snapshot, now)
@@ -138,10 +149,27 @@ func (d *decideJob) applyKnown(ctx context.Context, tx store.Tx, now int64) (out
 		j.TraceID = r.TraceID
 	}
 	if err := tx.UpdateJob(ctx, j); err != nil {
-		return out, nil, err
+		return out, err
 	}
 	out.Job = j
-	return out, nil, appendDecision(ctx, tx, &j, d.p, now)
+	return out, appendDecision(ctx, tx, &j, d.p, now)
+}
+
+// idInUse refuses a Decide of a job id another submitter has used, recording the
+// attempt on the caller's chain.
+func idInUse(ctx context.Context, tx store.Tx, p Principal, jobID string, now int64) error {
+	key, err := identity.Key(p.ID)
+	if err != nil {
+		return err // checkPrincipal refused it first
+	}
+	e := evidence.Event{JobID: evidence.PrincipalChain(key), Kind: evidence.KindRefusal, At: now,
+		Principal: p.ID, Conflict: ReasonJobIDInUse,
+		Reason: "Decide of job " + jobID + ": the job id is in use by another submitter"}
+	if err := appendEvent(ctx, tx, &e); err != nil {
+		return err
+	}
+	return refuseAfterCommit(&Error{Code: CodeAlreadyExists, Reason: ReasonJobIDInUse,
+		Msg: "job id in use by another submitter; choose ids unique to your service (a prefix or a ULID)"})
 }
 
 // applyBatch is the body of a Decide transaction, of one job or a batch: its outcome for
@@ -188,7 +216,10 @@ func applyBatch(ctx context.Context, tx store.Tx, ds []*decideJob, now int64) ([
 		if done[i] {
 			continue
 		}
-		if outs[i], answers[i], err = d.applyKnown(ctx, tx, now); err != nil {
+		outs[i], err = d.applyKnown(ctx, tx, now)
+		if answer, ok := asRefusal(err); ok {
+			outs[i], answers[i] = DecideResult{}, answer
+		} else if err != nil {
 			return nil, nil, err
 		}
 	}

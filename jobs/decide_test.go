@@ -75,12 +75,69 @@ func TestDecide(t *testing.T) {
 			first, err := e.svc.Decide(ctx, decider, req)
 			wantNoErr(t, err)
 			req.TraceID = "" // not part of the content
-			again, err := e.svc.Decide(ctx, mallory, req)
+			again, err := e.svc.Decide(ctx, decider, req)
 			wantNoErr(t, err)
 			if !again.AlreadyDecided || !sameJob(again.Job, first.Job) || again.Job.SubmittedBy != decider.ID {
 				t.Fatalf("repeat: %+v", again)
 			}
 			e.wantKinds(t, req.JobID, "decision")
+		})
+
+		t.Run("a job id belongs to its submitter", func(t *testing.T) {
+			req := payment.request(newID("owned"))
+			first, err := e.svc.Decide(ctx, decider, req)
+			wantNoErr(t, err)
+			squatter := jobs.Principal{ID: "svc-squatter", Roles: []string{"decide"}}
+			tampered := req
+			tampered.Payload = []byte(`{"amount": 1}`)
+			// Same content or not, the other submitter gets one answer that holds no hash,
+			// content or status, and the job's chain does not grow.
+			for _, r := range []jobs.DecideRequest{req, tampered} {
+				_, err := e.svc.Decide(ctx, squatter, r)
+				ee := wantErr(t, err, jobs.CodeAlreadyExists, jobs.ReasonJobIDInUse)
+				if len(ee.Meta) != 0 || strings.Contains(ee.Msg, first.Job.Hash) || strings.Contains(ee.Msg, "pending") {
+					t.Fatalf("the refusal reveals the job: %q %v", ee.Msg, ee.Meta)
+				}
+			}
+			// Nor can it re-decide the job once it sits in conflict.
+			err = st.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
+				j := first.Job
+				j.Status = store.StatusConflict
+				return tx.UpdateJob(ctx, j)
+			})
+			wantNoErr(t, err)
+			_, err = e.svc.Decide(ctx, squatter, req)
+			wantErr(t, err, jobs.CodeAlreadyExists, jobs.ReasonJobIDInUse)
+			if got := e.job(t, req.JobID); got.Status != store.StatusConflict || got.Revision != 1 {
+				t.Fatalf("job changed: %+v", got)
+			}
+			e.wantKinds(t, req.JobID, "decision")
+			evs := e.wantKinds(t, principalChain(squatter), "refusal:JOB_ID_IN_USE,refusal:JOB_ID_IN_USE,refusal:JOB_ID_IN_USE")
+			if !strings.Contains(evs[0].Reason, req.JobID) || evs[0].Principal != squatter.ID {
+				t.Fatalf("refusal %+v", evs[0])
+			}
+			// Its owner, under another spelling of its id, is still its owner.
+			shouting := jobs.Principal{ID: "SVC-ORDERS", Roles: []string{"decide"}}
+			res, err := e.svc.Decide(ctx, shouting, req)
+			wantNoErr(t, err)
+			if res.Job.Revision != 2 {
+				t.Fatalf("re-decision by the owner: %+v", res.Job)
+			}
+		})
+
+		t.Run("actors have one canonical form", func(t *testing.T) {
+			for _, bad := range []string{" agent-7", "agent-7 ", "agent\x00-7", "agent-7\u200b", "\xff"} {
+				req := payment.request(newID("actor"))
+				req.Actor = bad
+				_, err := e.svc.Decide(ctx, decider, req)
+				wantField(t, err, "job.actor")
+			}
+			for _, good := range []string{"agent-7", "alice@example.com", "Finance Bot", "Ålice"} {
+				req := payment.request(newID("actor"))
+				req.Actor = good
+				_, err := e.svc.Decide(ctx, decider, req)
+				wantNoErr(t, err)
+			}
 		})
 
 		t.Run("different content is a hash mismatch and changes nothing", func(t *testing.T) {
@@ -151,7 +208,7 @@ func TestDecide(t *testing.T) {
 				}
 				wantField(t, err, c.field)
 				if req.JobID != "" && len(req.JobID) <= 128 && !strings.Contains(req.JobID, "/") {
-					_, err := e.svc.GetJob(ctx, req.JobID)
+					_, err := e.svc.GetJob(ctx, auditor, req.JobID)
 					wantErr(t, err, jobs.CodeNotFound, jobs.ReasonNotFound)
 				}
 			}
@@ -176,7 +233,7 @@ func TestDecide(t *testing.T) {
 			req.Labels = map[string]any{"env": "moon"}
 			_, err = e.svc.Evaluate(ctx, req, e.snap)
 			wantField(t, err, "job.labels.env")
-			_, err = e.svc.GetJob(ctx, req.JobID)
+			_, err = e.svc.GetJob(ctx, auditor, req.JobID)
 			wantErr(t, err, jobs.CodeNotFound, jobs.ReasonNotFound)
 		})
 	})

@@ -99,7 +99,7 @@ func TestSnapshotDrift(t *testing.T) {
 			if res.AlreadyDecided || j.Revision != 2 || j.Snapshot != b || j.Status != store.StatusPendingApproval {
 				t.Fatalf("%+v", res)
 			}
-			v, err := e.svc.GetJob(ctx, j.ID)
+			v, err := e.svc.GetJob(ctx, auditor, j.ID)
 			wantNoErr(t, err)
 			if len(v.Approvals) != 0 {
 				t.Fatalf("approvals of revision 1 count: %+v", v.Approvals)

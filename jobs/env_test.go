@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agate-pdp/agate/evidence"
+	"github.com/agate-pdp/agate/identity"
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/snapshots"
 	"github.com/agate-pdp/agate/store"
@@ -60,6 +61,8 @@ var (
 	mallory    = jobs.Principal{ID: "mallory@example.com", Roles: []string{"decide"}}
 	dispatcher = jobs.Principal{ID: "dispatcher-1", Roles: []string{"dispatch"}}
 	admin      = jobs.Principal{ID: "root@example.com", Roles: []string{"admin", "policy-admin"}}
+	operator   = jobs.Principal{ID: "ops@example.com", Roles: []string{"operator"}}
+	auditor    = jobs.Principal{ID: "auditor@example.com", Roles: []string{"audit"}}
 )
 
 const actor = "agent-7"
@@ -224,7 +227,7 @@ func (e *env) publishedJob(t *testing.T, s jobSpec) store.Job {
 
 func (e *env) job(t *testing.T, id string) store.Job {
 	t.Helper()
-	v, err := e.svc.GetJob(context.Background(), id)
+	v, err := e.svc.GetJob(context.Background(), auditor, id)
 	if err != nil {
 		t.Fatalf("GetJob(%s): %v", id, err)
 	}
@@ -330,4 +333,13 @@ func retryBusy(busy *atomic.Int64, f func() error) error {
 		busy.Add(1)
 	}
 	return err
+}
+
+// principalChain is the chain of p's refused calls without standing.
+func principalChain(p jobs.Principal) string {
+	k, err := identity.Key(p.ID)
+	if err != nil {
+		panic(err)
+	}
+	return evidence.PrincipalChain(k)
 }

@@ -19,6 +19,8 @@ const (
 	CodeAborted
 	CodeFailedPrecondition
 	CodeUnavailable
+	CodeAlreadyExists
+	CodeResourceExhausted
 )
 
 func (c Code) String() string {
@@ -35,6 +37,10 @@ func (c Code) String() string {
 		return "FailedPrecondition"
 	case CodeUnavailable:
 		return "Unavailable"
+	case CodeAlreadyExists:
+		return "AlreadyExists"
+	case CodeResourceExhausted:
+		return "ResourceExhausted"
 	}
 	return fmt.Sprintf("Code(%d)", int(c))
 }
@@ -58,9 +64,14 @@ const (
 	ReasonSelfApproval   = "SELF_APPROVAL"
 	// InvalidArgument; Field names the offending request field.
 	ReasonInvalidField = "INVALID_FIELD"
-	// NotFound and Unavailable.
+	// NotFound and Unavailable. NOT_FOUND is also the answer to a caller without
+	// standing on the job: it must not learn that the job exists.
 	ReasonNotFound    = "NOT_FOUND"
 	ReasonUnavailable = "UNAVAILABLE"
+	// AlreadyExists: Decide of a job id another submitter has used.
+	ReasonJobIDInUse = "JOB_ID_IN_USE"
+	// ResourceExhausted: too many calls without standing from one principal.
+	ReasonRateLimited = "RATE_LIMITED"
 )
 
 // Error is a failure the caller can act on. Msg is safe to show to clients; internal

@@ -69,7 +69,7 @@ func TestStoreFaults(t *testing.T) {
 			fs.failNext(store.ErrBusy)
 			_, err := e.svc.Decide(ctx, decider, req)
 			wantErr(t, err, jobs.CodeAborted, jobs.ReasonLockBusy)
-			_, err = e.svc.GetJob(ctx, req.JobID)
+			_, err = e.svc.GetJob(ctx, auditor, req.JobID)
 			wantErr(t, err, jobs.CodeNotFound, jobs.ReasonNotFound)
 			e.wantKinds(t, req.JobID, "")
 		})
@@ -95,7 +95,7 @@ func TestStoreFaults(t *testing.T) {
 			if _, ok := jobs.AsError(err); ok || !errors.Is(err, evidence.ErrIncomplete) {
 				t.Fatalf("err = %v, want an internal incomplete-evidence error", err)
 			}
-			v, err := e.svc.GetJob(ctx, j.ID)
+			v, err := e.svc.GetJob(ctx, auditor, j.ID)
 			wantNoErr(t, err)
 			if v.Job.Status != store.StatusPendingApproval || len(v.Approvals) != 0 {
 				t.Fatalf("the transition happened without its evidence: %+v", v)

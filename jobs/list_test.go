@@ -40,26 +40,36 @@ func TestListPending(t *testing.T) {
 		wantNoErr(t, err)
 
 		all := append(slices.Clone(payments), transfers...)
+		treasurer := jobs.Principal{ID: "tess@example.com", Roles: []string{"treasurer", "nobody"}}
+		rootApprover := jobs.Principal{ID: "root@example.com", Roles: []string{"admin"}}
+		// A service role, even beside an approver role, approves nothing and sees nothing.
+		serviceApprover := jobs.Principal{ID: "svc-approver", Roles: []string{"finance-approver", "decide"}}
+		noRoles := jobs.Principal{ID: "nobody@example.com"}
 		for _, c := range []struct {
 			name string
+			p    jobs.Principal
 			q    jobs.PendingQuery
 			want []string
 		}{
-			{"all", jobs.PendingQuery{}, all},
-			{"exact topic", jobs.PendingQuery{Topic: transfer.topic}, transfers},
-			{"pattern >", jobs.PendingQuery{Topic: "finance.>"}, all},
-			{"pattern * too short", jobs.PendingQuery{Topic: "finance.*"}, nil},
-			{"pattern *", jobs.PendingQuery{Topic: "finance.*.execute"}, payments},
-			{"actor", jobs.PendingQuery{Actor: "agent-9"}, []string{other.JobID}},
-			{"rule", jobs.PendingQuery{RuleID: "transfer-quorum"}, transfers},
-			{"roles", jobs.PendingQuery{Roles: []string{"treasurer", "nobody"}}, transfers},
-			{"admin role", jobs.PendingQuery{Roles: []string{"admin"}}, payments},
-			{"snapshot", jobs.PendingQuery{Snapshot: e.snap}, all},
-			{"other snapshot", jobs.PendingQuery{Snapshot: "snap_0000000000000000"}, nil},
+			{"all", auditor, jobs.PendingQuery{}, all},
+			{"exact topic", auditor, jobs.PendingQuery{Topic: transfer.topic}, transfers},
+			{"pattern >", auditor, jobs.PendingQuery{Topic: "finance.>"}, all},
+			{"pattern * too short", auditor, jobs.PendingQuery{Topic: "finance.*"}, nil},
+			{"pattern *", auditor, jobs.PendingQuery{Topic: "finance.*.execute"}, payments},
+			{"actor", auditor, jobs.PendingQuery{Actor: "agent-9"}, []string{other.JobID}},
+			{"rule", auditor, jobs.PendingQuery{RuleID: "transfer-quorum"}, transfers},
+			{"roles", treasurer, jobs.PendingQuery{}, transfers},
+			{"admin role", rootApprover, jobs.PendingQuery{}, payments},
+			{"approver of both", alice, jobs.PendingQuery{}, all},
+			{"no roles", noRoles, jobs.PendingQuery{}, nil},
+			{"service role", serviceApprover, jobs.PendingQuery{}, nil},
+			{"dispatcher", dispatcher, jobs.PendingQuery{}, nil},
+			{"snapshot", auditor, jobs.PendingQuery{Snapshot: e.snap}, all},
+			{"other snapshot", auditor, jobs.PendingQuery{Snapshot: "snap_0000000000000000"}, nil},
 		} {
 			for _, size := range []int{0, 1, 3} {
 				c.q.PageSize = size
-				got := listAll(t, e, c.q)
+				got := listAllAs(t, e, c.p, c.q)
 				if !sameSet(ids(got), c.want) {
 					t.Fatalf("%s, page size %d: got %v, want %v", c.name, size, ids(got), c.want)
 				}
@@ -90,20 +100,25 @@ func TestListPending(t *testing.T) {
 			}
 		}
 
-		_, _, err = e.svc.ListPending(ctx, jobs.PendingQuery{PageToken: "%%%"})
+		_, _, err = e.svc.ListPending(ctx, auditor, jobs.PendingQuery{PageToken: "%%%"})
 		wantField(t, err, "page_token")
-		_, _, err = e.svc.ListPending(ctx, jobs.PendingQuery{Topic: "fin*.x"})
+		_, _, err = e.svc.ListPending(ctx, auditor, jobs.PendingQuery{Topic: "fin*.x"})
 		wantField(t, err, "topic")
-		_, _, err = e.svc.ListPending(ctx, jobs.PendingQuery{PageSize: -1})
+		_, _, err = e.svc.ListPending(ctx, auditor, jobs.PendingQuery{PageSize: -1})
 		wantField(t, err, "page_size")
 	})
 }
 
 func listAll(t *testing.T, e *env, q jobs.PendingQuery) []jobs.JobView {
 	t.Helper()
+	return listAllAs(t, e, auditor, q)
+}
+
+func listAllAs(t *testing.T, e *env, p jobs.Principal, q jobs.PendingQuery) []jobs.JobView {
+	t.Helper()
 	var out []jobs.JobView
 	for range 100 {
-		page, next, err := e.svc.ListPending(context.Background(), q)
+		page, next, err := e.svc.ListPending(context.Background(), p, q)
 		wantNoErr(t, err)
 		if q.PageSize > 0 && len(page) > q.PageSize {
 			t.Fatalf("page of %d, size %d", len(page), q.PageSize)

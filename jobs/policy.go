@@ -42,7 +42,7 @@ func (s *Service) PutPolicy(ctx context.Context, p Principal, source []byte, act
 		return PutPolicyResult{}, policyError(err)
 	}
 	var out PutPolicyResult
-	err = s.write(ctx, p, "", func(ctx context.Context, tx store.Tx, now int64) error {
+	err = s.write(ctx, "", func(ctx context.Context, tx store.Tx, now int64) error {
 		out = PutPolicyResult{Snapshot: snap, Warnings: warnings}
 		created, err := tx.PutSnapshot(ctx, snap)
 		if err != nil {
@@ -160,7 +160,7 @@ func (s *Service) ActivateSnapshot(ctx context.Context, p Principal, id string, 
 			return body(ctx, tx, s.nowMicro())
 		})
 	} else {
-		err = s.write(ctx, p, "", body)
+		err = s.write(ctx, "", body)
 	}
 	if err != nil {
 		return ActivateResult{}, err

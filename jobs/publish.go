@@ -32,15 +32,11 @@ func (s *Service) Publish(ctx context.Context, p Principal, r PublishRequest) (P
 		return PublishResult{}, err
 	}
 	var out PublishResult
-	var post error
-	err := s.write(ctx, p, r.JobID, func(ctx context.Context, tx store.Tx, now int64) (err error) {
-		out, post = PublishResult{}, nil
-		j, err := lockJob(ctx, tx, r.JobID)
-		if err != nil {
-			return err
-		}
-		defer func() { out.Job = j }()
-		if post, err = checkContent(ctx, tx, &j, p, now, r.JobHash, "Publish"); post != nil || err != nil {
+	c := call{name: "Publish", jobID: r.JobID, presented: r.JobHash}
+	err := s.onJob(ctx, p, c, mayDispatch, func(ctx context.Context, tx store.Tx, j *store.Job, now int64) (err error) {
+		out = PublishResult{}
+		defer func() { out.Job = *j }()
+		if err := checkContent(ctx, tx, j, p, now, r.JobHash, c.name); err != nil {
 			return err
 		}
 		var reevaluated string
@@ -52,30 +48,27 @@ func (s *Service) Publish(ctx context.Context, p Principal, r PublishRequest) (P
 			}
 			return err
 		case store.StatusApproved:
-			if out.Approvals, post, err = s.checkApproved(ctx, tx, &j, p, now); post != nil || err != nil {
+			if out.Approvals, err = s.checkApproved(ctx, tx, j, p, now); err != nil {
 				return err
 			}
 			j.Status = store.StatusApprovedAndPublished
 		case store.StatusAllowed:
-			if reevaluated, post, err = s.checkAllowed(ctx, tx, &j, p, now); post != nil || err != nil {
+			if reevaluated, err = s.checkAllowed(ctx, tx, j, p, now); err != nil {
 				return err
 			}
 			j.Status = store.StatusAllowedAndPublished
 		case store.StatusPendingApproval:
-			post = failed(ReasonQuorumNotMet, "the job still waits for approval")
-			return nil
+			return failed(ReasonQuorumNotMet, "the job still waits for approval")
 		case store.StatusRejected:
-			post = failed(ReasonAlreadyRejected, "the job was rejected")
-			return nil
+			return failed(ReasonAlreadyRejected, "the job was rejected")
 		default:
-			post = notPending(j.Status)
-			return nil
+			return notPending(j.Status)
 		}
 		j.Attempt, j.PublishedAt, j.UpdatedAt = 1, now, now
-		if err := tx.UpdateJob(ctx, j); err != nil {
+		if err := tx.UpdateJob(ctx, *j); err != nil {
 			return err
 		}
-		e := jobEvent(evidence.KindPublish, &j, p, now)
+		e := jobEvent(evidence.KindPublish, j, p, now)
 		if reevaluated != "" {
 			e.PolicySnapshot, e.PreviousSnapshot = reevaluated, j.Snapshot
 		}
@@ -84,59 +77,63 @@ func (s *Service) Publish(ctx context.Context, p Principal, r PublishRequest) (P
 	if err != nil {
 		return PublishResult{}, err
 	}
-	return out, post
+	return out, nil
 }
 
 // checkApproved holds an approved job to its ttl, the active snapshot and its quorum,
 // and returns the approvals it counted.
-func (s *Service) checkApproved(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) (approvals []store.Approval, post, err error) {
-	if post, err = checkExpiry(ctx, tx, j, p, now); post != nil || err != nil {
-		return nil, post, err
+func (s *Service) checkApproved(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) ([]store.Approval, error) {
+	if err := checkExpiry(ctx, tx, j, p, now); err != nil {
+		return nil, err
 	}
-	if post, err = checkDrift(ctx, tx, j, p, now); post != nil || err != nil {
-		return nil, post, err
+	if err := checkDrift(ctx, tx, j, p, now); err != nil {
+		return nil, err
 	}
-	approvals, err = tx.ListApprovals(ctx, j.ID, j.Revision)
+	approvals, err := tx.ListApprovals(ctx, j.ID, j.Revision)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if len(approvals) < j.Quorum {
-		return approvals, failed(ReasonQuorumNotMet, fmt.Sprintf("the job has %d of %d approvals", len(approvals), j.Quorum)), nil
+		return approvals, failed(ReasonQuorumNotMet, fmt.Sprintf("the job has %d of %d approvals", len(approvals), j.Quorum))
 	}
-	return approvals, nil, nil
+	return approvals, nil
 }
 
 // checkAllowed re-evaluates an allowed job decided under a snapshot that is no longer
 // active. It returns the active snapshot's id when the job is still allowed under it;
-// otherwise the job moves to conflict and post is SNAPSHOT_DRIFT.
-func (s *Service) checkAllowed(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) (reevaluated string, post, err error) {
+// otherwise the job moves to conflict and the call is refused with SNAPSHOT_DRIFT.
+func (s *Service) checkAllowed(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) (reevaluated string, err error) {
 	active, err := activeSnapshot(ctx, tx)
 	if err != nil || active == j.Snapshot {
-		return "", nil, err
+		return "", err
 	}
 	snap, err := tx.GetSnapshot(ctx, active)
 	if err != nil {
-		return "", nil, err
+		return "", err
 	}
 	eng, err := s.cache.Engine(snap)
 	if err != nil {
-		return "", nil, err
+		return "", err
 	}
 	labels, err := decodeLabels(j.Labels)
 	if err != nil {
-		return "", nil, err
+		return "", err
 	}
 	res, err := eng.Evaluate(&decision.Job{Topic: j.Topic, Actor: j.Actor, Labels: labels})
 	if err == nil && res.Decision == decision.Allow {
-		return active, nil, nil
+		return active, nil
 	}
-	why := fmt.Sprintf("allowed under %s, but %s is active and ", j.Snapshot, active)
+	decided := j.Snapshot
+	why := fmt.Sprintf("allowed under %s, but %s is active and ", decided, active)
 	if err != nil {
 		why += "its labels break the active policy's schema: " + err.Error()
 	} else {
 		why += fmt.Sprintf("decides %s (rule %s)", res.Decision, res.RuleID)
 	}
-	return "", drift(j.Snapshot, active), toConflict(ctx, tx, j, p, now, active, why)
+	if err := toConflict(ctx, tx, j, p, now, active, why); err != nil {
+		return "", err
+	}
+	return "", refuseAfterCommit(drift(decided, active))
 }
 
 // OutcomeRequest reports how a published attempt ended.
@@ -169,44 +166,36 @@ func (s *Service) ReportOutcome(ctx context.Context, p Principal, r OutcomeReque
 		outcome = store.StatusSucceeded
 	}
 	var out OutcomeResult
-	var post error
-	err := s.write(ctx, p, r.JobID, func(ctx context.Context, tx store.Tx, now int64) (err error) {
-		out, post = OutcomeResult{}, nil
-		j, err := lockJob(ctx, tx, r.JobID)
-		if err != nil {
-			return err
-		}
-		out.Job = j
+	c := call{name: "ReportOutcome", jobID: r.JobID}
+	err := s.onJob(ctx, p, c, mayDispatch, func(ctx context.Context, tx store.Tx, j *store.Job, now int64) error {
+		out = OutcomeResult{Job: *j}
 		switch j.Status {
 		case store.StatusAllowedAndPublished, store.StatusApprovedAndPublished:
 			if j.Attempt != r.Attempt {
-				post = staleAttempt(j.Attempt, r.Attempt)
-				return nil
+				return staleAttempt(j.Attempt, r.Attempt)
 			}
 		case store.StatusSucceeded, store.StatusFailed:
-			if j.Attempt == r.Attempt && j.Status == outcome {
-				out.AlreadyReported = true
-			} else {
-				post = staleAttempt(j.Attempt, r.Attempt)
+			if j.Attempt != r.Attempt || j.Status != outcome {
+				return staleAttempt(j.Attempt, r.Attempt)
 			}
+			out.AlreadyReported = true
 			return nil
 		default:
-			post = notPending(j.Status)
-			return nil
+			return notPending(j.Status)
 		}
 		j.Status, j.Outcome, j.UpdatedAt = outcome, string(outcome), now
-		if err := tx.UpdateJob(ctx, j); err != nil {
+		if err := tx.UpdateJob(ctx, *j); err != nil {
 			return err
 		}
-		out.Job = j
-		e := jobEvent(evidence.KindOutcome, &j, p, now)
+		out.Job = *j
+		e := jobEvent(evidence.KindOutcome, j, p, now)
 		e.Reason = r.Detail
 		return appendEvent(ctx, tx, &e)
 	})
 	if err != nil {
 		return OutcomeResult{}, err
 	}
-	return out, post
+	return out, nil
 }
 
 func staleAttempt(current, presented int64) *Error {

@@ -3,7 +3,6 @@ package jobs
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 
 	"github.com/agate-pdp/agate/store"
@@ -15,18 +14,17 @@ type JobView struct {
 	Approvals []store.Approval // oldest first
 }
 
-// GetJob returns a job's stored state. It writes nothing.
-func (s *Service) GetJob(ctx context.Context, id string) (JobView, error) {
-	if err := checkJobID("job_id", id); err != nil {
+// GetJob returns a job's stored state to a caller with standing on it (see mayView):
+// auditors, operators, the submitter and eligible approvers. Anyone else gets NOT_FOUND,
+// as for a job that does not exist, and the attempt is recorded on its own chain.
+func (s *Service) GetJob(ctx context.Context, p Principal, id string) (JobView, error) {
+	if err := firstErr(checkPrincipal(p), checkJobID("job_id", id)); err != nil {
 		return JobView{}, err
 	}
 	var v JobView
-	err := s.read(ctx, "job", id, func(ctx context.Context, tx store.Tx) error {
-		j, err := tx.GetJob(ctx, id, false)
-		if err != nil {
-			return err
-		}
-		v, err = view(ctx, tx, j)
+	err := s.onJobRead(ctx, p, call{name: "GetJob", jobID: id}, mayView, func(ctx context.Context, tx store.Tx, j *store.Job) error {
+		var err error
+		v, err = view(ctx, tx, *j)
 		return err
 	})
 	return v, err
@@ -39,18 +37,22 @@ func view(ctx context.Context, tx store.Tx, j store.Job) (JobView, error) {
 
 // PendingQuery filters and pages the approval queue. Empty fields do not filter.
 type PendingQuery struct {
-	Topic     string   // a topic, or a NATS-style pattern ("*" one token, ">" the rest)
-	Actor     string   //
-	RuleID    string   //
-	Snapshot  string   //
-	Roles     []string // only jobs that one of these roles may approve
-	PageSize  int      // default 50, at most 500
+	Topic     string // a topic, or a NATS-style pattern ("*" one token, ">" the rest)
+	Actor     string //
+	RuleID    string //
+	Snapshot  string //
+	PageSize  int    // default 50, at most 500
 	PageToken string
 }
 
-// ListPending lists pending jobs matching q, oldest decision first, with their approvals
-// so far. Jobs found past their ttl move to expired (with evidence) and drop out.
-func (s *Service) ListPending(ctx context.Context, q PendingQuery) ([]JobView, string, error) {
+// ListPending lists the pending jobs matching q that p may see, oldest decision first,
+// with their approvals so far: every one for an auditor, for anyone else those it may
+// approve (see eligibleRole). A principal without roles sees nothing. Jobs found past
+// their ttl move to expired (with evidence) and drop out.
+func (s *Service) ListPending(ctx context.Context, p Principal, q PendingQuery) ([]JobView, string, error) {
+	if err := checkPrincipal(p); err != nil {
+		return nil, "", err
+	}
 	size, err := pageSize(q.PageSize)
 	if err != nil {
 		return nil, "", err
@@ -74,7 +76,7 @@ func (s *Service) ListPending(ctx context.Context, q PendingQuery) ([]JobView, s
 		if pattern != nil && !matchTopic(pattern, j.Topic) {
 			return false
 		}
-		if len(q.Roles) > 0 && !slices.ContainsFunc(j.ApprovalRoles, func(r string) bool { return slices.Contains(q.Roles, r) }) {
+		if !p.HasRole(RoleAudit) && eligibleRole(p, j) == "" {
 			return false
 		}
 		if now >= j.ExpiresAt {
@@ -113,7 +115,7 @@ func (s *Service) ListPending(ctx context.Context, q PendingQuery) ([]JobView, s
 func (s *Service) expireAll(ctx context.Context, ids []string) {
 	p := Principal{ID: SystemPrincipal}
 	for _, id := range ids {
-		err := s.write(ctx, p, "", func(ctx context.Context, tx store.Tx, now int64) error {
+		err := s.write(ctx, "", func(ctx context.Context, tx store.Tx, now int64) error {
 			j, err := tx.GetJob(ctx, id, true)
 			if errors.Is(err, store.ErrNotFound) {
 				return nil

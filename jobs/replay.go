@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -20,7 +21,8 @@ type ReplayRequest struct {
 // ReplayResult is the job with its new attempt.
 type ReplayResult struct {
 	Job             store.Job
-	AlreadyReplayed bool // this replay was done before; nothing changed
+	Approvals       []store.Approval // the job's current revision's, oldest first
+	AlreadyReplayed bool             // this replay was done before; nothing changed
 }
 
 // Replay publishes a published job again, without an outcome, as attempt
@@ -42,76 +44,81 @@ func (s *Service) Replay(ctx context.Context, p Principal, r ReplayRequest) (Rep
 			ReplayWorkerOutage, ReplayPublishLost, ReplayOutcomeTimeout, ReplayOperatorRequest)
 	}
 	var out ReplayResult
-	var post error
-	err := s.write(ctx, p, r.JobID, func(ctx context.Context, tx store.Tx, now int64) (err error) {
-		out, post = ReplayResult{}, nil
-		j, err := lockJob(ctx, tx, r.JobID)
-		if err != nil {
-			return err
-		}
-		defer func() { out.Job = j }()
-		if post, err = checkContent(ctx, tx, &j, p, now, r.JobHash, "Replay"); post != nil || err != nil {
+	c := call{name: "Replay", jobID: r.JobID, presented: r.JobHash}
+	err := s.onJob(ctx, p, c, mayDispatch, func(ctx context.Context, tx store.Tx, j *store.Job, now int64) (err error) {
+		out = ReplayResult{}
+		defer func() { out.Job = *j }()
+		if err := checkContent(ctx, tx, j, p, now, r.JobHash, c.name); err != nil {
 			return err
 		}
 		if published(j.Status) && j.Attempt == r.ExpectedAttempt+1 {
 			done, err := replayedTo(ctx, tx, j.ID, j.Attempt)
 			if err != nil || done {
 				out.AlreadyReplayed = done
-				return err
+				return cmp.Or(err, listApprovals(ctx, tx, j, &out.Approvals))
 			}
 		}
 		switch j.Status {
 		case store.StatusAllowedAndPublished, store.StatusApprovedAndPublished:
 			if j.Attempt != r.ExpectedAttempt {
-				post = staleAttempt(j.Attempt, r.ExpectedAttempt)
-				return nil
+				return staleAttempt(j.Attempt, r.ExpectedAttempt)
 			}
 		case store.StatusApproved, store.StatusAllowed:
 			if r.ExpectedAttempt != 0 {
-				post = staleAttempt(j.Attempt, r.ExpectedAttempt)
-				return nil
+				return staleAttempt(j.Attempt, r.ExpectedAttempt)
 			}
 		case store.StatusRejected:
-			post = failed(ReasonAlreadyRejected, "the job was rejected")
-			return nil
+			return failed(ReasonAlreadyRejected, "the job was rejected")
 		default:
-			post = notPending(j.Status)
-			return nil
+			return notPending(j.Status)
 		}
 		var reevaluated string
 		next := j.Status
 		switch j.Status {
 		case store.StatusApproved:
-			_, post, err = s.checkApproved(ctx, tx, &j, p, now)
+			_, err = s.checkApproved(ctx, tx, j, p, now)
 			next = store.StatusApprovedAndPublished
 		case store.StatusApprovedAndPublished:
-			post, err = checkDrift(ctx, tx, &j, p, now)
+			err = checkDrift(ctx, tx, j, p, now)
 		case store.StatusAllowed:
-			reevaluated, post, err = s.checkAllowed(ctx, tx, &j, p, now)
+			reevaluated, err = s.checkAllowed(ctx, tx, j, p, now)
 			next = store.StatusAllowedAndPublished
 		default:
-			reevaluated, post, err = s.checkAllowed(ctx, tx, &j, p, now)
+			reevaluated, err = s.checkAllowed(ctx, tx, j, p, now)
 		}
-		if post != nil || err != nil {
+		if err != nil {
 			return err
 		}
 		j.Status = next
 		j.Attempt++
 		j.PublishedAt, j.UpdatedAt = now, now
-		if err := tx.UpdateJob(ctx, j); err != nil {
+		if err := tx.UpdateJob(ctx, *j); err != nil {
 			return err
 		}
-		e := jobEvent(evidence.KindReplay, &j, p, now)
+		e := jobEvent(evidence.KindReplay, j, p, now)
 		e.ReplayReasonCode, e.Reason = r.ReasonCode, r.Reason
 		if reevaluated != "" {
 			e.PolicySnapshot, e.PreviousSnapshot = reevaluated, j.Snapshot
 		}
-		return appendEvent(ctx, tx, &e)
+		if err := appendEvent(ctx, tx, &e); err != nil {
+			return err
+		}
+		return listApprovals(ctx, tx, j, &out.Approvals)
 	})
 	if err != nil {
 		return ReplayResult{}, err
 	}
-	return out, post
+	return out, nil
+}
+
+// listApprovals sets *out to the approvals of j's current revision, if it needed any.
+func listApprovals(ctx context.Context, tx store.Tx, j *store.Job, out *[]store.Approval) error {
+	if !j.ApprovalRequired {
+		return nil
+	}
+	as, err := tx.ListApprovals(ctx, j.ID, j.Revision)
+	*out = as
+	return err
 }
 
 // replayedTo reports whether the job's last replay event ran it as attempt.
@@ -138,9 +145,12 @@ type ReplayableQuery struct {
 // ListReplayable lists jobs approved or allowed but not published, and published jobs
 // without an outcome, last changed (for published jobs: published) longer ago than
 // q.OlderThan, oldest decision first. It writes nothing.
-func (s *Service) ListReplayable(ctx context.Context, p Principal, q ReplayableQuery) ([]store.Job, string, error) {
+func (s *Service) ListReplayable(ctx context.Context, p Principal, q ReplayableQuery) ([]View, string, error) {
 	if err := checkPrincipal(p); err != nil {
 		return nil, "", err
+	}
+	if !p.HasRole(RoleDispatch) {
+		return nil, "", denied(ReasonRoleNotAllowed, "only the dispatcher lists replayable jobs")
 	}
 	if q.OlderThan < 0 {
 		return nil, "", invalid("older_than", "must not be negative")
@@ -172,5 +182,9 @@ func (s *Service) ListReplayable(ctx context.Context, p Principal, q ReplayableQ
 	if err != nil {
 		return nil, "", err
 	}
-	return list, next, nil
+	views := make([]View, len(list))
+	for i := range list {
+		views[i] = newView(&list[i], nil)
+	}
+	return views, next, nil
 }

@@ -19,6 +19,9 @@ type Config struct {
 	Clock   func() time.Time   // default time.Now
 	Log     *slog.Logger       // default: discard
 	Batch   Batch              // group commit of Decide; the zero value is off
+	// Outsiders bounds the calls a principal may make on jobs it has no standing on
+	// (or that do not exist); the zero value is the default.
+	Outsiders OutsiderLimit
 }
 
 // Service runs the job lifecycle. It holds no state of its own beyond caches: any replica
@@ -30,6 +33,8 @@ type Service struct {
 	clock   func() time.Time
 	log     *slog.Logger
 	batcher *batcher // nil when batching is off
+	// outsiders limits, per principal, refused calls without standing
+	outsiders *limiter
 }
 
 // New checks cfg, fills in defaults and returns a Service.
@@ -43,7 +48,8 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Batch.Window < 0 {
 		return nil, errors.New("jobs: Config.Batch.Window must not be negative")
 	}
-	s := &Service{store: cfg.Store, tracker: cfg.Tracker, cache: cfg.Cache, clock: cfg.Clock, log: cfg.Log}
+	s := &Service{store: cfg.Store, tracker: cfg.Tracker, cache: cfg.Cache, clock: cfg.Clock, log: cfg.Log,
+		outsiders: newLimiter(cfg.Outsiders)}
 	if s.cache == nil {
 		c, err := snapshots.NewCache(snapshots.DefaultCacheSize)
 		if err != nil {
@@ -82,9 +88,6 @@ type Principal struct {
 // HasRole reports whether p holds role r.
 func (p Principal) HasRole(r string) bool { return slices.Contains(p.Roles, r) }
 
-// RoleAdmin may cancel any job.
-const RoleAdmin = "admin"
-
 // SystemPrincipal is the principal recorded for transitions Agate makes on its own, such
 // as expiring overdue jobs while listing the approval queue.
 const SystemPrincipal = "agate"
@@ -97,14 +100,22 @@ const conflictRetries = 3
 // records the time it really ran.
 type txFunc func(ctx context.Context, tx store.Tx, now int64) error
 
-// write runs fn in a serializable write transaction. When contention outlasts the
-// store's retry budget it records a LOCK_BUSY conflict for jobID in a transaction of its
-// own (best effort) and returns Aborted LOCK_BUSY.
-func (s *Service) write(ctx context.Context, p Principal, jobID string, fn txFunc) error {
+// write runs fn in a serializable write transaction and commits it, unless fn fails.
+// fn may end with a refuseAfterCommit verdict: then the transaction commits and write
+// returns the refusal. Contention that outlasts the store's retry budget is Aborted
+// LOCK_BUSY (see recordBusy for its evidence).
+func (s *Service) write(ctx context.Context, jobID string, fn txFunc) error {
+	var refusal *Error
 	var err error
 	for range conflictRetries {
 		err = s.store.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
-			return fn(ctx, tx, s.nowMicro())
+			refusal = nil
+			err := fn(ctx, tx, s.nowMicro())
+			if answer, ok := asRefusal(err); ok {
+				refusal = answer
+				return nil
+			}
+			return err
 		})
 		if !errors.Is(err, store.ErrConflict) {
 			break
@@ -113,8 +124,8 @@ func (s *Service) write(ctx context.Context, p Principal, jobID string, fn txFun
 	if errors.Is(err, store.ErrConflict) {
 		err = store.ErrBusy // lost every race: contention, as far as the caller is concerned
 	}
-	if errors.Is(err, store.ErrBusy) && jobID != "" && ctx.Err() == nil {
-		s.recordBusy(ctx, p, jobID)
+	if err == nil && refusal != nil {
+		return refusal
 	}
 	return mapStoreErr(err, "job", jobID)
 }
@@ -122,25 +133,6 @@ func (s *Service) write(ctx context.Context, p Principal, jobID string, fn txFun
 // read runs fn in a read-only transaction.
 func (s *Service) read(ctx context.Context, what, id string, fn func(ctx context.Context, tx store.Tx) error) error {
 	return mapStoreErr(s.store.Read(ctx, fn), what, id)
-}
-
-// recordBusy writes the conflict event of a call that gave up on contention. The failed
-// transaction rolled back, so this is a transaction of its own; it is best effort.
-func (s *Service) recordBusy(ctx context.Context, p Principal, jobID string) {
-	err := s.store.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
-		j, err := tx.GetJob(ctx, jobID, false)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		e := conflictEvent(&j, p, s.nowMicro(), ReasonLockBusy, "gave up on contention; nothing changed")
-		return appendEvent(ctx, tx, &e)
-	})
-	if err != nil {
-		s.log.Warn("recording a lock-busy conflict", "job_id", jobID, "err", err)
-	}
 }
 
 func (s *Service) nowMicro() int64 { return s.clock().UnixMicro() }

@@ -2,11 +2,13 @@ package jobs
 
 import (
 	"errors"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/agate-pdp/agate/canonical"
 	"github.com/agate-pdp/agate/decision"
+	"github.com/agate-pdp/agate/identity"
 )
 
 // Input limits. Every request is checked against them before any transaction, so bad
@@ -54,12 +56,15 @@ func checkJobID(field, id string) error {
 	return nil
 }
 
+// checkHash accepts only the form a job hash has: "sha256:" and 64 lowercase hex
+// digits. Anything else is a malformed request, not a presented hash that differs.
 func checkHash(h string) error {
 	if h == "" {
 		return invalid("job_hash", "required")
 	}
-	if len(h) > 128 {
-		return invalid("job_hash", "not a job hash")
+	hexPart, ok := strings.CutPrefix(h, "sha256:")
+	if !ok || len(hexPart) != 64 || strings.Trim(hexPart, "0123456789abcdef") != "" {
+		return invalid("job_hash", `must be "sha256:" followed by 64 lowercase hex digits`)
 	}
 	return nil
 }
@@ -78,9 +83,14 @@ func checkReason(field, r string, required bool) error {
 	return nil
 }
 
+// checkPrincipal refuses a caller without an id, or whose id has no canonical form (so
+// separation of duties and quorum could not compare it).
 func checkPrincipal(p Principal) error {
 	if p.ID == "" {
 		return invalid("principal", "the caller is not authenticated")
+	}
+	if _, err := identity.Key(p.ID); err != nil {
+		return invalid("principal", "the caller's id %s", err)
 	}
 	return nil
 }
@@ -109,6 +119,12 @@ func checkDecide(r *DecideRequest) error {
 	}
 	if r.Actor == "" {
 		return invalid("job.actor", "required")
+	}
+	// One identity per person: separation of duties compares the actor's canonical form
+	// with the approver's, so an actor without one (padding, control characters) is
+	// refused rather than compared as something else.
+	if _, err := identity.Key(r.Actor); err != nil {
+		return invalid("job.actor", "%s", err)
 	}
 	if utf8.RuneCountInString(r.Actor) > maxActorRunes || !printable(r.Actor) {
 		return invalid("job.actor", "1 to %d printable characters", maxActorRunes)

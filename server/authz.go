@@ -5,9 +5,12 @@ import (
 	"strings"
 )
 
-// anyAuthenticated marks RPCs open to every authenticated principal because the real
-// check depends on the job: the lifecycle checks an approver's roles against the job's
-// rule, and handlers scope GetJob and Cancel to what the caller may see.
+// anyAuthenticated marks RPCs on one job (or the approval queue) that every
+// authenticated principal may call, because who may act depends on the job: the
+// lifecycle first establishes the caller's standing on it (eligible approver, actor or
+// submitter, dispatcher, operator, auditor), and a caller without standing gets the
+// answer a job that does not exist gets, its attempt recorded on its own evidence chain.
+// Refusing some callers here instead would leave their attempts unrecorded.
 const anyAuthenticated = "*"
 
 // methodRoles says which roles may call each RPC (any one suffices). An RPC missing from
@@ -16,10 +19,10 @@ var methodRoles = map[string][]string{
 	"/agate.v1.DecisionService/Decide":               {RoleDecide},
 	"/agate.v1.DecisionService/Approve":              {anyAuthenticated},
 	"/agate.v1.DecisionService/Reject":               {anyAuthenticated},
-	"/agate.v1.DecisionService/Publish":              {RoleDispatch},
-	"/agate.v1.DecisionService/ReportOutcome":        {RoleDispatch},
+	"/agate.v1.DecisionService/Publish":              {anyAuthenticated},
+	"/agate.v1.DecisionService/ReportOutcome":        {anyAuthenticated},
 	"/agate.v1.DecisionService/ListReplayable":       {RoleDispatch},
-	"/agate.v1.DecisionService/Replay":               {RoleDispatch},
+	"/agate.v1.DecisionService/Replay":               {anyAuthenticated},
 	"/agate.v1.DecisionService/Cancel":               {anyAuthenticated},
 	"/agate.v1.DecisionService/GetJob":               {anyAuthenticated},
 	"/agate.v1.DecisionService/ListPendingApprovals": {anyAuthenticated},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math"
 
@@ -14,7 +13,6 @@ import (
 	"github.com/agate-pdp/agate/decision"
 	agatev1 "github.com/agate-pdp/agate/gen/agate/v1"
 	"github.com/agate-pdp/agate/jobs"
-	"github.com/agate-pdp/agate/store"
 )
 
 func invalid(field, format string, args ...any) error {
@@ -70,22 +68,22 @@ var decisionEnums = map[string]agatev1.Decision{
 
 func decisionEnum(d string) agatev1.Decision { return decisionEnums[d] }
 
-var statusEnums = map[store.Status]agatev1.JobStatus{
-	store.StatusPendingApproval:      agatev1.JobStatus_JOB_STATUS_PENDING_APPROVAL,
-	store.StatusApproved:             agatev1.JobStatus_JOB_STATUS_APPROVED,
-	store.StatusApprovedAndPublished: agatev1.JobStatus_JOB_STATUS_APPROVED_AND_PUBLISHED,
-	store.StatusAllowed:              agatev1.JobStatus_JOB_STATUS_ALLOWED,
-	store.StatusAllowedAndPublished:  agatev1.JobStatus_JOB_STATUS_ALLOWED_AND_PUBLISHED,
-	store.StatusDenied:               agatev1.JobStatus_JOB_STATUS_DENIED,
-	store.StatusRejected:             agatev1.JobStatus_JOB_STATUS_REJECTED,
-	store.StatusExpired:              agatev1.JobStatus_JOB_STATUS_EXPIRED,
-	store.StatusCancelled:            agatev1.JobStatus_JOB_STATUS_CANCELLED,
-	store.StatusConflict:             agatev1.JobStatus_JOB_STATUS_CONFLICT,
-	store.StatusSucceeded:            agatev1.JobStatus_JOB_STATUS_SUCCEEDED,
-	store.StatusFailed:               agatev1.JobStatus_JOB_STATUS_FAILED,
+var statusEnums = map[jobs.Status]agatev1.JobStatus{
+	jobs.StatusPendingApproval:      agatev1.JobStatus_JOB_STATUS_PENDING_APPROVAL,
+	jobs.StatusApproved:             agatev1.JobStatus_JOB_STATUS_APPROVED,
+	jobs.StatusApprovedAndPublished: agatev1.JobStatus_JOB_STATUS_APPROVED_AND_PUBLISHED,
+	jobs.StatusAllowed:              agatev1.JobStatus_JOB_STATUS_ALLOWED,
+	jobs.StatusAllowedAndPublished:  agatev1.JobStatus_JOB_STATUS_ALLOWED_AND_PUBLISHED,
+	jobs.StatusDenied:               agatev1.JobStatus_JOB_STATUS_DENIED,
+	jobs.StatusRejected:             agatev1.JobStatus_JOB_STATUS_REJECTED,
+	jobs.StatusExpired:              agatev1.JobStatus_JOB_STATUS_EXPIRED,
+	jobs.StatusCancelled:            agatev1.JobStatus_JOB_STATUS_CANCELLED,
+	jobs.StatusConflict:             agatev1.JobStatus_JOB_STATUS_CONFLICT,
+	jobs.StatusSucceeded:            agatev1.JobStatus_JOB_STATUS_SUCCEEDED,
+	jobs.StatusFailed:               agatev1.JobStatus_JOB_STATUS_FAILED,
 }
 
-func statusEnum(s store.Status) agatev1.JobStatus { return statusEnums[s] }
+func statusEnum(s jobs.Status) agatev1.JobStatus { return statusEnums[s] }
 
 func outcomeEnum(o string) agatev1.Outcome {
 	switch o {
@@ -97,48 +95,46 @@ func outcomeEnum(o string) agatev1.Outcome {
 	return agatev1.Outcome_OUTCOME_UNSPECIFIED
 }
 
-// wireJob rebuilds the submitted job from its stored form: the payload bytes exactly as
-// received, so a worker runs exactly what was hashed and approved.
-func wireJob(j store.Job) *agatev1.Job {
-	var labels map[string]any
-	_ = json.Unmarshal(j.Labels, &labels) // stored canonical JSON written by the lifecycle
-	pl := make(map[string]*structpb.Value, len(labels))
-	for k, v := range labels {
-		if pv, err := structpb.NewValue(v); err == nil {
+// wireJob rebuilds the submitted job from the lifecycle's view: the payload bytes exactly
+// as received, so a worker runs exactly what was hashed and approved.
+func wireJob(v *jobs.View) *agatev1.Job {
+	pl := make(map[string]*structpb.Value, len(v.Labels))
+	for k, l := range v.Labels {
+		if pv, err := structpb.NewValue(l); err == nil {
 			pl[k] = pv
 		}
 	}
-	return &agatev1.Job{JobId: j.ID, Topic: j.Topic, Actor: j.Actor, Labels: pl,
-		Payload: j.Payload, TraceId: j.TraceID}
+	return &agatev1.Job{JobId: v.ID, Topic: v.Topic, Actor: v.Actor, Labels: pl,
+		Payload: v.Payload, TraceId: v.TraceID}
 }
 
-func approvalRequirement(roles []string, quorum int, ttlSeconds int64) *agatev1.ApprovalRequirement {
-	if len(roles) == 0 {
+func approvalRequirement(r *jobs.ApprovalRequirement) *agatev1.ApprovalRequirement {
+	if r == nil {
 		return nil
 	}
-	return &agatev1.ApprovalRequirement{Roles: roles, Quorum: int32(quorum), TtlSeconds: ttlSeconds}
+	return &agatev1.ApprovalRequirement{Roles: r.Roles, Quorum: int32(r.Quorum), TtlSeconds: int64(r.TTL.Seconds())}
 }
 
-func wireApprovals(as []store.Approval) []*agatev1.Approval {
+func wireApproval(a jobs.Approval) *agatev1.Approval {
+	return &agatev1.Approval{ApprovedBy: a.By, ApprovedRole: a.Role, ApprovedAt: a.At, Reason: a.Reason}
+}
+
+func wireApprovals(as []jobs.Approval) []*agatev1.Approval {
 	out := make([]*agatev1.Approval, len(as))
 	for i, a := range as {
-		out[i] = &agatev1.Approval{ApprovedBy: a.Approver, ApprovedRole: a.Role, ApprovedAt: a.At, Reason: a.Reason}
+		out[i] = wireApproval(a)
 	}
 	return out
 }
 
-func jobView(j store.Job, approvals []store.Approval) *agatev1.JobView {
-	var ttl int64
-	if j.ExpiresAt > 0 {
-		ttl = (j.ExpiresAt - j.DecidedAt) / 1e6
-	}
+func jobView(v jobs.View) *agatev1.JobView {
 	return &agatev1.JobView{
-		Job: wireJob(j), Status: statusEnum(j.Status), Decision: decisionEnum(j.Decision),
-		RuleId: j.RuleID, Reason: j.Reason, MatchedRules: j.MatchedRules,
-		PolicySnapshot: j.Snapshot, JobHash: j.Hash, SubmittedBy: j.SubmittedBy,
-		Approvals: wireApprovals(approvals), RequiredApproval: approvalRequirement(j.ApprovalRoles, j.Quorum, ttl),
-		ExpiresAt: j.ExpiresAt, Attempt: int32(j.Attempt), Outcome: outcomeEnum(j.Outcome),
-		DecidedAt: j.DecidedAt, UpdatedAt: j.UpdatedAt, Revision: int32(j.Revision), PublishedAt: j.PublishedAt,
+		Job: wireJob(&v), Status: statusEnum(v.Status), Decision: decisionEnum(v.Decision),
+		RuleId: v.RuleID, Reason: v.Reason, MatchedRules: v.MatchedRules,
+		PolicySnapshot: v.Snapshot, JobHash: v.Hash, SubmittedBy: v.SubmittedBy,
+		Approvals: wireApprovals(v.Approvals), RequiredApproval: approvalRequirement(v.Required),
+		ExpiresAt: v.ExpiresAt, Attempt: int32(v.Attempt), Outcome: outcomeEnum(v.Outcome),
+		DecidedAt: v.DecidedAt, UpdatedAt: v.UpdatedAt, Revision: int32(v.Revision), PublishedAt: v.PublishedAt,
 	}
 }
 

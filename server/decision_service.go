@@ -2,15 +2,14 @@ package server
 
 import (
 	"context"
-	"slices"
 	"time"
 
 	agatev1 "github.com/agate-pdp/agate/gen/agate/v1"
 	"github.com/agate-pdp/agate/jobs"
-	"github.com/agate-pdp/agate/store"
 )
 
-// decisionService adapts the job lifecycle to agate.v1.DecisionService.
+// decisionService adapts the job lifecycle to agate.v1.DecisionService. Who may act on
+// which job is the lifecycle's to decide (its standing rules); handlers only convert.
 type decisionService struct {
 	agatev1.UnimplementedDecisionServiceServer
 	s *Server
@@ -30,27 +29,22 @@ func (d *decisionService) Decide(ctx context.Context, req *agatev1.DecideRequest
 	if err != nil {
 		return nil, d.fail(ctx, err)
 	}
-	j := res.Job
+	j := res.View()
 	if !res.AlreadyDecided && d.s.metrics != nil {
 		d.s.metrics.decisions.WithLabelValues(j.Decision).Inc()
-	}
-	var ttl int64
-	if j.ExpiresAt > 0 {
-		ttl = (j.ExpiresAt - j.DecidedAt) / 1e6
 	}
 	return &agatev1.DecideResponse{
 		JobId: j.ID, Decision: decisionEnum(j.Decision), Status: statusEnum(j.Status),
 		RuleId: j.RuleID, Reason: j.Reason, MatchedRules: j.MatchedRules,
 		PolicySnapshot: j.Snapshot, JobHash: j.Hash, TraceId: j.TraceID,
-		RequiredApproval: approvalRequirement(j.ApprovalRoles, j.Quorum, ttl),
+		RequiredApproval: approvalRequirement(j.Required),
 		ExpiresAt:        j.ExpiresAt, DecidedAt: j.DecidedAt, Revision: int32(j.Revision),
 		AlreadyDecided: res.AlreadyDecided,
 	}, nil
 }
 
 func (d *decisionService) Approve(ctx context.Context, req *agatev1.ApproveRequest) (*agatev1.ApproveResponse, error) {
-	p := principalFrom(ctx)
-	res, err := d.s.jobs.Approve(ctx, p, jobs.ApproveRequest{JobID: req.GetJobId(), JobHash: req.GetJobHash(), Reason: req.GetReason()})
+	res, err := d.s.jobs.Approve(ctx, principalFrom(ctx), jobs.ApproveRequest{JobID: req.GetJobId(), JobHash: req.GetJobHash(), Reason: req.GetReason()})
 	if err != nil {
 		d.s.countApproval("refused", err)
 		return nil, d.fail(ctx, err)
@@ -60,21 +54,18 @@ func (d *decisionService) Approve(ctx context.Context, req *agatev1.ApproveReque
 		outcome = "already_approved"
 	}
 	d.s.countApproval(outcome, nil)
-	j := res.Job
-	resp := &agatev1.ApproveResponse{JobId: j.ID, Status: statusEnum(j.Status), Approvals: wireApprovals(res.Approvals),
-		Quorum: int32(j.Quorum), PolicySnapshot: j.Snapshot, JobHash: j.Hash, ExpiresAt: j.ExpiresAt,
+	j := res.View()
+	resp := &agatev1.ApproveResponse{JobId: j.ID, Status: statusEnum(j.Status), Approvals: wireApprovals(j.Approvals),
+		Quorum: int32(res.Job.Quorum), PolicySnapshot: j.Snapshot, JobHash: j.Hash, ExpiresAt: j.ExpiresAt,
 		AlreadyApproved: res.AlreadyApproved}
-	for _, a := range res.Approvals {
-		if a.Approver == p.ID {
-			resp.Approval = wireApprovals([]store.Approval{a})[0]
-		}
+	if mine := res.Mine(); mine.By != "" {
+		resp.Approval = wireApproval(mine)
 	}
 	return resp, nil
 }
 
 func (d *decisionService) Reject(ctx context.Context, req *agatev1.RejectRequest) (*agatev1.RejectResponse, error) {
-	p := principalFrom(ctx)
-	res, err := d.s.jobs.Reject(ctx, p, jobs.RejectRequest{JobID: req.GetJobId(), JobHash: req.GetJobHash(), Reason: req.GetReason()})
+	res, err := d.s.jobs.Reject(ctx, principalFrom(ctx), jobs.RejectRequest{JobID: req.GetJobId(), JobHash: req.GetJobHash(), Reason: req.GetReason()})
 	if err != nil {
 		d.s.countApproval("refused", err)
 		return nil, d.fail(ctx, err)
@@ -84,19 +75,9 @@ func (d *decisionService) Reject(ctx context.Context, req *agatev1.RejectRequest
 		outcome = "already_rejected"
 	}
 	d.s.countApproval(outcome, nil)
-	j := res.Job
-	return &agatev1.RejectResponse{JobId: j.ID, Status: statusEnum(j.Status), RejectedBy: p.ID,
-		RejectedRole: firstCommon(p.Roles, j.ApprovalRoles), RejectedAt: j.UpdatedAt,
-		AlreadyRejected: res.AlreadyRejected}, nil
-}
-
-func firstCommon(have, allowed []string) string {
-	for _, r := range allowed {
-		if slices.Contains(have, r) {
-			return r
-		}
-	}
-	return ""
+	j := res.View()
+	return &agatev1.RejectResponse{JobId: j.ID, Status: statusEnum(j.Status), RejectedBy: res.RejectedBy,
+		RejectedRole: res.RejectedRole, RejectedAt: res.RejectedAt, AlreadyRejected: res.AlreadyRejected}, nil
 }
 
 func (d *decisionService) Publish(ctx context.Context, req *agatev1.PublishRequest) (*agatev1.PublishResponse, error) {
@@ -104,7 +85,7 @@ func (d *decisionService) Publish(ctx context.Context, req *agatev1.PublishReque
 	if err != nil {
 		return nil, d.fail(ctx, err)
 	}
-	return &agatev1.PublishResponse{Job: jobView(res.Job, res.Approvals), AlreadyPublished: res.AlreadyPublished}, nil
+	return &agatev1.PublishResponse{Job: jobView(res.View()), AlreadyPublished: res.AlreadyPublished}, nil
 }
 
 func (d *decisionService) ReportOutcome(ctx context.Context, req *agatev1.ReportOutcomeRequest) (*agatev1.ReportOutcomeResponse, error) {
@@ -121,7 +102,7 @@ func (d *decisionService) ReportOutcome(ctx context.Context, req *agatev1.Report
 	if err != nil {
 		return nil, d.fail(ctx, err)
 	}
-	j := res.Job
+	j := res.View()
 	return &agatev1.ReportOutcomeResponse{JobId: j.ID, Status: statusEnum(j.Status), Attempt: int32(j.Attempt),
 		Outcome: outcomeEnum(j.Outcome), AlreadyReported: res.AlreadyReported}, nil
 }
@@ -134,8 +115,8 @@ func (d *decisionService) ListReplayable(ctx context.Context, req *agatev1.ListR
 		return nil, d.fail(ctx, err)
 	}
 	resp := &agatev1.ListReplayableResponse{NextPageToken: next}
-	for _, j := range list {
-		resp.Jobs = append(resp.Jobs, jobView(j, nil))
+	for _, v := range list {
+		resp.Jobs = append(resp.Jobs, jobView(v))
 	}
 	return resp, nil
 }
@@ -149,68 +130,43 @@ func (d *decisionService) Replay(ctx context.Context, req *agatev1.ReplayRequest
 	if !res.AlreadyReplayed && d.s.metrics != nil {
 		d.s.metrics.replays.WithLabelValues(req.GetReasonCode()).Inc()
 	}
-	view, err := d.s.jobs.GetJob(ctx, res.Job.ID)
-	if err != nil {
-		return nil, d.fail(ctx, err)
-	}
-	return &agatev1.ReplayResponse{Job: jobView(view.Job, view.Approvals), AlreadyReplayed: res.AlreadyReplayed}, nil
+	return &agatev1.ReplayResponse{Job: jobView(res.View()), AlreadyReplayed: res.AlreadyReplayed}, nil
 }
 
 func (d *decisionService) Cancel(ctx context.Context, req *agatev1.CancelRequest) (*agatev1.CancelResponse, error) {
-	p := principalFrom(ctx)
-	res, err := d.s.jobs.Cancel(ctx, p, jobs.CancelRequest{JobID: req.GetJobId(), Reason: req.GetReason()})
+	res, err := d.s.jobs.Cancel(ctx, principalFrom(ctx), jobs.CancelRequest{JobID: req.GetJobId(), Reason: req.GetReason()})
 	if err != nil {
 		return nil, d.fail(ctx, err)
 	}
-	j := res.Job
-	return &agatev1.CancelResponse{JobId: j.ID, Status: statusEnum(j.Status), CancelledBy: p.ID,
-		CancelledAt: j.UpdatedAt, AlreadyCancelled: res.AlreadyCancelled}, nil
+	j := res.View()
+	return &agatev1.CancelResponse{JobId: j.ID, Status: statusEnum(j.Status), CancelledBy: res.CancelledBy,
+		CancelledAt: res.CancelledAt, AlreadyCancelled: res.AlreadyCancelled}, nil
 }
 
-// GetJob shows a job to auditors, to its submitter, and to approvers whose roles may
-// approve it; anyone else learns only that no such job is visible to them.
+// GetJob shows a job to a caller with standing on it; anyone else gets the answer a
+// job that does not exist gets.
 func (d *decisionService) GetJob(ctx context.Context, req *agatev1.GetJobRequest) (*agatev1.GetJobResponse, error) {
-	if req.GetJobId() == "" {
-		return nil, d.fail(ctx, invalid("job_id", "is required"))
-	}
-	view, err := d.s.jobs.GetJob(ctx, req.GetJobId())
+	view, err := d.s.jobs.GetJob(ctx, principalFrom(ctx), req.GetJobId())
 	if err != nil {
 		return nil, d.fail(ctx, err)
 	}
-	if !mayView(principalFrom(ctx), view.Job) {
-		return nil, d.fail(ctx, &jobs.Error{Code: jobs.CodeNotFound, Reason: "NOT_FOUND", Msg: "job " + req.GetJobId() + " not found"})
-	}
-	return &agatev1.GetJobResponse{Job: jobView(view.Job, view.Approvals)}, nil
-}
-
-func mayView(p jobs.Principal, j store.Job) bool {
-	switch {
-	case p.HasRole(RoleAudit):
-		return true
-	case p.HasRole(RoleDecide) && p.ID == j.SubmittedBy:
-		return true
-	}
-	return firstCommon(p.Roles, j.ApprovalRoles) != ""
+	return &agatev1.GetJobResponse{Job: jobView(view.View())}, nil
 }
 
 func (d *decisionService) ListPendingApprovals(ctx context.Context, req *agatev1.ListPendingApprovalsRequest) (*agatev1.ListPendingApprovalsResponse, error) {
-	p := principalFrom(ctx)
 	q := jobs.PendingQuery{Topic: req.GetTopic(), Actor: req.GetActor(), RuleID: req.GetRuleId(),
 		Snapshot: req.GetPolicySnapshot(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()}
-	if !p.HasRole(RoleAudit) {
-		// An approver sees only what its roles may approve.
-		q.Roles = p.Roles
-	}
-	list, next, err := d.s.jobs.ListPending(ctx, q)
+	list, next, err := d.s.jobs.ListPending(ctx, principalFrom(ctx), q)
 	if err != nil {
 		return nil, d.fail(ctx, err)
 	}
 	now := d.s.now().UnixMicro()
 	resp := &agatev1.ListPendingApprovalsResponse{NextPageToken: next}
 	for _, v := range list {
-		left := max((v.Job.ExpiresAt-now)/1e6, 0)
+		view := v.View()
+		left := max((view.ExpiresAt-now)/1e6, 0)
 		resp.PendingApprovals = append(resp.PendingApprovals,
-			&agatev1.PendingApproval{Job: jobView(v.Job, v.Approvals), TimeLeftSeconds: left})
+			&agatev1.PendingApproval{Job: jobView(view), TimeLeftSeconds: left})
 	}
 	return resp, nil
 }

@@ -31,6 +31,8 @@ var jobCodes = map[jobs.Code]codes.Code{
 	jobs.CodeAborted:            codes.Aborted,
 	jobs.CodeFailedPrecondition: codes.FailedPrecondition,
 	jobs.CodeUnavailable:        codes.Unavailable,
+	jobs.CodeAlreadyExists:      codes.AlreadyExists,
+	jobs.CodeResourceExhausted:  codes.ResourceExhausted,
 }
 
 // toStatus is the one place where errors become gRPC statuses. Known errors carry a

@@ -105,7 +105,7 @@ func wireSummary(ev audit.JobEvidence) *agatev1.JobSummary {
 		PolicySnapshot: s.PolicySnapshot, JobHash: s.JobHash, ApprovedBy: s.ApprovedBy,
 		ApprovedRole: s.ApprovedRole, ApprovedAt: s.ApprovedAt, Status: s.Status,
 		Topic: s.Topic, Actor: s.Actor, SubmittedBy: j.SubmittedBy, RuleId: j.RuleID, Reason: j.Reason,
-		Attempt: int32(s.Attempt), Approvers: wireApprovals(ev.Approvals), DecidedAt: j.DecidedAt,
+		Attempt: int32(s.Attempt), Approvers: storedApprovals(ev.Approvals), DecidedAt: j.DecidedAt,
 		UpdatedAt: j.UpdatedAt, MatchedRules: j.MatchedRules, Quorum: int32(j.Quorum),
 		Revision: int32(j.Revision), PublishedAt: j.PublishedAt, Conflict: ev.Conflict,
 	}
@@ -125,6 +125,15 @@ func wireReport(r audit.Report) *agatev1.VerifyEvidenceResponse {
 	for _, p := range r.Problems {
 		out.Problems = append(out.Problems, &agatev1.VerificationProblem{Kind: tamperKinds[p.Kind],
 			EventId: p.EventID, JobId: p.JobID, Seq: p.Seq, CheckpointId: p.CheckpointID, Detail: p.Detail})
+	}
+	return out
+}
+
+// storedApprovals converts the approvals an audit record holds as stored.
+func storedApprovals(as []store.Approval) []*agatev1.Approval {
+	out := make([]*agatev1.Approval, len(as))
+	for i, a := range as {
+		out[i] = &agatev1.Approval{ApprovedBy: a.Approver, ApprovedRole: a.Role, ApprovedAt: a.At, Reason: a.Reason}
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/agate-pdp/agate/decision"
 	agatev1 "github.com/agate-pdp/agate/gen/agate/v1"
+	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/snapshots"
 )
 
@@ -125,7 +126,7 @@ func (ps *policyService) Evaluate(ctx context.Context, req *agatev1.EvaluateRequ
 	resp := &agatev1.EvaluateResponse{Decision: decisionEnum(out.Decision.String()), RuleId: out.RuleID,
 		Reason: out.Reason, MatchedRules: out.Matched, SnapshotId: res.Snapshot, JobHash: res.JobHash}
 	if out.Decision == decision.RequireHuman {
-		resp.RequiredApproval = approvalRequirement(out.Approval.Roles, out.Approval.Quorum, int64(out.Approval.TTL.Seconds()))
+		resp.RequiredApproval = approvalRequirement(&jobs.ApprovalRequirement{Roles: out.Approval.Roles, Quorum: out.Approval.Quorum, TTL: out.Approval.TTL})
 	}
 	return resp, nil
 }

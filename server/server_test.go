@@ -163,7 +163,8 @@ func TestAllowed(t *testing.T) {
 		{"/agate.v1.DecisionService/Decide", []string{"decide"}, true},
 		{"/agate.v1.DecisionService/Decide", []string{"dispatch"}, false},
 		{"/agate.v1.DecisionService/Publish", []string{"dispatch"}, true},
-		{"/agate.v1.DecisionService/Publish", []string{"decide", "finance-approver"}, false},
+		{"/agate.v1.DecisionService/ListReplayable", []string{"decide", "finance-approver"}, false},
+		{"/agate.v1.DecisionService/Publish", []string{"decide"}, true}, // standing is the lifecycle's to decide
 		{"/agate.v1.DecisionService/Approve", []string{"finance-approver"}, true},
 		{"/agate.v1.PolicyService/PutPolicy", []string{"audit"}, false},
 		{"/agate.v1.PolicyService/PutPolicy", []string{"policy-admin"}, true},

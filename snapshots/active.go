@@ -67,6 +67,9 @@ func (t *Tracker) Refresh(ctx context.Context) (*Active, error) {
 	a := &Active{Snapshot: s, Engine: e}
 	t.cur.Store(a)
 	t.log.Info("active snapshot", "snapshot", s.ID, "rules", s.RuleCount)
+	for _, w := range e.Warnings() {
+		t.log.Warn("active snapshot: policy warning", "snapshot", s.ID, "warning", w.String())
+	}
 	return a, nil
 }
 

@@ -46,9 +46,10 @@ func IDFromSHA(sha string) string { return "snap_" + sha[:16] }
 
 // New parses, validates and compiles src, returning the snapshot it would be stored as,
 // its compiled engine and the policy's warnings. Parse errors are decision.PolicyError.
+// src is a new policy, held to decision.ParseNew (stored snapshots load leniently).
 func New(src []byte, createdBy string, now time.Time) (Snapshot, *decision.Engine, []decision.Warning, error) {
 	canon := Canonical(src)
-	p, err := decision.Parse(canon)
+	p, err := decision.ParseNew(canon)
 	if err != nil {
 		return Snapshot{}, nil, nil, err
 	}

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/agate-pdp/agate/evidence"
@@ -15,23 +16,36 @@ import (
 // nothing validated it first. The SQL constraints and evidence.Required cannot drift
 // apart unnoticed.
 func testEvidenceSchema(t *testing.T, s store.Store) {
+	// Each kind on a job's chain, and a refusal on a principal's chain, which names no job.
+	type shape struct {
+		kind  evidence.Kind
+		chain string
+	}
+	var shapes []shape
 	for _, k := range evidence.Kinds {
-		req := evidence.Required(k)
+		shapes = append(shapes, shape{k, "job_schema_" + string(k)})
+	}
+	shapes = append(shapes, shape{evidence.KindRefusal, evidence.PrincipalChain("schema@example.com")})
+	for n, sh := range shapes {
+		k := sh.kind
+		req := evidence.RequiredFor(&evidence.Event{Kind: k, JobID: sh.chain})
 		if len(req) == 0 {
 			t.Fatalf("evidence kind %s has no required fields", k)
 		}
 		minimal := func() evidence.Event {
-			e := evidence.Event{Kind: k, Seq: 1, JobID: "job_schema_" + string(k)}
+			e := evidence.Event{Kind: k, Seq: 1, JobID: sh.chain}
 			for _, f := range req {
 				if !setField(&e, f, true) {
 					t.Fatalf("kind %s requires %q, which this suite does not know", k, f)
 				}
 			}
+			e.JobID = sh.chain
+			e.EventID += fmt.Sprint("_", n)
 			return e
 		}
 		ok := minimal()
 		if err := ok.Seal(0, ""); err != nil {
-			t.Fatalf("kind %s: a minimal event does not validate: %v", k, err)
+			t.Fatalf("kind %s on %s: a minimal event does not validate: %v", k, sh.chain, err)
 		}
 		write(t, s, func(ctx context.Context, tx store.Tx) error { return tx.AppendEvent(ctx, ok) })
 
@@ -44,7 +58,7 @@ func testEvidenceSchema(t *testing.T, s store.Store) {
 				return tx.AppendEvent(ctx, e)
 			})
 			if !errors.Is(err, evidence.ErrIncomplete) {
-				t.Errorf("kind %s without %s: AppendEvent = %v, want evidence.ErrIncomplete", k, f, err)
+				t.Errorf("kind %s on %s without %s: AppendEvent = %v, want evidence.ErrIncomplete", k, sh.chain, f, err)
 			}
 		}
 	}

@@ -42,27 +42,37 @@ const (
 // Errors carry google.rpc.ErrorInfo (domain "agate.dev", reasons in ErrorReason).
 // Every RPC may also return UNAUTHENTICATED, PERMISSION_DENIED (ROLE_NOT_ALLOWED)
 // when the caller lacks the RPC's role, and UNAVAILABLE (STORE_UNAVAILABLE).
+// The RPCs on one job first establish the caller's standing on it (the README's
+// "Who may do what"). A caller without standing gets NOT_FOUND, exactly as for a job
+// that does not exist, changes nothing, and its attempt is recorded on its own
+// evidence chain "@principal:<canonical id>"; beyond a per-principal limit they answer
+// RESOURCE_EXHAUSTED (RATE_LIMITED).
 type DecisionServiceClient interface {
 	// Decide evaluates a job under the active policy snapshot, stores it as allowed,
 	// denied or pending_approval, and records decision evidence. Requires role
 	// "decide".
 	// A repeat with the same job_id and content returns the first decision with
 	// already_decided; a job in conflict is re-decided (revision + 1).
+	// A job_id belongs to the submitter that first used it.
 	// Errors: INVALID_ARGUMENT (INVALID_FIELD: job id, topic, actor, labels, payload,
-	// label schema); ABORTED (JOB_HASH_MISMATCH: known job_id with different content);
+	// label schema); ABORTED (JOB_HASH_MISMATCH: the submitter's known job_id with
+	// different content); ALREADY_EXISTS (JOB_ID_IN_USE: another submitter's job_id);
 	// FAILED_PRECONDITION (NO_ACTIVE_SNAPSHOT).
 	Decide(ctx context.Context, in *DecideRequest, opts ...grpc.CallOption) (*DecideResponse, error)
 	// Approve records the caller's approval of a pending job, under a role the
 	// deciding rule allows; the job becomes approved once the quorum of distinct
-	// approvers is met. A repeat by the same approver returns already_approved.
-	// Refused attempts are recorded as evidence.
+	// approvers is met. A repeat by the same approver returns already_approved; another
+	// approver's call on a job whose quorum is met is ALREADY_APPROVED. Standing:
+	// eligible approvers (no service role), the job's actor and submitter (refused
+	// SELF_APPROVAL). Refused attempts are recorded as evidence.
 	// Errors: ABORTED (SNAPSHOT_DRIFT, the job moves to conflict; JOB_HASH_MISMATCH;
-	// LOCK_BUSY, retryable); FAILED_PRECONDITION (ALREADY_REJECTED, NOT_PENDING,
-	// APPROVAL_EXPIRED); PERMISSION_DENIED (ROLE_NOT_ALLOWED, SELF_APPROVAL);
-	// INVALID_ARGUMENT (INVALID_FIELD); NOT_FOUND.
+	// LOCK_BUSY, retryable); FAILED_PRECONDITION (ALREADY_APPROVED, ALREADY_REJECTED,
+	// NOT_PENDING, APPROVAL_EXPIRED); PERMISSION_DENIED (ROLE_NOT_ALLOWED,
+	// SELF_APPROVAL); INVALID_ARGUMENT (INVALID_FIELD); NOT_FOUND.
 	Approve(ctx context.Context, in *ApproveRequest, opts ...grpc.CallOption) (*ApproveResponse, error)
 	// Reject vetoes a pending job (one Reject suffices); the job becomes rejected. A
-	// repeat returns already_rejected. Refused attempts are recorded as evidence.
+	// repeat returns already_rejected. Standing as for Approve. Refused attempts are
+	// recorded as evidence.
 	// Errors: ABORTED (SNAPSHOT_DRIFT, JOB_HASH_MISMATCH, LOCK_BUSY);
 	// FAILED_PRECONDITION (ALREADY_APPROVED, NOT_PENDING, APPROVAL_EXPIRED);
 	// PERMISSION_DENIED (ROLE_NOT_ALLOWED, SELF_APPROVAL); INVALID_ARGUMENT
@@ -70,7 +80,7 @@ type DecisionServiceClient interface {
 	Reject(ctx context.Context, in *RejectRequest, opts ...grpc.CallOption) (*RejectResponse, error)
 	// Publish marks an allowed or approved job published exactly once (attempt 1) and
 	// returns the stored job, so the worker runs exactly what was decided and
-	// approved. Requires role "dispatch". A repeat returns already_published with the
+	// approved. Standing: role "dispatch". A repeat returns already_published with the
 	// same attempt. An allowed job is re-evaluated under the active snapshot and
 	// published only if still allowed. A hash mismatch is recorded but leaves the job
 	// unchanged.
@@ -80,7 +90,7 @@ type DecisionServiceClient interface {
 	// NOT_FOUND.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// ReportOutcome records the worker's outcome for one publish attempt; the job
-	// becomes succeeded or failed. Requires role "dispatch". A repeat of the same
+	// becomes succeeded or failed. Standing: role "dispatch". A repeat of the same
 	// outcome for the same attempt returns already_reported.
 	// Errors: FAILED_PRECONDITION (NOT_PENDING: not published; ATTEMPT_MISMATCH;
 	// OUTCOME_MISMATCH); INVALID_ARGUMENT; NOT_FOUND.
@@ -92,7 +102,7 @@ type DecisionServiceClient interface {
 	ListReplayable(ctx context.Context, in *ListReplayableRequest, opts ...grpc.CallOption) (*ListReplayableResponse, error)
 	// Replay re-publishes an allowed or approved job after a lost publish or outcome,
 	// as attempt expected_attempt + 1, re-checking hash and snapshot, and records the
-	// reason. Requires role "dispatch". A retry with the same expected_attempt returns
+	// reason. Standing: role "dispatch". A retry with the same expected_attempt returns
 	// already_replayed, so the job never runs twice for one Replay.
 	// Errors: ABORTED (JOB_HASH_MISMATCH, SNAPSHOT_DRIFT, LOCK_BUSY);
 	// FAILED_PRECONDITION (ATTEMPT_MISMATCH, APPROVAL_EXPIRED, NOT_PENDING for jobs
@@ -100,17 +110,18 @@ type DecisionServiceClient interface {
 	// NOT_FOUND.
 	Replay(ctx context.Context, in *ReplayRequest, opts ...grpc.CallOption) (*ReplayResponse, error)
 	// Cancel withdraws a pending or approved-but-unpublished job; the job becomes
-	// cancelled. Allowed for the job's submitter or role "admin". A repeat returns
+	// cancelled. Standing: the job's submitter or role "operator". A repeat returns
 	// already_cancelled.
 	// Errors: FAILED_PRECONDITION (NOT_PENDING: published or final;
-	// ALREADY_REJECTED); ABORTED (LOCK_BUSY); PERMISSION_DENIED (ROLE_NOT_ALLOWED);
-	// INVALID_ARGUMENT; NOT_FOUND.
+	// ALREADY_REJECTED); ABORTED (LOCK_BUSY); INVALID_ARGUMENT; NOT_FOUND.
 	Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*CancelResponse, error)
-	// GetJob returns a job's stored state. Allowed for role "audit", the job's
-	// submitter, and approvers whose roles may approve it. Writes nothing.
+	// GetJob returns a job's stored state. Standing: roles "audit" and "operator", the
+	// job's submitter, and approvers whose roles may approve it. Writes nothing but the
+	// refused attempt of a caller without standing.
 	// Errors: NOT_FOUND (also when the caller may not see the job); INVALID_ARGUMENT.
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*GetJobResponse, error)
-	// ListPendingApprovals lists pending jobs the caller's roles may approve, oldest
+	// ListPendingApprovals lists pending jobs the caller's roles may approve (every one
+	// for role "audit"; none for a caller without roles or holding a service role), oldest
 	// decision first, with everything a human needs to decide: payload, labels,
 	// actor, deciding rule and reason, snapshot, job_hash, approvals so far and time
 	// left. Jobs past their ttl move to expired and drop out. Writes no evidence.
@@ -237,27 +248,37 @@ func (c *decisionServiceClient) ListPendingApprovals(ctx context.Context, in *Li
 // Errors carry google.rpc.ErrorInfo (domain "agate.dev", reasons in ErrorReason).
 // Every RPC may also return UNAUTHENTICATED, PERMISSION_DENIED (ROLE_NOT_ALLOWED)
 // when the caller lacks the RPC's role, and UNAVAILABLE (STORE_UNAVAILABLE).
+// The RPCs on one job first establish the caller's standing on it (the README's
+// "Who may do what"). A caller without standing gets NOT_FOUND, exactly as for a job
+// that does not exist, changes nothing, and its attempt is recorded on its own
+// evidence chain "@principal:<canonical id>"; beyond a per-principal limit they answer
+// RESOURCE_EXHAUSTED (RATE_LIMITED).
 type DecisionServiceServer interface {
 	// Decide evaluates a job under the active policy snapshot, stores it as allowed,
 	// denied or pending_approval, and records decision evidence. Requires role
 	// "decide".
 	// A repeat with the same job_id and content returns the first decision with
 	// already_decided; a job in conflict is re-decided (revision + 1).
+	// A job_id belongs to the submitter that first used it.
 	// Errors: INVALID_ARGUMENT (INVALID_FIELD: job id, topic, actor, labels, payload,
-	// label schema); ABORTED (JOB_HASH_MISMATCH: known job_id with different content);
+	// label schema); ABORTED (JOB_HASH_MISMATCH: the submitter's known job_id with
+	// different content); ALREADY_EXISTS (JOB_ID_IN_USE: another submitter's job_id);
 	// FAILED_PRECONDITION (NO_ACTIVE_SNAPSHOT).
 	Decide(context.Context, *DecideRequest) (*DecideResponse, error)
 	// Approve records the caller's approval of a pending job, under a role the
 	// deciding rule allows; the job becomes approved once the quorum of distinct
-	// approvers is met. A repeat by the same approver returns already_approved.
-	// Refused attempts are recorded as evidence.
+	// approvers is met. A repeat by the same approver returns already_approved; another
+	// approver's call on a job whose quorum is met is ALREADY_APPROVED. Standing:
+	// eligible approvers (no service role), the job's actor and submitter (refused
+	// SELF_APPROVAL). Refused attempts are recorded as evidence.
 	// Errors: ABORTED (SNAPSHOT_DRIFT, the job moves to conflict; JOB_HASH_MISMATCH;
-	// LOCK_BUSY, retryable); FAILED_PRECONDITION (ALREADY_REJECTED, NOT_PENDING,
-	// APPROVAL_EXPIRED); PERMISSION_DENIED (ROLE_NOT_ALLOWED, SELF_APPROVAL);
-	// INVALID_ARGUMENT (INVALID_FIELD); NOT_FOUND.
+	// LOCK_BUSY, retryable); FAILED_PRECONDITION (ALREADY_APPROVED, ALREADY_REJECTED,
+	// NOT_PENDING, APPROVAL_EXPIRED); PERMISSION_DENIED (ROLE_NOT_ALLOWED,
+	// SELF_APPROVAL); INVALID_ARGUMENT (INVALID_FIELD); NOT_FOUND.
 	Approve(context.Context, *ApproveRequest) (*ApproveResponse, error)
 	// Reject vetoes a pending job (one Reject suffices); the job becomes rejected. A
-	// repeat returns already_rejected. Refused attempts are recorded as evidence.
+	// repeat returns already_rejected. Standing as for Approve. Refused attempts are
+	// recorded as evidence.
 	// Errors: ABORTED (SNAPSHOT_DRIFT, JOB_HASH_MISMATCH, LOCK_BUSY);
 	// FAILED_PRECONDITION (ALREADY_APPROVED, NOT_PENDING, APPROVAL_EXPIRED);
 	// PERMISSION_DENIED (ROLE_NOT_ALLOWED, SELF_APPROVAL); INVALID_ARGUMENT
@@ -265,7 +286,7 @@ type DecisionServiceServer interface {
 	Reject(context.Context, *RejectRequest) (*RejectResponse, error)
 	// Publish marks an allowed or approved job published exactly once (attempt 1) and
 	// returns the stored job, so the worker runs exactly what was decided and
-	// approved. Requires role "dispatch". A repeat returns already_published with the
+	// approved. Standing: role "dispatch". A repeat returns already_published with the
 	// same attempt. An allowed job is re-evaluated under the active snapshot and
 	// published only if still allowed. A hash mismatch is recorded but leaves the job
 	// unchanged.
@@ -275,7 +296,7 @@ type DecisionServiceServer interface {
 	// NOT_FOUND.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// ReportOutcome records the worker's outcome for one publish attempt; the job
-	// becomes succeeded or failed. Requires role "dispatch". A repeat of the same
+	// becomes succeeded or failed. Standing: role "dispatch". A repeat of the same
 	// outcome for the same attempt returns already_reported.
 	// Errors: FAILED_PRECONDITION (NOT_PENDING: not published; ATTEMPT_MISMATCH;
 	// OUTCOME_MISMATCH); INVALID_ARGUMENT; NOT_FOUND.
@@ -287,7 +308,7 @@ type DecisionServiceServer interface {
 	ListReplayable(context.Context, *ListReplayableRequest) (*ListReplayableResponse, error)
 	// Replay re-publishes an allowed or approved job after a lost publish or outcome,
 	// as attempt expected_attempt + 1, re-checking hash and snapshot, and records the
-	// reason. Requires role "dispatch". A retry with the same expected_attempt returns
+	// reason. Standing: role "dispatch". A retry with the same expected_attempt returns
 	// already_replayed, so the job never runs twice for one Replay.
 	// Errors: ABORTED (JOB_HASH_MISMATCH, SNAPSHOT_DRIFT, LOCK_BUSY);
 	// FAILED_PRECONDITION (ATTEMPT_MISMATCH, APPROVAL_EXPIRED, NOT_PENDING for jobs
@@ -295,17 +316,18 @@ type DecisionServiceServer interface {
 	// NOT_FOUND.
 	Replay(context.Context, *ReplayRequest) (*ReplayResponse, error)
 	// Cancel withdraws a pending or approved-but-unpublished job; the job becomes
-	// cancelled. Allowed for the job's submitter or role "admin". A repeat returns
+	// cancelled. Standing: the job's submitter or role "operator". A repeat returns
 	// already_cancelled.
 	// Errors: FAILED_PRECONDITION (NOT_PENDING: published or final;
-	// ALREADY_REJECTED); ABORTED (LOCK_BUSY); PERMISSION_DENIED (ROLE_NOT_ALLOWED);
-	// INVALID_ARGUMENT; NOT_FOUND.
+	// ALREADY_REJECTED); ABORTED (LOCK_BUSY); INVALID_ARGUMENT; NOT_FOUND.
 	Cancel(context.Context, *CancelRequest) (*CancelResponse, error)
-	// GetJob returns a job's stored state. Allowed for role "audit", the job's
-	// submitter, and approvers whose roles may approve it. Writes nothing.
+	// GetJob returns a job's stored state. Standing: roles "audit" and "operator", the
+	// job's submitter, and approvers whose roles may approve it. Writes nothing but the
+	// refused attempt of a caller without standing.
 	// Errors: NOT_FOUND (also when the caller may not see the job); INVALID_ARGUMENT.
 	GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error)
-	// ListPendingApprovals lists pending jobs the caller's roles may approve, oldest
+	// ListPendingApprovals lists pending jobs the caller's roles may approve (every one
+	// for role "audit"; none for a caller without roles or holding a service role), oldest
 	// decision first, with everything a human needs to decide: payload, labels,
 	// actor, deciding rule and reason, snapshot, job_hash, approvals so far and time
 	// left. Jobs past their ttl move to expired and drop out. Writes no evidence.

@@ -274,8 +274,9 @@ const (
 	// INVALID_ARGUMENT. A policy source failed validation; metadata "line" and "field"
 	// locate the first error.
 	ErrorReason_ERROR_REASON_INVALID_POLICY ErrorReason = 12
-	// NOT_FOUND. The named job or snapshot does not exist (or is not visible to the
-	// caller).
+	// NOT_FOUND. The named job or snapshot does not exist, or the caller has no
+	// standing on the job: the two answers are identical, so a caller without standing
+	// learns nothing, not even that the job exists.
 	ErrorReason_ERROR_REASON_NOT_FOUND ErrorReason = 13
 	// FAILED_PRECONDITION. No policy snapshot is active yet, so nothing can be decided.
 	ErrorReason_ERROR_REASON_NO_ACTIVE_SNAPSHOT ErrorReason = 14
@@ -290,6 +291,14 @@ const (
 	ErrorReason_ERROR_REASON_UNAUTHENTICATED ErrorReason = 17
 	// UNAVAILABLE. The database cannot be reached; retryable.
 	ErrorReason_ERROR_REASON_STORE_UNAVAILABLE ErrorReason = 18
+	// ALREADY_EXISTS. Decide of a job_id that another submitter has used. Nothing about
+	// that job is revealed and nothing is written on its chain; choose ids unique to the
+	// submitter (a prefix or a ULID).
+	ErrorReason_ERROR_REASON_JOB_ID_IN_USE ErrorReason = 19
+	// RESOURCE_EXHAUSTED. The caller made too many calls on jobs it has no standing on
+	// (or that do not exist); every lifecycle call it makes is refused until its
+	// allowance refills. Retryable after a pause.
+	ErrorReason_ERROR_REASON_RATE_LIMITED ErrorReason = 20
 )
 
 // Enum value maps for ErrorReason.
@@ -314,6 +323,8 @@ var (
 		16: "ERROR_REASON_OUTCOME_MISMATCH",
 		17: "ERROR_REASON_UNAUTHENTICATED",
 		18: "ERROR_REASON_STORE_UNAVAILABLE",
+		19: "ERROR_REASON_JOB_ID_IN_USE",
+		20: "ERROR_REASON_RATE_LIMITED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":        0,
@@ -335,6 +346,8 @@ var (
 		"ERROR_REASON_OUTCOME_MISMATCH":   16,
 		"ERROR_REASON_UNAUTHENTICATED":    17,
 		"ERROR_REASON_STORE_UNAVAILABLE":  18,
+		"ERROR_REASON_JOB_ID_IN_USE":      19,
+		"ERROR_REASON_RATE_LIMITED":       20,
 	}
 )
 
@@ -898,7 +911,7 @@ const file_agate_v1_job_proto_rawDesc = "" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OUTCOME_SUCCEEDED\x10\x01\x12\x12\n" +
-	"\x0eOUTCOME_FAILED\x10\x02*\x85\x05\n" +
+	"\x0eOUTCOME_FAILED\x10\x02*\xc4\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bERROR_REASON_SNAPSHOT_DRIFT\x10\x01\x12\"\n" +
@@ -919,7 +932,9 @@ const file_agate_v1_job_proto_rawDesc = "" +
 	"\x1dERROR_REASON_ATTEMPT_MISMATCH\x10\x0f\x12!\n" +
 	"\x1dERROR_REASON_OUTCOME_MISMATCH\x10\x10\x12 \n" +
 	"\x1cERROR_REASON_UNAUTHENTICATED\x10\x11\x12\"\n" +
-	"\x1eERROR_REASON_STORE_UNAVAILABLE\x10\x12B\x8a\x01\n" +
+	"\x1eERROR_REASON_STORE_UNAVAILABLE\x10\x12\x12\x1e\n" +
+	"\x1aERROR_REASON_JOB_ID_IN_USE\x10\x13\x12\x1d\n" +
+	"\x19ERROR_REASON_RATE_LIMITED\x10\x14B\x8a\x01\n" +
 	"\fcom.agate.v1B\bJobProtoP\x01Z/github.com/agate-pdp/agate/gen/agate/v1;agatev1\xa2\x02\x03AXX\xaa\x02\bAgate.V1\xca\x02\bAgate\\V1\xe2\x02\x14Agate\\V1\\GPBMetadata\xea\x02\tAgate::V1b\x06proto3"
 
 var (
