@@ -13,14 +13,14 @@ import (
 	"github.com/agate-pdp/agate/jobs"
 )
 
-// The service roles. Approver roles are whatever policy rules name (e.g. admin,
-// finance-approver); they are checked per job by the lifecycle.
+// The service roles that gate whole methods. Approver roles are whatever policy rules
+// name (e.g. admin, finance-approver) and the operator role is per job; the lifecycle
+// checks both.
 const (
 	RoleDecide      = "decide"
 	RoleDispatch    = "dispatch"
 	RoleAudit       = "audit"
 	RolePolicyAdmin = "policy-admin"
-	RoleAdmin       = "admin"
 )
 
 // Authenticator resolves the caller of a request. Its identities can be swapped at run

@@ -54,7 +54,7 @@ var matrixCallers = []matrixCaller{
 	{group: "audit", id: "auditor@example.com", roles: []string{"audit"}},
 	{group: "policy-admin", id: "policy-owner@example.com", roles: []string{"policy-admin"}},
 	{group: "operator", id: "ops@example.com", roles: []string{"operator"}},
-	{group: "no roles", id: "nobody@example.com", roles: []string{}},
+	{group: "a role no policy or method names", id: "nobody@example.com", roles: []string{"intern"}},
 	{group: "eligible approver (admin)", id: "bob@example.com", roles: []string{"admin"}},
 	{group: "eligible approver", id: "alice@example.com", roles: []string{"finance-approver"}},
 	{group: "approver of another topic", id: "tess@example.com", roles: []string{"treasurer"}},
