@@ -85,9 +85,9 @@ func (d *decisionService) Reject(ctx context.Context, req *agatev1.RejectRequest
 	}
 	d.s.countApproval(outcome, nil)
 	j := res.Job
-	return &agatev1.RejectResponse{JobId: j.ID, Status: statusEnum(j.Status), RejectedBy: p.ID,
-		RejectedRole: firstCommon(p.Roles, j.ApprovalRoles), RejectedAt: j.UpdatedAt,
-		AlreadyRejected: res.AlreadyRejected}, nil
+	// The first rejection as stored, never the caller: a repeat names who rejected first.
+	return &agatev1.RejectResponse{JobId: j.ID, Status: statusEnum(j.Status), RejectedBy: res.RejectedBy,
+		RejectedRole: res.RejectedRole, RejectedAt: res.RejectedAt, AlreadyRejected: res.AlreadyRejected}, nil
 }
 
 func firstCommon(have, allowed []string) string {
@@ -163,8 +163,8 @@ func (d *decisionService) Cancel(ctx context.Context, req *agatev1.CancelRequest
 		return nil, d.fail(ctx, err)
 	}
 	j := res.Job
-	return &agatev1.CancelResponse{JobId: j.ID, Status: statusEnum(j.Status), CancelledBy: p.ID,
-		CancelledAt: j.UpdatedAt, AlreadyCancelled: res.AlreadyCancelled}, nil
+	return &agatev1.CancelResponse{JobId: j.ID, Status: statusEnum(j.Status), CancelledBy: res.CancelledBy,
+		CancelledAt: res.CancelledAt, AlreadyCancelled: res.AlreadyCancelled}, nil
 }
 
 // GetJob shows a job to auditors, to its submitter, and to approvers whose roles may
@@ -180,7 +180,9 @@ func (d *decisionService) GetJob(ctx context.Context, req *agatev1.GetJobRequest
 	if !mayView(principalFrom(ctx), view.Job) {
 		return nil, d.fail(ctx, &jobs.Error{Code: jobs.CodeNotFound, Reason: "NOT_FOUND", Msg: "job " + req.GetJobId() + " not found"})
 	}
-	return &agatev1.GetJobResponse{Job: jobView(view.Job, view.Approvals)}, nil
+	out := jobView(view.Job, view.Approvals)
+	out.Conflict = view.Conflict
+	return &agatev1.GetJobResponse{Job: out}, nil
 }
 
 func mayView(p jobs.Principal, j store.Job) bool {
