@@ -121,7 +121,7 @@ func TestApprove(t *testing.T) {
 			j := e.decide(t, payment)
 			_, err := e.svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: j.ID, JobHash: "sha256:" + strings.Repeat("0", 64)})
 			ee := wantErr(t, err, jobs.CodeAborted, jobs.ReasonJobHashMismatch)
-			if ee.Meta["expected_hash"] != j.Hash {
+			if ee.Meta["expected_job_hash"] != j.Hash {
 				t.Fatalf("meta %v", ee.Meta)
 			}
 			if got := e.job(t, j.ID); !sameJob(got, j) {

@@ -19,6 +19,7 @@ const (
 	CodeAborted
 	CodeFailedPrecondition
 	CodeUnavailable
+	CodeDataLoss
 )
 
 func (c Code) String() string {
@@ -35,6 +36,8 @@ func (c Code) String() string {
 		return "FailedPrecondition"
 	case CodeUnavailable:
 		return "Unavailable"
+	case CodeDataLoss:
+		return "DataLoss"
 	}
 	return fmt.Sprintf("Code(%d)", int(c))
 }
@@ -52,15 +55,21 @@ const (
 	ReasonApprovalExpired  = "APPROVAL_EXPIRED"
 	ReasonQuorumNotMet     = "QUORUM_NOT_MET"
 	ReasonNoActiveSnapshot = "NO_ACTIVE_SNAPSHOT"
-	ReasonStaleAttempt     = "STALE_ATTEMPT"
+	ReasonStaleAttempt     = "ATTEMPT_MISMATCH"
+	ReasonOutcomeMismatch  = "OUTCOME_MISMATCH"
 	// PermissionDenied.
 	ReasonRoleNotAllowed = "ROLE_NOT_ALLOWED"
 	ReasonSelfApproval   = "SELF_APPROVAL"
 	// InvalidArgument; Field names the offending request field.
 	ReasonInvalidField = "INVALID_FIELD"
+	// InvalidArgument: a policy source that does not validate.
+	ReasonInvalidPolicy = "INVALID_POLICY"
 	// NotFound and Unavailable.
 	ReasonNotFound    = "NOT_FOUND"
-	ReasonUnavailable = "UNAVAILABLE"
+	ReasonUnavailable = "STORE_UNAVAILABLE"
+	ReasonClockSkew   = "CLOCK_SKEW" // this replica's clock is out of bounds: it writes nothing
+	// DataLoss: the stored job no longer hashes to its stored job_hash.
+	ReasonStoredJobTampered = "STORED_JOB_TAMPERED"
 )
 
 // Error is a failure the caller can act on. Msg is safe to show to clients; internal
@@ -70,7 +79,7 @@ type Error struct {
 	Reason string
 	Field  string            // the request field at fault (CodeInvalidArgument)
 	Msg    string            //
-	Meta   map[string]string // e.g. expected_hash/actual_hash, decided_snapshot/active_snapshot, status
+	Meta   map[string]string // exactly the keys job.proto lists for Reason (a server test holds them equal)
 }
 
 func (e *Error) Error() string { return e.Msg }

@@ -43,6 +43,9 @@ func (s *Service) Publish(ctx context.Context, p Principal, r PublishRequest) (P
 		if post, err = checkContent(ctx, tx, &j, p, now, r.JobHash, "Publish"); post != nil || err != nil {
 			return err
 		}
+		if post, err = checkStored(ctx, tx, &j, p, now, "Publish"); post != nil || err != nil {
+			return err
+		}
 		var reevaluated string
 		switch j.Status {
 		case store.StatusAllowedAndPublished, store.StatusApprovedAndPublished, store.StatusSucceeded, store.StatusFailed:
@@ -155,8 +158,8 @@ type OutcomeResult struct {
 
 // ReportOutcome records the worker's outcome of the job's current attempt; the job
 // becomes succeeded or failed. The same outcome for the same attempt again is
-// AlreadyReported; anything else for a job with an outcome, or another attempt, is
-// STALE_ATTEMPT.
+// AlreadyReported; another outcome for that attempt is OUTCOME_MISMATCH, another
+// attempt ATTEMPT_MISMATCH.
 func (s *Service) ReportOutcome(ctx context.Context, p Principal, r OutcomeRequest) (OutcomeResult, error) {
 	if err := firstErr(checkPrincipal(p), checkJobID("job_id", r.JobID), checkReason("detail", r.Detail, false)); err != nil {
 		return OutcomeResult{}, err
@@ -184,10 +187,14 @@ func (s *Service) ReportOutcome(ctx context.Context, p Principal, r OutcomeReque
 				return nil
 			}
 		case store.StatusSucceeded, store.StatusFailed:
-			if j.Attempt == r.Attempt && j.Status == outcome {
-				out.AlreadyReported = true
-			} else {
+			switch {
+			case j.Attempt != r.Attempt:
 				post = staleAttempt(j.Attempt, r.Attempt)
+			case j.Status == outcome:
+				out.AlreadyReported = true
+			default:
+				post = failed(ReasonOutcomeMismatch, fmt.Sprintf("attempt %d already ended %s", j.Attempt, j.Status),
+					"attempt", fmt.Sprint(j.Attempt), "outcome", string(j.Status))
 			}
 			return nil
 		default:
@@ -210,6 +217,6 @@ func (s *Service) ReportOutcome(ctx context.Context, p Principal, r OutcomeReque
 }
 
 func staleAttempt(current, presented int64) *Error {
-	return failed(ReasonStaleAttempt, fmt.Sprintf("attempt %d is not the job's current attempt %d, or its outcome differs", presented, current),
+	return failed(ReasonStaleAttempt, fmt.Sprintf("attempt %d is not the job's current attempt %d", presented, current),
 		"attempt", fmt.Sprint(current))
 }

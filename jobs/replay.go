@@ -53,6 +53,9 @@ func (s *Service) Replay(ctx context.Context, p Principal, r ReplayRequest) (Rep
 		if post, err = checkContent(ctx, tx, &j, p, now, r.JobHash, "Replay"); post != nil || err != nil {
 			return err
 		}
+		if post, err = checkStored(ctx, tx, &j, p, now, "Replay"); post != nil || err != nil {
+			return err
+		}
 		if published(j.Status) && j.Attempt == r.ExpectedAttempt+1 {
 			done, err := replayedTo(ctx, tx, j.ID, j.Attempt)
 			if err != nil || done {

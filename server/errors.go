@@ -31,6 +31,7 @@ var jobCodes = map[jobs.Code]codes.Code{
 	jobs.CodeAborted:            codes.Aborted,
 	jobs.CodeFailedPrecondition: codes.FailedPrecondition,
 	jobs.CodeUnavailable:        codes.Unavailable,
+	jobs.CodeDataLoss:           codes.DataLoss,
 }
 
 // toStatus is the one place where errors become gRPC statuses. Known errors carry a
@@ -59,7 +60,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		if je.Field != "" {
 			meta["field"] = je.Field
 		}
-		return withInfo(code, je.Msg, je.Reason, meta, je.Field)
+		return withInfo(code, je.Msg, je.Reason, documented(ctx, log, je.Reason, meta), je.Field)
 	case errors.As(err, &ae):
 		code := codes.PermissionDenied
 		if ae.unauthenticated {
