@@ -50,8 +50,12 @@ func wireCheckpoint(c *store.Checkpoint) *agatev1.Checkpoint {
 	for i, h := range c.Heads {
 		heads[i] = &agatev1.ChainHead{JobId: h.JobID, Seq: h.Seq, Hash: h.Hash}
 	}
-	return &agatev1.Checkpoint{CheckpointId: c.ID, Seq: c.Seq, At: c.At, MerkleRoot: c.Root,
+	out := &agatev1.Checkpoint{CheckpointId: c.ID, Seq: c.Seq, At: c.At, MerkleRoot: c.Root,
 		PreviousHash: c.PrevHash, Heads: heads, Hash: c.Hash, Signature: c.Signature, KeyId: c.KeyID}
+	if r := c.Rotation; r != nil {
+		out.Rotation = &agatev1.KeyRotation{FromPublicKey: r.From, ToPublicKey: r.To, Endorsement: r.Endorsement}
+	}
+	return out
 }
 
 // CheckpointFromWire is the inverse of the checkpoint ExportEvidence sends.
@@ -61,6 +65,9 @@ func CheckpointFromWire(w *agatev1.Checkpoint) store.Checkpoint {
 		KeyID: w.GetKeyId(), Signature: w.GetSignature()}}
 	for _, h := range w.GetHeads() {
 		c.Heads = append(c.Heads, evidence.Head{JobID: h.GetJobId(), Seq: h.GetSeq(), Hash: h.GetHash()})
+	}
+	if r := w.GetRotation(); r != nil {
+		c.Rotation = &evidence.Rotation{From: r.GetFromPublicKey(), To: r.GetToPublicKey(), Endorsement: r.GetEndorsement()}
 	}
 	return c
 }
