@@ -25,11 +25,11 @@ type Head struct {
 // write rows but lacks the key file cannot forge one.
 type Checkpoint struct {
 	ID        string
-	At        int64  // µs since epoch
-	Heads     []Head // sorted by JobID, one per chain
-	Root      string // lower-case hex MerkleRoot(Heads)
-	PrevHash  string // Hash of the previous checkpoint; "" for the first
-	Hash      string // "sha256:" + hex(SHA-256(JCS({"at","id","prev_hash","root"})))
+	At        int64     // µs since epoch
+	Heads     []Head    // sorted by JobID, one per chain
+	Root      string    // lower-case hex MerkleRoot(Heads)
+	PrevHash  string    // Hash of the previous checkpoint; "" for the first
+	Hash      string    // "sha256:" + hex(SHA-256(JCS({"at","id","prev_hash","root"})))
 	KeyID     string    // KeyID of the signing key
 	Signature []byte    // Ed25519 over the bytes of Hash
 	Rotation  *Rotation // set on the first checkpoint a new key signs; Hash covers it

@@ -152,6 +152,8 @@ func mapStoreErr(err error, what, id string) error {
 		return notFound(what, id)
 	case errors.Is(err, store.ErrBusy):
 		return lockBusy()
+	case errors.Is(err, store.ErrClockSkew):
+		return &Error{Code: CodeUnavailable, Reason: ReasonClockSkew, Msg: err.Error() + "; retry on another replica"}
 	case errors.Is(err, store.ErrUnavailable):
 		return &Error{Code: CodeUnavailable, Reason: ReasonUnavailable, Msg: "the database is unavailable; retry later"}
 	}

@@ -80,10 +80,11 @@ func TestReadExport(t *testing.T) {
 		b.Write(out)
 		b.WriteString("\n")
 	}
-	events, cps, err := ReadExport(strings.NewReader(b.String()))
+	exp, err := ReadExport(strings.NewReader(b.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
+	events, cps := exp.Events, exp.Checkpoints
 	if len(events) != 1 || !reflect.DeepEqual(events[0], e) {
 		t.Errorf("events = %+v", events)
 	}
@@ -91,7 +92,7 @@ func TestReadExport(t *testing.T) {
 		t.Errorf("checkpoints = %+v\nwant %+v", cps, cp)
 	}
 	for _, bad := range []string{`{"event": {"seq": "x"}}`, `{}`, `{"event": {}} [`} {
-		if _, _, err := ReadExport(strings.NewReader(bad)); err == nil {
+		if _, err := ReadExport(strings.NewReader(bad)); err == nil {
 			t.Errorf("ReadExport(%q) succeeded", bad)
 		}
 	}
@@ -250,7 +251,7 @@ func TestEvidenceService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var events, cps int
+	var manifests, events, cps int
 	for {
 		m, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -259,14 +260,17 @@ func TestEvidenceService(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.GetEvent() != nil {
+		switch {
+		case m.GetManifest() != nil:
+			manifests++
+		case m.GetEvent() != nil:
 			events++
-		} else {
+		default:
 			cps++
 		}
 	}
-	if events != 2 || cps != 1 {
-		t.Errorf("export: %d events, %d checkpoints; want 2, 1", events, cps)
+	if manifests != 1 || events != 2 || cps != 1 {
+		t.Errorf("export: %d manifests, %d events, %d checkpoints; want 1, 2, 1", manifests, events, cps)
 	}
 
 	m, err := c.ControlMatrix(ctx, &agatev1.ControlMatrixRequest{})

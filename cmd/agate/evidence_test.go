@@ -27,7 +27,7 @@ func TestEvidenceKeyPath(t *testing.T) {
 		{"", "data/agate.db", "data/evidence.key"},
 		{"", "/var/lib/agate/agate.db", "/var/lib/agate/evidence.key"},
 		{"", "sqlite:///srv/a.db", "/srv/evidence.key"},
-		{"", "postgres://agate@db:5432/agate", "data/evidence.key"},
+		{"", "postgres://agate@db:5432/agate", ""}, // required: Validate refuses it
 		{"/run/secrets/agate.key", "postgres://agate@db/agate", "/run/secrets/agate.key"},
 	}
 	for _, tc := range tests {
@@ -37,10 +37,17 @@ func TestEvidenceKeyPath(t *testing.T) {
 		}
 	}
 	c := defaultServeConfig()
-	c.TokensFile, c.SealInterval, c.EvidenceSettle = "t.yaml", 0, -time.Second
+	c.TokensFile, c.SealInterval, c.EvidenceSettle, c.MaxClockSkew = "t.yaml", 0, -time.Second, 0
 	err := c.Validate()
-	if err == nil || !strings.Contains(err.Error(), "--seal-interval") || !strings.Contains(err.Error(), "--evidence-settle") {
-		t.Errorf("Validate = %v, want both evidence durations refused", err)
+	if err == nil || !strings.Contains(err.Error(), "--seal-interval") || !strings.Contains(err.Error(), "--evidence-settle") ||
+		!strings.Contains(err.Error(), "--max-clock-skew") {
+		t.Errorf("Validate = %v, want the evidence durations refused", err)
+	}
+	// A database server needs a key file given, shared by every replica.
+	c = defaultServeConfig()
+	c.TokensFile, c.DB = "t.yaml", "postgres://agate@db/agate"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--evidence-key: is required") {
+		t.Errorf("Validate without --evidence-key on PostgreSQL = %v", err)
 	}
 }
 

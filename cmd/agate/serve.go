@@ -57,7 +57,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	tracker := snapshots.NewTracker(st, cache, log)
-	svc, err := jobs.New(jobs.Config{Store: st, Tracker: tracker, Cache: cache, Log: log,
+	ev, err := startEvidence(ctx, cfg, st, cache, time.Now, log) // identity, witness, clock
+	if err != nil {
+		return err
+	}
+	defer ev.Close()
+	svc, err := jobs.New(jobs.Config{Store: ev.Store, Tracker: tracker, Cache: cache, Log: log,
 		Batch: jobs.Batch{Window: cfg.DecideBatchWindow, MaxRows: cfg.DecideBatchMax, InFlight: cfg.decideInFlight()}})
 	if err != nil {
 		return err
@@ -71,13 +76,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if _, err := tracker.Refresh(ctx); err != nil && !errors.Is(err, snapshots.ErrNoActive) {
 		return fmt.Errorf("reading the active snapshot: %w", err)
 	}
-	auditor, sealer, err := evidenceServices(cfg, st, cache, log)
-	if err != nil {
-		return err
-	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(ev.Collectors()...)
 	metrics, err := server.NewMetrics(reg)
 	if err != nil {
 		return err
@@ -89,7 +91,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Config{Jobs: svc, Audit: auditor, Store: st, Auth: auth, Metrics: metrics,
+	srv, err := server.New(server.Config{Jobs: svc, Audit: ev.Auditor, Store: ev.Store, Auth: auth, Metrics: metrics,
 		Log: log, TLS: tlsCfg, MaxCallTime: cfg.MaxCallTime})
 	if err != nil {
 		return err
@@ -109,7 +111,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go tracker.Run(ctx, cfg.SnapshotRefresh)
-	go sealer.Run(ctx)
+	go ev.Run(ctx)
 	go srv.WatchHealth(ctx, time.Second)
 	go followActive(ctx, tracker, metrics)
 	go reloadOnHUP(ctx, cfg, svc, auth, log)
