@@ -157,7 +157,6 @@ func TestEvidenceTamperWithWitness(t *testing.T) {
 	}
 }
 
-
 // waitExit waits for a replica that must refuse to start, and returns its logs.
 func waitExit(t *testing.T, a *agate) string {
 	t.Helper()
