@@ -68,10 +68,19 @@ func testCheckpoint(t *testing.T) store.Checkpoint {
 func TestReadExport(t *testing.T) {
 	t.Parallel()
 	e, cp := fullEvent(), testCheckpoint(t)
+	rot, err := evidence.NewRotation("01JROT", 1775037724000000, nil, &cp.Checkpoint,
+		ed25519.NewKeyFromSeed(make([]byte, 32)), ed25519.NewKeyFromSeed(append([]byte{1}, make([]byte, 31)...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcp := store.Checkpoint{Seq: 3, Checkpoint: rot}
+	manifest := &audit.Manifest{Format: audit.ExportFormat, Since: 1, Until: 2, FirstCheckpoint: 2, LastCheckpoint: 3}
 	var b strings.Builder
 	for _, m := range []*agatev1.ExportEvidenceResponse{
+		{Item: &agatev1.ExportEvidenceResponse_Manifest{Manifest: wireManifest(manifest)}},
 		{Item: &agatev1.ExportEvidenceResponse_Event{Event: wireEvent(&e)}},
 		{Item: &agatev1.ExportEvidenceResponse_Checkpoint{Checkpoint: wireCheckpoint(&cp)}},
+		{Item: &agatev1.ExportEvidenceResponse_Checkpoint{Checkpoint: wireCheckpoint(&rcp)}},
 	} {
 		out, err := protojson.MarshalOptions{Multiline: true}.Marshal(m)
 		if err != nil {
@@ -88,8 +97,11 @@ func TestReadExport(t *testing.T) {
 	if len(events) != 1 || !reflect.DeepEqual(events[0], e) {
 		t.Errorf("events = %+v", events)
 	}
-	if len(cps) != 1 || !reflect.DeepEqual(cps[0], cp) {
-		t.Errorf("checkpoints = %+v\nwant %+v", cps, cp)
+	if len(cps) != 2 || !reflect.DeepEqual(cps[0], cp) || !reflect.DeepEqual(cps[1], rcp) {
+		t.Errorf("checkpoints = %+v\nwant %+v, %+v", cps, cp, rcp)
+	}
+	if !reflect.DeepEqual(exp.Manifest, manifest) {
+		t.Errorf("manifest = %+v, want %+v", exp.Manifest, manifest)
 	}
 	for _, bad := range []string{`{"event": {"seq": "x"}}`, `{}`, `{"event": {}} [`} {
 		if _, err := ReadExport(strings.NewReader(bad)); err == nil {

@@ -196,3 +196,25 @@ func TestEvidenceVerifyFile(t *testing.T) {
 		t.Errorf("verify junk: exit %d, %s", code, errs)
 	}
 }
+
+// fixtureKey signed the exports in testdata, made before exports carried a manifest.
+const fixtureKey = "eda77405a5d79787dfdace61e7c09797a4c0e213b8fe7ba9a29177f62e45d096"
+
+// TestEvidenceVerifyOldExports: exports made before the manifest still verify. A whole
+// one proves itself complete as it is; a windowed one held every checkpoint but only
+// the window's chains, so its absent chains are named unless --legacy accepts it.
+func TestEvidenceVerifyOldExports(t *testing.T) {
+	t.Parallel()
+	out, errs, code := runArgs(t, "evidence", "verify", "--file", "testdata/export-v1.json", "--public-key", fixtureKey)
+	if code != 0 || !strings.Contains(out, "ok: verified 13 events in 7 chains, 6 checkpoints") {
+		t.Errorf("whole export: exit %d\n%s%s", code, out, errs)
+	}
+	out, errs, code = runArgs(t, "evidence", "verify", "--file", "testdata/export-v1-window.json", "--public-key", fixtureKey)
+	if code != 1 || !strings.Contains(out, "deleted job=job-0 ") || !strings.Contains(out, "none of its events is here") {
+		t.Errorf("windowed export, strict: exit %d\n%s%s", code, out, errs)
+	}
+	out, errs, code = runArgs(t, "evidence", "verify", "--file", "testdata/export-v1-window.json", "--public-key", fixtureKey, "--legacy")
+	if code != 0 || !strings.Contains(errs, "its completeness is not") {
+		t.Errorf("windowed export, --legacy: exit %d\n%s%s", code, out, errs)
+	}
+}
