@@ -87,6 +87,9 @@ func (s *Sealer) Run(ctx context.Context) {
 		switch {
 		case ctx.Err() != nil:
 			return
+		case errors.Is(err, ErrKeyMismatch), errors.Is(err, errWitness):
+			// Not passing: this replica seals nothing until an operator acts.
+			s.log.Error("not sealing evidence", "err", err)
 		case err != nil:
 			s.log.Warn("sealing evidence", "err", err)
 		case cp != nil:

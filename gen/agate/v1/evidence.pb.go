@@ -72,8 +72,9 @@ type EvidenceEvent struct {
 	// first publish.
 	Attempt int64 `protobuf:"varint,18,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// For conflict events, the ErrorInfo reason ("SNAPSHOT_DRIFT",
-	// "JOB_HASH_MISMATCH" or "LOCK_BUSY"); for refusal events, the reason the caller
-	// got ("SELF_APPROVAL", "ROLE_NOT_ALLOWED", "ALREADY_REJECTED", ...).
+	// "JOB_HASH_MISMATCH", "LOCK_BUSY" or "STORED_JOB_TAMPERED"); for refusal events,
+	// the reason the caller got ("SELF_APPROVAL", "ROLE_NOT_ALLOWED",
+	// "ALREADY_REJECTED", ...).
 	Conflict string `protobuf:"bytes,19,opt,name=conflict,proto3" json:"conflict,omitempty"`
 	// Ids of every rule that matched, in policy order (decision events).
 	MatchedRules []string `protobuf:"bytes,20,rep,name=matched_rules,proto3" json:"matched_rules,omitempty"`
@@ -84,8 +85,9 @@ type EvidenceEvent struct {
 	// For replay events, the reason code: "WORKER_OUTAGE", "PUBLISH_LOST",
 	// "OUTCOME_TIMEOUT" or "OPERATOR_REQUEST".
 	ReplayReasonCode string `protobuf:"bytes,22,opt,name=replay_reason_code,proto3" json:"replay_reason_code,omitempty"`
-	// For a JOB_HASH_MISMATCH conflict, the hash the caller presented; job_hash is
-	// the stored one.
+	// For a JOB_HASH_MISMATCH conflict, the hash the caller presented; for a
+	// STORED_JOB_TAMPERED conflict, the hash the stored content has now; job_hash is
+	// the stored hash.
 	PresentedHash string `protobuf:"bytes,23,opt,name=presented_hash,proto3" json:"presented_hash,omitempty"`
 	// Authenticated principal whose call caused the event (the submitter for
 	// decision, the approver for approval and rejection, the dispatcher for publish,

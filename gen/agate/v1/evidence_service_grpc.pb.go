@@ -74,11 +74,12 @@ type EvidenceServiceClient interface {
 	ExportEvidence(ctx context.Context, in *ExportEvidenceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportEvidenceResponse], error)
 	// Stats derives the guide's counters from the window's evidence.
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
-	// VerifyEvidence checks every checkpoint's signature, Merkle root and link, and
-	// the hashes and links of every chain with an event in the window (every chain
-	// when the window is open) against the heads the checkpoints sealed, and reports
-	// events that were modified, deleted, inserted or reordered. A detected problem
-	// is a successful call with ok false.
+	// VerifyEvidence checks every checkpoint's signature (under the service's key
+	// and the keys its rotations connect), Merkle root and link, and the hashes and
+	// links of every chain with an event in the window (every chain when the window
+	// is open) against every head the checkpoints sealed, and reports events that
+	// were modified, deleted, inserted or reordered. A detected problem is a
+	// successful call with ok false.
 	VerifyEvidence(ctx context.Context, in *VerifyEvidenceRequest, opts ...grpc.CallOption) (*VerifyEvidenceResponse, error)
 	// GetPublicKey returns the Ed25519 public key that signs checkpoints, for
 	// pinning by verifiers.
@@ -236,11 +237,12 @@ type EvidenceServiceServer interface {
 	ExportEvidence(*ExportEvidenceRequest, grpc.ServerStreamingServer[ExportEvidenceResponse]) error
 	// Stats derives the guide's counters from the window's evidence.
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
-	// VerifyEvidence checks every checkpoint's signature, Merkle root and link, and
-	// the hashes and links of every chain with an event in the window (every chain
-	// when the window is open) against the heads the checkpoints sealed, and reports
-	// events that were modified, deleted, inserted or reordered. A detected problem
-	// is a successful call with ok false.
+	// VerifyEvidence checks every checkpoint's signature (under the service's key
+	// and the keys its rotations connect), Merkle root and link, and the hashes and
+	// links of every chain with an event in the window (every chain when the window
+	// is open) against every head the checkpoints sealed, and reports events that
+	// were modified, deleted, inserted or reordered. A detected problem is a
+	// successful call with ok false.
 	VerifyEvidence(context.Context, *VerifyEvidenceRequest) (*VerifyEvidenceResponse, error)
 	// GetPublicKey returns the Ed25519 public key that signs checkpoints, for
 	// pinning by verifiers.
