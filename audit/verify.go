@@ -135,7 +135,7 @@ func VerifyExport(trust Trust, exp Export, legacy bool) Report {
 // verifier accumulates a verification.
 type verifier struct {
 	sealed    map[string][]evidence.Head // every head a valid checkpoint sealed, by chain, seq ascending
-	inFile    map[string]int64           // highest head sealed by the verified checkpoints themselves
+	upTo      map[string]int64           // highest head sealed, by chain
 	latestAt  int64                      // At of the latest valid checkpoint
 	lookback  int64                      // µs
 	originals map[string][]evidence.Event
@@ -144,7 +144,7 @@ type verifier struct {
 }
 
 func newVerifier(trust Trust, cps []store.Checkpoint, windowed, export bool) *verifier {
-	v := &verifier{sealed: map[string][]evidence.Head{}, inFile: map[string]int64{}, seen: map[string]bool{},
+	v := &verifier{sealed: map[string][]evidence.Head{}, upTo: map[string]int64{}, seen: map[string]bool{},
 		lookback: micros(SealWindow(trust.MaxClockSkew)), originals: map[string][]evidence.Event{}}
 	plain := make([]evidence.Checkpoint, len(cps))
 	for i := range cps {
@@ -158,7 +158,7 @@ func newVerifier(trust Trust, cps []store.Checkpoint, windowed, export bool) *ve
 		ok := v.checkpoint(keys[i], c)
 		v.link(cps, i, windowed)
 		if ok {
-			v.seal(c.Checkpoint, true)
+			v.seal(c.Checkpoint)
 		}
 	}
 	lo, hi := witnessRange(cps, export)
@@ -173,15 +173,12 @@ func newVerifier(trust Trust, cps []store.Checkpoint, windowed, export bool) *ve
 	return v
 }
 
-// seal records the heads of a valid checkpoint; own says it is one of the checkpoints
-// verified, not a witness's copy.
-func (v *verifier) seal(c evidence.Checkpoint, own bool) {
+// seal records the heads of a valid checkpoint, verified or witnessed.
+func (v *verifier) seal(c evidence.Checkpoint) {
 	v.latestAt = max(v.latestAt, c.At)
 	for _, h := range c.Heads {
 		v.sealed[h.JobID] = append(v.sealed[h.JobID], h)
-		if own {
-			v.inFile[h.JobID] = max(v.inFile[h.JobID], h.Seq)
-		}
+		v.upTo[h.JobID] = max(v.upTo[h.JobID], h.Seq)
 	}
 }
 
@@ -342,10 +339,10 @@ func (v *verifier) pinpoint(job string, found []Problem, events []evidence.Event
 	}
 }
 
-// vanishedChains reports every chain a verified checkpoint sealed that has no events
-// at all.
+// vanishedChains reports every chain a valid checkpoint (verified or witnessed) sealed
+// that has no events at all.
 func (v *verifier) vanishedChains() {
-	for job, seq := range v.inFile {
+	for job, seq := range v.upTo {
 		if !v.seen[job] {
 			v.out.Problems = append(v.out.Problems, Problem{Problem: evidence.Problem{JobID: job, Seq: seq,
 				Kind: evidence.Deleted, Detail: fmt.Sprintf("a checkpoint sealed this chain up to seq %d; none of its events is here", seq)},

@@ -251,7 +251,7 @@ func (v *verifier) witnessed(trust Trust, cps []store.Checkpoint, keys []ed25519
 				Detail: fmt.Sprintf("witness record %s does not verify under the trusted keys: the witness file was altered", w.Source)}})
 			continue
 		}
-		v.seal(w.Checkpoint.Checkpoint, false)
+		v.seal(w.Checkpoint.Checkpoint)
 		if _, ok := bySeq[w.Seq]; ok || reported[w.Seq] {
 			// Another valid checkpoint holds the position: this one never committed
 			// (its replica died before the commit); its heads still count.
