@@ -12,7 +12,6 @@ import (
 	"github.com/agate-pdp/agate/audit"
 	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/jobs"
-	"github.com/agate-pdp/agate/store"
 )
 
 func wantInvalid(t *testing.T, err error, field string) {
@@ -403,57 +402,93 @@ func TestQueryEvidencePaging(t *testing.T) {
 	})
 }
 
+// exportOf collects an export as a verifier reads it back, checking its order: the
+// manifest, then events, then checkpoints.
+func exportOf(t *testing.T, e *env, w audit.Window) audit.Export {
+	t.Helper()
+	var out audit.Export
+	err := e.audit.Export(context.Background(), w, func(it audit.ExportItem) error {
+		switch {
+		case it.Manifest != nil:
+			if out.Manifest != nil || len(out.Events)+len(out.Checkpoints) > 0 {
+				t.Fatal("the manifest is not first")
+			}
+			out.Manifest = it.Manifest
+		case it.Event != nil:
+			if len(out.Checkpoints) > 0 {
+				t.Fatal("an event after a checkpoint")
+			}
+			out.Events = append(out.Events, *it.Event)
+		default:
+			out.Checkpoints = append(out.Checkpoints, *it.Checkpoint)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Manifest == nil {
+		t.Fatal("no manifest")
+	}
+	return out
+}
+
+func pinned() audit.Trust {
+	return audit.Trust{Keys: []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)}}
+}
+
 func TestExportVerifiesOffline(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		sc := runScenario(t, e)
 		e.seal(t)
-		export := func(w audit.Window) (events []evidence.Event, cps []audit.ExportItem) {
-			err := e.audit.Export(ctx, w, func(it audit.ExportItem) error {
-				if it.Event != nil {
-					if len(cps) > 0 {
-						t.Fatal("an event after a checkpoint")
-					}
-					events = append(events, *it.Event)
-				} else {
-					cps = append(cps, it)
-				}
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return events, cps
+		exp := exportOf(t, e, audit.Window{})
+		if int64(len(exp.Events)) != sc.total() || len(exp.Checkpoints) != 1 || exp.Manifest.FirstCheckpoint != 1 {
+			t.Fatalf("export: %d events, %d checkpoints, manifest %+v", len(exp.Events), len(exp.Checkpoints), exp.Manifest)
 		}
-		events, items := export(audit.Window{})
-		var cps []store.Checkpoint
-		for _, it := range items {
-			cps = append(cps, *it.Checkpoint)
-		}
-		if int64(len(events)) != sc.total() || len(cps) != 1 {
-			t.Fatalf("export: %d events, %d checkpoints", len(events), len(cps))
-		}
-		pub := testKey.Public().(ed25519.PublicKey)
-		if rep := audit.VerifyExport(pub, events, cps); !rep.OK() || rep.EventsVerified != sc.total() {
+		if rep := audit.VerifyExport(pinned(), exp, false); !rep.OK() || rep.EventsVerified != sc.total() {
 			t.Fatalf("VerifyExport = %+v", rep)
 		}
-		// A window exports whole chains: pay-5's re-decision is late, its chain is not.
+		// A window exports whole chains, and every chain its checkpoints seal: the one
+		// checkpoint seals every chain, so the window holds them all.
 		w := audit.Window{Since: must(e.audit.GetEvidence(ctx, "pay-5"))(t).Events[2].At}
-		part, _ := export(w)
-		if !slices.ContainsFunc(part, func(ev evidence.Event) bool { return ev.JobID == "pay-5" && ev.Seq == 1 }) ||
-			slices.ContainsFunc(part, func(ev evidence.Event) bool { return ev.JobID == "pay-1" }) {
-			t.Errorf("windowed export = %s", kinds(part))
+		part := exportOf(t, e, w)
+		if !slices.ContainsFunc(part.Events, func(ev evidence.Event) bool { return ev.JobID == "pay-5" && ev.Seq == 1 }) ||
+			!slices.ContainsFunc(part.Events, func(ev evidence.Event) bool { return ev.JobID == "pay-1" }) {
+			t.Errorf("windowed export = %s", kinds(part.Events))
 		}
-		if rep := audit.VerifyExport(pub, part, cps); !rep.OK() {
+		if rep := audit.VerifyExport(pinned(), part, false); !rep.OK() {
 			t.Errorf("windowed export does not verify: %+v", rep.Problems)
 		}
 		// An edited event in the file is found.
+		events := slices.Clone(exp.Events)
 		i := slices.IndexFunc(events, func(ev evidence.Event) bool { return ev.JobID == "pay-1" && ev.Seq == 2 })
 		events[i].ApprovedBy = "mallory@example.com"
-		rep := audit.VerifyExport(pub, events, cps)
+		rep := audit.VerifyExport(pinned(), audit.Export{Manifest: exp.Manifest, Events: events, Checkpoints: exp.Checkpoints}, false)
 		if len(rep.Problems) != 1 || rep.Problems[0].Kind != evidence.Modified || rep.Problems[0].EventID != events[i].EventID {
 			t.Errorf("edited export: %+v", rep.Problems)
+		}
+		// A job removed from the file, checkpoints kept, is found and named; so is one
+		// cut short of its sealed head.
+		gone := slices.DeleteFunc(slices.Clone(exp.Events), func(ev evidence.Event) bool { return ev.JobID == "pay-1" })
+		short := slices.DeleteFunc(slices.Clone(exp.Events), func(ev evidence.Event) bool { return ev.JobID == "pay-2" && ev.Seq > 1 })
+		for name, c := range map[string]struct {
+			events []evidence.Event
+			job    string
+		}{"removed": {gone, "pay-1"}, "cut short": {short, "pay-2"}} {
+			rep := audit.VerifyExport(pinned(), audit.Export{Manifest: exp.Manifest, Events: c.events, Checkpoints: exp.Checkpoints}, false)
+			if len(rep.Problems) != 1 || rep.Problems[0].Kind != evidence.Deleted || rep.Problems[0].JobID != c.job {
+				t.Errorf("%s: %+v, want one deletion naming %s", name, rep.Problems, c.job)
+			}
+		}
+		// The same file without its manifest (as exports before it were) is still
+		// checked for completeness, unless its verifier accepts the old format.
+		if rep := audit.VerifyExport(pinned(), audit.Export{Events: gone, Checkpoints: exp.Checkpoints}, false); rep.OK() {
+			t.Error("a removed job went unnoticed without the manifest")
+		}
+		if rep := audit.VerifyExport(pinned(), audit.Export{Events: gone, Checkpoints: exp.Checkpoints}, true); !rep.OK() {
+			t.Errorf("legacy: %+v", rep.Problems)
 		}
 	})
 }

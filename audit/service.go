@@ -18,11 +18,28 @@ import (
 // between replicas.
 const DefaultSettle = 5 * time.Second
 
-// SealLookback is how far before the previous checkpoint the Sealer looks for chains
+// CommitBound bounds how late a transaction may commit after stamping its events with
+// its replica's clock: calls end long before it (--max-call-time), retries included.
+const CommitBound = time.Minute
+
+// DefaultMaxClockSkew is how far a replica's clock may stray from the database's
+// before the replica stops writing and sealing (--max-clock-skew).
+const DefaultMaxClockSkew = time.Second
+
+// SealWindow is how far before the previous checkpoint the Sealer looks for chains
 // that grew, and how old an event must be, compared with the latest checkpoint, before
-// verification expects it sealed. It bounds how late a transaction may commit after
-// stamping its events, clock skew between replicas included.
-const SealLookback = time.Minute
+// verification expects it sealed: CommitBound, plus twice the clock bound, as the
+// replica that stamped an event and the one that sealed may each stray by maxSkew in
+// opposite directions. maxSkew <= 0 means DefaultMaxClockSkew.
+func SealWindow(maxSkew time.Duration) time.Duration {
+	if maxSkew <= 0 {
+		maxSkew = DefaultMaxClockSkew
+	}
+	return CommitBound + 2*maxSkew
+}
+
+// SealLookback is SealWindow at the default clock bound.
+var SealLookback = SealWindow(DefaultMaxClockSkew)
 
 // pageLimit is how many rows one query reads while walking a window.
 const pageLimit = 1000
@@ -31,18 +48,24 @@ const pageLimit = 1000
 type Config struct {
 	Store     store.Store
 	PublicKey ed25519.PublicKey // verifies checkpoints; served to auditors for pinning
-	Cache     *snapshots.Cache  // compiled snapshots for decision replay; default: a new one
-	Settle    time.Duration     // default DefaultSettle
-	Clock     func() time.Time  // default time.Now
+	// TrustedKeys are further keys verification trusts, e.g. the key rotated from.
+	// Keys a valid rotation connects to PublicKey are trusted without being listed.
+	TrustedKeys  []ed25519.PublicKey
+	MaxClockSkew time.Duration    // the replicas' clock bound; default DefaultMaxClockSkew
+	Cache        *snapshots.Cache // compiled snapshots for decision replay; default: a new one
+	Settle       time.Duration    // default DefaultSettle
+	Clock        func() time.Time // default time.Now
 }
 
 // Service answers auditors' questions from the store.
 type Service struct {
-	store  store.Store
-	pub    ed25519.PublicKey
-	cache  *snapshots.Cache
-	settle time.Duration
-	clock  func() time.Time
+	store   store.Store
+	pub     ed25519.PublicKey
+	trusted []ed25519.PublicKey // pub first
+	maxSkew time.Duration
+	cache   *snapshots.Cache
+	settle  time.Duration
+	clock   func() time.Time
 }
 
 // New checks cfg, fills in defaults and returns a Service.
@@ -53,7 +76,8 @@ func New(cfg Config) (*Service, error) {
 	if len(cfg.PublicKey) != ed25519.PublicKeySize {
 		return nil, errors.New("audit: Config.PublicKey must be an Ed25519 public key")
 	}
-	s := &Service{store: cfg.Store, pub: cfg.PublicKey, cache: cfg.Cache, settle: cfg.Settle, clock: cfg.Clock}
+	s := &Service{store: cfg.Store, pub: cfg.PublicKey, cache: cfg.Cache, settle: cfg.Settle, clock: cfg.Clock,
+		trusted: append([]ed25519.PublicKey{cfg.PublicKey}, cfg.TrustedKeys...), maxSkew: cfg.MaxClockSkew}
 	if s.cache == nil {
 		c, err := snapshots.NewCache(snapshots.DefaultCacheSize)
 		if err != nil {

@@ -7,19 +7,24 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/store"
 )
 
-// BadSignature is the ProblemKind of a checkpoint that the pinned key did not sign.
+// BadSignature is the ProblemKind of a checkpoint that no trusted key signed.
 const BadSignature evidence.ProblemKind = "bad_signature"
 
 // Problem is one integrity problem: about an event (see evidence.Problem) or, with
-// CheckpointID set, about a checkpoint (Seq is then the checkpoint's).
+// CheckpointID set or JobID empty, about a checkpoint (Seq is then the checkpoint's).
+// SpanFrom..SpanTo (inclusive) is the narrowest stretch of the chain that can hold
+// the change: after the last sealed head that still matches, up to the first that
+// does not; equal when the exact event is known, 0 when it does not apply.
 type Problem struct {
 	evidence.Problem
-	CheckpointID string
+	CheckpointID     string
+	SpanFrom, SpanTo int64
 }
 
 // Report is the result of a verification.
@@ -28,20 +33,44 @@ type Report struct {
 	EventsVerified      int64
 	ChainsVerified      int64
 	CheckpointsVerified int64
+	WitnessedVerified   int64 // witness records checked against the checkpoints
 }
 
 // OK reports whether nothing was found.
 func (r Report) OK() bool { return len(r.Problems) == 0 }
 
+// Trust is what a verification trusts and compares against, beyond the evidence it
+// verifies.
+type Trust struct {
+	// Keys are the pinned public keys (at least one). Keys that a valid rotation
+	// connects to a pinned key are trusted too; see evidence.SigningKeys.
+	Keys []ed25519.PublicKey
+	// Witnessed are checkpoints read from witness files (see ReadWitness). Each one a
+	// trusted key signed must be among the checkpoints verified, unless a valid one
+	// took its position; its heads are checked like those of any checkpoint.
+	Witnessed []WitnessedCheckpoint
+	// Originals are events from a copy kept elsewhere (an earlier export). Where a
+	// chain fails and the copy's chain verifies, the first event that differs is named.
+	Originals []evidence.Event
+	// MaxClockSkew is the bound the replicas kept their clocks within; it widens the
+	// sealing window (see SealWindow). 0 means DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
+}
+
 // Verify checks the evidence in the store: every checkpoint's content, link and
-// signature under the service's public key, and every chain with an event in w (every
-// chain when w is open) against its hashes and links and against the latest head a
-// valid checkpoint sealed. With an open window, a chain a checkpoint sealed that has
-// no events left is reported deleted.
+// signature under the service's keys, and every chain with an event in w (every
+// chain when w is open) against its hashes and links and against every head a valid
+// checkpoint sealed. With an open window, a chain a checkpoint sealed that has no
+// events left is reported deleted.
 //
 // The checkpoints are read first: every head they seal was committed before the chains
 // are read, so a chain that grows meanwhile is never mistaken for a truncated one.
 func (s *Service) Verify(ctx context.Context, w Window) (Report, error) {
+	return s.VerifyWith(ctx, w, Trust{Keys: s.trusted, MaxClockSkew: s.maxSkew})
+}
+
+// VerifyWith is Verify with the trust given instead of the service's.
+func (s *Service) VerifyWith(ctx context.Context, w Window, trust Trust) (Report, error) {
 	if err := w.check(); err != nil {
 		return Report{}, err
 	}
@@ -54,7 +83,7 @@ func (s *Service) Verify(ctx context.Context, w Window) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	v := newVerifier(s.pub, cps)
+	v := newVerifier(trust, cps, false, false)
 	err = s.eachChain(ctx, w, func(job string, events []evidence.Event) error {
 		v.chain(job, events)
 		return nil
@@ -68,16 +97,27 @@ func (s *Service) Verify(ctx context.Context, w Window) (Report, error) {
 	return v.report(), nil
 }
 
-// VerifyExport checks an export offline, as Verify checks the store: the checkpoints
-// (in any order) under pub, and each exported chain. Chains the export does not
-// contain are not checked.
-func VerifyExport(pub ed25519.PublicKey, events []evidence.Event, cps []store.Checkpoint) Report {
-	cps = slices.Clone(cps)
+// Export is an ExportEvidence stream as read back.
+type Export struct {
+	Manifest    *Manifest // nil in exports made before the manifest existed (format 1)
+	Events      []evidence.Event
+	Checkpoints []store.Checkpoint
+}
+
+// VerifyExport checks an export offline, as Verify checks the store: its checkpoints
+// (in any order) under trust, and each exported chain. It also proves the export
+// complete: every chain a checkpoint in the file seals must be in it, up to the
+// sealed head. An export without a manifest (format 1) held every checkpoint from the
+// first but only the window's chains; with legacy set, such a file's absent chains are
+// not reported.
+func VerifyExport(trust Trust, exp Export, legacy bool) Report {
+	cps := slices.Clone(exp.Checkpoints)
 	slices.SortFunc(cps, func(a, b store.Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) })
-	v := newVerifier(pub, cps)
+	windowed := exp.Manifest != nil && exp.Manifest.FirstCheckpoint > 1
+	v := newVerifier(trust, cps, windowed, true)
 	var order []string
 	chains := map[string][]evidence.Event{}
-	for _, e := range events {
+	for _, e := range exp.Events {
 		if _, ok := chains[e.JobID]; !ok {
 			order = append(order, e.JobID)
 		}
@@ -86,41 +126,76 @@ func VerifyExport(pub ed25519.PublicKey, events []evidence.Event, cps []store.Ch
 	for _, job := range order {
 		v.chain(job, chains[job])
 	}
+	if !(legacy && exp.Manifest == nil) {
+		v.vanishedChains()
+	}
 	return v.report()
 }
 
 // verifier accumulates a verification.
 type verifier struct {
-	heads    map[string]evidence.Head // latest head sealed by a valid checkpoint, by chain
-	latestAt int64                    // At of the latest valid checkpoint
-	seen     map[string]bool
-	out      Report
+	sealed    map[string][]evidence.Head // every head a valid checkpoint sealed, by chain, seq ascending
+	upTo      map[string]int64           // highest head sealed, by chain
+	latestAt  int64                      // At of the latest valid checkpoint
+	lookback  int64                      // µs
+	originals map[string][]evidence.Event
+	seen      map[string]bool
+	out       Report
 }
 
-func newVerifier(pub ed25519.PublicKey, cps []store.Checkpoint) *verifier {
-	v := &verifier{seen: map[string]bool{}}
-	var valid []evidence.Checkpoint
+func newVerifier(trust Trust, cps []store.Checkpoint, windowed, export bool) *verifier {
+	v := &verifier{sealed: map[string][]evidence.Head{}, upTo: map[string]int64{}, seen: map[string]bool{},
+		lookback: micros(SealWindow(trust.MaxClockSkew)), originals: map[string][]evidence.Event{}}
+	plain := make([]evidence.Checkpoint, len(cps))
+	for i := range cps {
+		plain[i] = cps[i].Checkpoint
+	}
+	keys := evidence.SigningKeys(trust.Keys, plain)
+	bySeq := make(map[int64]*store.Checkpoint, len(cps))
 	for i, c := range cps {
+		bySeq[c.Seq] = &cps[i]
 		v.out.CheckpointsVerified++
-		ok := v.checkpoint(pub, c)
-		v.link(cps, i)
+		ok := v.checkpoint(keys[i], c)
+		v.link(cps, i, windowed)
 		if ok {
-			valid = append(valid, c.Checkpoint)
-			v.latestAt = max(v.latestAt, c.At)
+			v.seal(c.Checkpoint)
 		}
 	}
-	v.heads = evidence.LatestHeads(valid)
+	lo, hi := witnessRange(cps, export)
+	v.witnessed(trust, cps, keys, bySeq, lo, hi)
+	for _, e := range trust.Originals {
+		v.originals[e.JobID] = append(v.originals[e.JobID], e)
+	}
+	for job, heads := range v.sealed {
+		slices.SortFunc(heads, func(a, b evidence.Head) int { return cmp.Compare(a.Seq, b.Seq) })
+		v.sealed[job] = slices.CompactFunc(heads, func(a, b evidence.Head) bool { return a == b })
+	}
 	return v
 }
 
-// checkpoint checks c's own content and signature, not its link, and reports whether
-// its heads can be trusted.
-func (v *verifier) checkpoint(pub ed25519.PublicKey, c store.Checkpoint) bool {
+// seal records the heads of a valid checkpoint, verified or witnessed.
+func (v *verifier) seal(c evidence.Checkpoint) {
+	v.latestAt = max(v.latestAt, c.At)
+	for _, h := range c.Heads {
+		v.sealed[h.JobID] = append(v.sealed[h.JobID], h)
+		v.upTo[h.JobID] = max(v.upTo[h.JobID], h.Seq)
+	}
+}
+
+// checkpoint checks c's own content and signature under key (nil: no trusted key may
+// sign it), not its link, and reports whether its heads can be trusted.
+func (v *verifier) checkpoint(key ed25519.PublicKey, c store.Checkpoint) bool {
 	var prev *evidence.Checkpoint
 	if c.PrevHash != "" {
 		prev = &evidence.Checkpoint{Hash: c.PrevHash} // the link is checked on its own
 	}
-	err := c.Verify(pub, prev)
+	var err error
+	if key == nil {
+		err = fmt.Errorf("%w: checkpoint %s is signed by %s, which neither a pinned key nor a rotation it endorsed vouches for",
+			evidence.ErrBadSignature, c.ID, c.KeyID)
+	} else {
+		err = c.Verify(key, prev)
+	}
 	if err == nil {
 		return true
 	}
@@ -133,12 +208,16 @@ func (v *verifier) checkpoint(pub ed25519.PublicKey, c store.Checkpoint) bool {
 }
 
 // link checks that checkpoint i follows the one before it: no seq is missing and its
-// prev_hash names its predecessor's hash.
-func (v *verifier) link(cps []store.Checkpoint, i int) {
+// prev_hash names its predecessor's hash. A windowed export starts at its first
+// checkpoint, whose predecessor it does not hold.
+func (v *verifier) link(cps []store.Checkpoint, i int, windowed bool) {
 	c := cps[i]
 	from := int64(1)
-	if i > 0 {
+	switch {
+	case i > 0:
 		from = cps[i-1].Seq + 1
+	case windowed:
+		from = c.Seq
 	}
 	for seq := from; seq < c.Seq; seq++ {
 		v.out.Problems = append(v.out.Problems, Problem{Problem: evidence.Problem{Seq: seq, Kind: evidence.Deleted,
@@ -147,7 +226,7 @@ func (v *verifier) link(cps []store.Checkpoint, i int) {
 	switch {
 	case c.Seq != from:
 		// Reported above (or a duplicate seq, which the store cannot hold).
-	case i == 0 && c.PrevHash != "":
+	case i == 0 && !windowed && c.PrevHash != "":
 		v.checkpointProblem(c, evidence.Modified, "the first checkpoint links to a previous one")
 	case i > 0 && c.PrevHash != cps[i-1].Hash:
 		v.checkpointProblem(c, evidence.Modified, fmt.Sprintf("does not link to checkpoint %d", cps[i-1].Seq))
@@ -159,48 +238,115 @@ func (v *verifier) checkpointProblem(c store.Checkpoint, kind evidence.ProblemKi
 		Problem: evidence.Problem{Seq: c.Seq, Kind: kind, Detail: detail}})
 }
 
-// chain verifies one whole chain: its hashes and links, its latest sealed head, and
-// that every event older than the latest checkpoint's sealing window is sealed. The
-// Sealer seals every chain that grew within that window, so an old event beyond the
-// sealed head was written by someone other than Agate.
+// chain verifies one whole chain: its hashes and links, every head a checkpoint
+// sealed, and that every event older than the latest checkpoint's sealing window is
+// sealed. The Sealer seals every chain that grew within that window, so an old event
+// beyond the sealed head was written by someone other than Agate.
 func (v *verifier) chain(job string, events []evidence.Event) {
 	v.seen[job] = true
 	v.out.ChainsVerified++
 	v.out.EventsVerified += int64(len(events))
-	found := evidence.VerifyChain(events)
+	var found []Problem
 	reported := map[string]bool{}
-	for _, p := range found {
+	for _, p := range evidence.VerifyChain(events) {
+		found = append(found, Problem{Problem: p})
 		reported[p.EventID] = true
 	}
-	head, sealed := v.heads[job]
-	if sealed {
-		for _, p := range evidence.VerifyAgainstCheckpoint(map[string]evidence.Head{job: head},
-			map[string][]evidence.Event{job: events}) {
-			if p.EventID == "" || !reported[p.EventID] {
-				found = append(found, p)
-				reported[p.EventID] = true
-			}
-		}
+	heads := v.sealed[job]
+	if p, bad := v.firstBadHead(job, heads, events); bad && (p.EventID == "" || !reported[p.EventID]) {
+		found = append(found, p)
+		reported[p.EventID] = true
 	}
-	if cutoff := v.latestAt - micros(SealLookback); v.latestAt > 0 {
+	if len(found) > 0 {
+		v.pinpoint(job, found, events)
+	}
+	var head int64
+	if len(heads) > 0 {
+		head = heads[len(heads)-1].Seq
+	}
+	if cutoff := v.latestAt - v.lookback; v.latestAt > 0 {
 		for _, e := range events {
-			if e.Seq > head.Seq && e.At < cutoff && !reported[e.EventID] {
-				found = append(found, evidence.Problem{JobID: job, Seq: e.Seq, EventID: e.EventID, Kind: evidence.Inserted,
-					Detail: "no checkpoint seals it, though it is older than the latest checkpoint's sealing window"})
+			if e.Seq > head && e.At < cutoff && !reported[e.EventID] {
+				found = append(found, Problem{Problem: evidence.Problem{JobID: job, Seq: e.Seq, EventID: e.EventID, Kind: evidence.Inserted,
+					Detail: "no checkpoint seals it, though it is older than the latest checkpoint's sealing window"}})
 			}
 		}
 	}
-	for _, p := range found {
-		v.out.Problems = append(v.out.Problems, Problem{Problem: p})
+	v.out.Problems = append(v.out.Problems, found...)
+}
+
+// firstBadHead checks the sealed heads of a chain in seq order and reports the first
+// that the chain no longer holds, with the span between it and the last one it still
+// holds: a consistent rewrite can hide in no other stretch of the chain.
+func (v *verifier) firstBadHead(job string, heads []evidence.Head, events []evidence.Event) (Problem, bool) {
+	good := int64(0)
+	for _, h := range heads {
+		p, bad := evidence.VerifyAgainstCheckpoint(map[string]evidence.Head{job: h}, map[string][]evidence.Event{job: events}), false
+		if len(p) > 0 {
+			bad = true
+		}
+		if !bad {
+			good = h.Seq
+			continue
+		}
+		out := Problem{Problem: p[0], SpanFrom: good + 1, SpanTo: h.Seq}
+		out.Detail += fmt.Sprintf("; the change lies in seq %d to %d (sealed heads %s)", good+1, h.Seq, spanNote(good, h.Seq))
+		return out, true
+	}
+	return Problem{}, false
+}
+
+func spanNote(good, bad int64) string {
+	if good == 0 {
+		return fmt.Sprintf("none matches up to seq %d", bad)
+	}
+	return fmt.Sprintf("%d matches, %d does not", good, bad)
+}
+
+// pinpoint names the exact event where a copy kept elsewhere holds the chain as it
+// was: the copy must itself agree with every sealed head, then its first event that
+// differs from the chain (or that the chain lacks) is where the change is.
+func (v *verifier) pinpoint(job string, found []Problem, events []evidence.Event) {
+	orig := v.originals[job]
+	if len(orig) == 0 || evidence.VerifyChain(orig) != nil {
+		return
+	}
+	if _, bad := v.firstBadHead(job, v.sealed[job], orig); bad {
+		return
+	}
+	cur := map[int64]evidence.Event{}
+	for _, e := range events {
+		if _, dup := cur[e.Seq]; !dup {
+			cur[e.Seq] = e
+		}
+	}
+	for _, o := range orig { // in chain order: VerifyChain passed
+		c, ok := cur[o.Seq]
+		if ok && c.Hash == o.Hash && c.EventID == o.EventID {
+			if h, err := c.ComputeHash(); err == nil && h == c.Hash {
+				continue
+			}
+		}
+		what := "is missing"
+		if ok {
+			what = fmt.Sprintf("differs (event %s)", c.EventID)
+		}
+		for i := range found {
+			found[i].SpanFrom, found[i].SpanTo = o.Seq, o.Seq
+		}
+		found[0].Detail += fmt.Sprintf("; the original copy pins it: seq %d (event %s) %s", o.Seq, o.EventID, what)
+		return
 	}
 }
 
-// vanishedChains reports every sealed chain that has no events at all.
+// vanishedChains reports every chain a valid checkpoint (verified or witnessed) sealed
+// that has no events at all.
 func (v *verifier) vanishedChains() {
-	for job, head := range v.heads {
+	for job, seq := range v.upTo {
 		if !v.seen[job] {
-			v.out.Problems = append(v.out.Problems, Problem{Problem: evidence.Problem{JobID: job, Seq: head.Seq,
-				Kind: evidence.Deleted, Detail: fmt.Sprintf("a checkpoint sealed this chain up to seq %d; none of its events remain", head.Seq)}})
+			v.out.Problems = append(v.out.Problems, Problem{Problem: evidence.Problem{JobID: job, Seq: seq,
+				Kind: evidence.Deleted, Detail: fmt.Sprintf("a checkpoint sealed this chain up to seq %d; none of its events is here", seq)},
+				SpanFrom: 1, SpanTo: seq})
 		}
 	}
 }
@@ -226,6 +372,11 @@ func (s *Service) eachChain(ctx context.Context, w Window, fn func(job string, e
 			return err
 		}
 	}
+	return s.eachChainOf(ctx, ids, fn)
+}
+
+// eachChainOf calls fn with each chain named (every chain when ids is nil).
+func (s *Service) eachChainOf(ctx context.Context, ids []string, fn func(job string, events []evidence.Event) error) error {
 	chunks := [][]string{nil} // nil: every chain
 	if ids != nil {
 		chunks = slices.Collect(slices.Chunk(ids, 200))

@@ -106,8 +106,10 @@ start_agate() {
   local name=$1 db=$2
   AGATE_ADDR=${3:-127.0.0.1:$(free_port)}
   AGATE_HTTP=${4:-127.0.0.1:$(free_port)}
+  # Every replica signs evidence with the one key file of the run (required outside SQLite).
   "$BIN/agate" serve --db "$db" --policy "$ROOT/examples/policy.yaml" --tokens "$ROOT/examples/tokens.yaml" \
-    --grpc-addr "$AGATE_ADDR" --http-addr "$AGATE_HTTP" ${AGATE_FLAGS:-} >>"$WORK/agate-$name.log" 2>&1 &
+    --grpc-addr "$AGATE_ADDR" --http-addr "$AGATE_HTTP" --evidence-key "$WORK/evidence.key" \
+    ${AGATE_FLAGS:-} >>"$WORK/agate-$name.log" 2>&1 &
   AGATE_PID=$!
   PIDS+=("$AGATE_PID")
   if ! wait_http "http://$AGATE_HTTP/readyz" 60; then

@@ -47,6 +47,7 @@ grpcurl -plaintext -H 'authorization: Bearer dev-audit' -d '{}' \
   127.0.0.1:7070 agate.v1.EvidenceService/ExportEvidence > evidence-export.json
 go run ./cmd/agate evidence verify --file evidence-export.json --public-key evidence-key.pem
 go run ./cmd/agate evidence verify --db data/agate.db --public-key evidence-key.pem
+go run ./cmd/agate evidence verify --db data/agate.db --public-key evidence-key.pem --witness data/witness.jsonl
 `,
 }
 
@@ -78,6 +79,7 @@ func runAuditorCommands(t *testing.T, a *agate, db string, tl *tally) {
 	dir := t.TempDir()
 	fn := strings.SplitN(auditorBlocks[0], "\n", 2)[0]
 	fix := strings.NewReplacer("127.0.0.1:7070", a.grpcAddr, "data/agate.db", db,
+		"data/witness.jsonl", filepath.Join(filepath.Dir(db), "witness.jsonl"),
 		"evidence-key.pem", filepath.Join(dir, "evidence-key.pem"),
 		"evidence-export.json", filepath.Join(dir, "evidence-export.json"))
 	run := func(i int) (string, error) {
@@ -160,7 +162,7 @@ func runAuditorCommands(t *testing.T, a *agate, db string, tl *tally) {
 	if v := decode(7); v["ok"] != true || v["problems"] == nil || len(v["problems"].([]any)) != 0 {
 		t.Errorf("VerifyEvidence printed %v", v)
 	}
-	if strings.Count(outs[8], "ok: verified ") != 2 {
-		t.Errorf("agate evidence verify (file, then database):\n%s", outs[8])
+	if strings.Count(outs[8], "ok: verified ") != 3 || !strings.Contains(outs[8], " witness records") {
+		t.Errorf("agate evidence verify (file, database, database with the witness):\n%s", outs[8])
 	}
 }

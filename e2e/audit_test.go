@@ -223,10 +223,11 @@ func exportAll(t *testing.T, a *agate) (string, bool) {
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	events, cps, err := server.ReadExport(strings.NewReader(b.String()))
+	exp, err := server.ReadExport(strings.NewReader(b.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
+	events, cps := exp.Events, exp.Checkpoints
 	heads := map[string]evidence.Head{}
 	for _, e := range events {
 		if e.Seq > heads[e.JobID].Seq {

@@ -25,13 +25,14 @@ type Head struct {
 // write rows but lacks the key file cannot forge one.
 type Checkpoint struct {
 	ID        string
-	At        int64  // µs since epoch
-	Heads     []Head // sorted by JobID, one per chain
-	Root      string // lower-case hex MerkleRoot(Heads)
-	PrevHash  string // Hash of the previous checkpoint; "" for the first
-	Hash      string // "sha256:" + hex(SHA-256(JCS({"at","id","prev_hash","root"})))
-	KeyID     string // KeyID of the signing key
-	Signature []byte // Ed25519 over the bytes of Hash
+	At        int64     // µs since epoch
+	Heads     []Head    // sorted by JobID, one per chain
+	Root      string    // lower-case hex MerkleRoot(Heads)
+	PrevHash  string    // Hash of the previous checkpoint; "" for the first
+	Hash      string    // "sha256:" + hex(SHA-256(JCS({"at","id","prev_hash","root"})))
+	KeyID     string    // KeyID of the signing key
+	Signature []byte    // Ed25519 over the bytes of Hash
+	Rotation  *Rotation // set on the first checkpoint a new key signs; Hash covers it
 }
 
 // ErrCheckpointInvalid matches every error about a checkpoint's content or link.
@@ -47,10 +48,14 @@ func invalid(format string, args ...any) error {
 // NewCheckpoint seals heads (in any order; one per chain) after prev (nil for the
 // first checkpoint) and signs the result with key.
 func NewCheckpoint(id string, at int64, heads []Head, prev *Checkpoint, key ed25519.PrivateKey) (Checkpoint, error) {
+	return newCheckpoint(id, at, heads, prev, key, nil)
+}
+
+func newCheckpoint(id string, at int64, heads []Head, prev *Checkpoint, key ed25519.PrivateKey, r *Rotation) (Checkpoint, error) {
 	if len(key) != ed25519.PrivateKeySize {
 		return Checkpoint{}, errors.New("evidence: checkpoint signing key is not an Ed25519 private key")
 	}
-	c := Checkpoint{ID: id, At: at, Heads: slices.Clone(heads)}
+	c := Checkpoint{ID: id, At: at, Heads: slices.Clone(heads), Rotation: r}
 	slices.SortFunc(c.Heads, func(a, b Head) int { return cmp.Compare(a.JobID, b.JobID) })
 	if err := c.checkFields(); err != nil {
 		return Checkpoint{}, err
@@ -89,9 +94,14 @@ func (c *Checkpoint) checkFields() error {
 }
 
 func (c *Checkpoint) computeHash() (string, error) {
-	b, err := canonical.Append(nil, map[string]any{
-		"id": c.ID, "at": c.At, "root": c.Root, "prev_hash": c.PrevHash,
-	})
+	m := map[string]any{"id": c.ID, "at": c.At, "root": c.Root, "prev_hash": c.PrevHash}
+	if r := c.Rotation; r != nil {
+		// Only checkpoints that carry a rotation hash it, so every earlier one keeps
+		// its hash.
+		m["rotation"] = map[string]any{"from_key": hex.EncodeToString(r.From),
+			"to_key": hex.EncodeToString(r.To), "endorsement": hex.EncodeToString(r.Endorsement)}
+	}
+	b, err := canonical.Append(nil, m)
 	if err != nil {
 		return "", err
 	}
@@ -129,6 +139,9 @@ func (c Checkpoint) Verify(pub ed25519.PublicKey, prev *Checkpoint) error {
 	}
 	if h != c.Hash {
 		return invalid("checkpoint %s: hash does not match its content", c.ID)
+	}
+	if err := c.Rotation.verify(&c); err != nil {
+		return err
 	}
 	if want := KeyID(pub); c.KeyID != want {
 		return fmt.Errorf("%w: checkpoint %s names key %s, the pinned key is %s", ErrBadSignature, c.ID, c.KeyID, want)

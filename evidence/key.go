@@ -75,6 +75,21 @@ func writeNew(dir, path string, data []byte) error {
 	return nil
 }
 
+// LoadKey loads a key file as LoadOrCreateKey does, and never creates one.
+func LoadKey(path string) (ed25519.PrivateKey, error) { return loadKey(path) }
+
+// CreateKey creates a new key file at path, refusing to replace one (fs.ErrExist).
+func CreateKey(path string) (ed25519.PrivateKey, error) {
+	if _, err := os.Lstat(path); err == nil {
+		return nil, fmt.Errorf("evidence: key file %s: %w", path, fs.ErrExist)
+	}
+	key, created, err := LoadOrCreateKey(path)
+	if err == nil && !created {
+		return nil, fmt.Errorf("evidence: key file %s: %w", path, fs.ErrExist)
+	}
+	return key, err
+}
+
 func loadKey(path string) (ed25519.PrivateKey, error) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -188,7 +188,7 @@ func TestApprove(t *testing.T) {
 						t.Fatalf("%s, %s: %d events on the caller's chain, want %d", c.name, state, len(evs), mine+6)
 					}
 					for _, ev := range evs[mine:] {
-						if ev.Kind != evidence.KindRefusal || ev.Conflict != jobs.ReasonNoStanding || ev.Principal != c.p.ID ||
+						if ev.Kind != evidence.KindRefusal || ev.Conflict != jobs.EvidenceNoStanding || ev.Principal != c.p.ID ||
 							!strings.Contains(ev.Reason, "of job ") {
 							t.Fatalf("%s: caller's chain event %+v", c.name, ev)
 						}
@@ -202,7 +202,7 @@ func TestApprove(t *testing.T) {
 			j := e.decide(t, payment)
 			_, err := e.svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: j.ID, JobHash: "sha256:" + strings.Repeat("0", 64)})
 			ee := wantErr(t, err, jobs.CodeAborted, jobs.ReasonJobHashMismatch)
-			if ee.Meta["expected_hash"] != j.Hash {
+			if ee.Meta["expected_job_hash"] != j.Hash {
 				t.Fatalf("meta %v", ee.Meta)
 			}
 			if got := e.job(t, j.ID); !sameJob(got, j) {

@@ -101,7 +101,7 @@ func TestBatchDuplicatesApplyInOrder(t *testing.T) {
 			}
 		}
 		ee := wantErr(t, mismatch.err, jobs.CodeAborted, jobs.ReasonJobHashMismatch)
-		if ee.Meta["expected_hash"] != first.res.Job.Hash || ee.Meta["actual_hash"] == first.res.Job.Hash {
+		if ee.Meta["expected_job_hash"] != first.res.Job.Hash || ee.Meta["presented_job_hash"] == first.res.Job.Hash {
 			t.Fatalf("meta %v", ee.Meta)
 		}
 		wantNoErr(t, other.err)

@@ -111,7 +111,7 @@ func toConflict(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now
 
 func drift(decided, active string) *Error {
 	return aborted(ReasonSnapshotDrift, "the job was decided under a policy snapshot that is no longer active",
-		"decided_snapshot", decided, "active_snapshot", active)
+		"expected_snapshot", decided, "active_snapshot", active)
 }
 
 // checkApprover refuses a caller with standing on j who may not approve it: one that

@@ -367,5 +367,5 @@ func (s *Service) engine(ctx context.Context, id string) (*decision.Engine, erro
 
 func hashMismatch(stored, presented string) *Error {
 	return aborted(ReasonJobHashMismatch, "the job's content differs from the stored job's (job_hash mismatch)",
-		"expected_hash", stored, "actual_hash", presented)
+		"expected_job_hash", stored, "presented_job_hash", presented)
 }

@@ -148,7 +148,7 @@ func TestDecide(t *testing.T) {
 			_, err = e.svc.Decide(ctx, decider, req)
 			ee := wantErr(t, err, jobs.CodeAborted, jobs.ReasonJobHashMismatch)
 			tampered, _ := canonical.JobHash(req.Topic, req.Actor, req.Labels, req.Payload)
-			if ee.Meta["expected_hash"] != first.Job.Hash || ee.Meta["actual_hash"] != tampered {
+			if ee.Meta["expected_job_hash"] != first.Job.Hash || ee.Meta["presented_job_hash"] != tampered {
 				t.Fatalf("meta %v", ee.Meta)
 			}
 			if got := e.job(t, req.JobID); !sameJob(got, first.Job) {

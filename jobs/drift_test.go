@@ -45,7 +45,7 @@ func TestSnapshotDrift(t *testing.T) {
 		wantDrift := func(err error, j store.Job, kinds string) {
 			t.Helper()
 			ee := wantErr(t, err, jobs.CodeAborted, jobs.ReasonSnapshotDrift)
-			if ee.Meta["decided_snapshot"] != a || ee.Meta["active_snapshot"] != b {
+			if ee.Meta["expected_snapshot"] != a || ee.Meta["active_snapshot"] != b {
 				t.Fatalf("meta %v", ee.Meta)
 			}
 			if got := e.job(t, j.ID); got.Status != store.StatusConflict || got.Snapshot != a {

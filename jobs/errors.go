@@ -21,6 +21,7 @@ const (
 	CodeUnavailable
 	CodeAlreadyExists
 	CodeResourceExhausted
+	CodeDataLoss
 )
 
 func (c Code) String() string {
@@ -41,6 +42,8 @@ func (c Code) String() string {
 		return "AlreadyExists"
 	case CodeResourceExhausted:
 		return "ResourceExhausted"
+	case CodeDataLoss:
+		return "DataLoss"
 	}
 	return fmt.Sprintf("Code(%d)", int(c))
 }
@@ -58,20 +61,26 @@ const (
 	ReasonApprovalExpired  = "APPROVAL_EXPIRED"
 	ReasonQuorumNotMet     = "QUORUM_NOT_MET"
 	ReasonNoActiveSnapshot = "NO_ACTIVE_SNAPSHOT"
-	ReasonStaleAttempt     = "STALE_ATTEMPT"
+	ReasonStaleAttempt     = "ATTEMPT_MISMATCH"
+	ReasonOutcomeMismatch  = "OUTCOME_MISMATCH"
 	// PermissionDenied.
 	ReasonRoleNotAllowed = "ROLE_NOT_ALLOWED"
 	ReasonSelfApproval   = "SELF_APPROVAL"
 	// InvalidArgument; Field names the offending request field.
 	ReasonInvalidField = "INVALID_FIELD"
+	// InvalidArgument: a policy source that does not validate.
+	ReasonInvalidPolicy = "INVALID_POLICY"
 	// NotFound and Unavailable. NOT_FOUND is also the answer to a caller without
 	// standing on the job: it must not learn that the job exists.
 	ReasonNotFound    = "NOT_FOUND"
-	ReasonUnavailable = "UNAVAILABLE"
+	ReasonUnavailable = "STORE_UNAVAILABLE"
+	ReasonClockSkew   = "CLOCK_SKEW" // this replica's clock is out of bounds: it writes nothing
 	// AlreadyExists: Decide of a job id another submitter has used.
 	ReasonJobIDInUse = "JOB_ID_IN_USE"
 	// ResourceExhausted: too many calls without standing from one principal.
 	ReasonRateLimited = "RATE_LIMITED"
+	// DataLoss: the stored job no longer hashes to its stored job_hash.
+	ReasonStoredJobTampered = "STORED_JOB_TAMPERED"
 )
 
 // Error is a failure the caller can act on. Msg is safe to show to clients; internal
@@ -81,7 +90,7 @@ type Error struct {
 	Reason string
 	Field  string            // the request field at fault (CodeInvalidArgument)
 	Msg    string            //
-	Meta   map[string]string // e.g. expected_hash/actual_hash, decided_snapshot/active_snapshot, status
+	Meta   map[string]string // exactly the keys job.proto lists for Reason (a server test holds them equal)
 }
 
 func (e *Error) Error() string { return e.Msg }
@@ -154,6 +163,8 @@ func mapStoreErr(err error, what, id string) error {
 		return notFound(what, id)
 	case errors.Is(err, store.ErrBusy):
 		return lockBusy()
+	case errors.Is(err, store.ErrClockSkew):
+		return &Error{Code: CodeUnavailable, Reason: ReasonClockSkew, Msg: err.Error() + "; retry on another replica"}
 	case errors.Is(err, store.ErrUnavailable):
 		return &Error{Code: CodeUnavailable, Reason: ReasonUnavailable, Msg: "the database is unavailable; retry later"}
 	}

@@ -74,6 +74,7 @@ func (s *Service) PutPolicy(ctx context.Context, p Principal, source []byte, act
 
 func policyError(err error) error {
 	e := invalid("source", "%s", err.Error())
+	e.Reason = ReasonInvalidPolicy
 	var pe *decision.PolicyError
 	if errors.As(err, &pe) {
 		e.Meta["line"] = strconv.Itoa(pe.Line)

@@ -101,7 +101,7 @@ func TestPolicies(t *testing.T) {
 		}
 
 		_, err = e.svc.PutPolicy(ctx, admin, []byte("version: v1\nrules:\n  - id: x\n    decision: maybe\n"), true)
-		ee := wantErr(t, err, jobs.CodeInvalidArgument, jobs.ReasonInvalidField)
+		ee := wantErr(t, err, jobs.CodeInvalidArgument, jobs.ReasonInvalidPolicy)
 		if ee.Field != "source" || ee.Meta["line"] != "4" {
 			t.Fatalf("policy error %+v", ee)
 		}

@@ -39,6 +39,9 @@ func (s *Service) Publish(ctx context.Context, p Principal, r PublishRequest) (P
 		if err := checkContent(ctx, tx, j, p, now, r.JobHash, c.name); err != nil {
 			return err
 		}
+		if err := checkStored(ctx, tx, j, p, now, c.name); err != nil {
+			return err
+		}
 		var reevaluated string
 		switch j.Status {
 		case store.StatusAllowedAndPublished, store.StatusApprovedAndPublished, store.StatusSucceeded, store.StatusFailed:
@@ -152,8 +155,8 @@ type OutcomeResult struct {
 
 // ReportOutcome records the worker's outcome of the job's current attempt; the job
 // becomes succeeded or failed. The same outcome for the same attempt again is
-// AlreadyReported; anything else for a job with an outcome, or another attempt, is
-// STALE_ATTEMPT.
+// AlreadyReported; another outcome for that attempt is OUTCOME_MISMATCH, another
+// attempt ATTEMPT_MISMATCH.
 func (s *Service) ReportOutcome(ctx context.Context, p Principal, r OutcomeRequest) (OutcomeResult, error) {
 	if err := firstErr(checkPrincipal(p), checkJobID("job_id", r.JobID), checkReason("detail", r.Detail, false)); err != nil {
 		return OutcomeResult{}, err
@@ -175,8 +178,12 @@ func (s *Service) ReportOutcome(ctx context.Context, p Principal, r OutcomeReque
 				return staleAttempt(j.Attempt, r.Attempt)
 			}
 		case store.StatusSucceeded, store.StatusFailed:
-			if j.Attempt != r.Attempt || j.Status != outcome {
+			switch {
+			case j.Attempt != r.Attempt:
 				return staleAttempt(j.Attempt, r.Attempt)
+			case j.Status != outcome:
+				return failed(ReasonOutcomeMismatch, fmt.Sprintf("attempt %d already ended %s", j.Attempt, j.Status),
+					"attempt", fmt.Sprint(j.Attempt), "outcome", string(j.Status))
 			}
 			out.AlreadyReported = true
 			return nil
@@ -199,6 +206,6 @@ func (s *Service) ReportOutcome(ctx context.Context, p Principal, r OutcomeReque
 }
 
 func staleAttempt(current, presented int64) *Error {
-	return failed(ReasonStaleAttempt, fmt.Sprintf("attempt %d is not the job's current attempt %d, or its outcome differs", presented, current),
+	return failed(ReasonStaleAttempt, fmt.Sprintf("attempt %d is not the job's current attempt %d", presented, current),
 		"attempt", fmt.Sprint(current))
 }

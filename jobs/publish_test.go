@@ -148,7 +148,7 @@ func TestReportOutcome(t *testing.T) {
 			t.Fatalf("repeat %+v", again)
 		}
 		_, err = report1(j.ID, 1, false)
-		wantErr(t, err, jobs.CodeFailedPrecondition, jobs.ReasonStaleAttempt)
+		wantErr(t, err, jobs.CodeFailedPrecondition, jobs.ReasonOutcomeMismatch)
 		evs := e.wantKinds(t, j.ID, "decision,approval,publish,outcome")
 		if ev := evs[3]; ev.Attempt != 1 || ev.Status != "succeeded" || ev.Reason != "exit 0" || ev.ApprovedBy != alice.ID {
 			t.Fatalf("outcome event %+v", ev)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/store"
 )
 
@@ -12,6 +13,7 @@ import (
 type JobView struct {
 	Job       store.Job
 	Approvals []store.Approval // oldest first
+	Conflict  string           // the latest conflict reason while the job is in conflict, else ""
 }
 
 // GetJob returns a job's stored state to a caller with standing on it (see mayView):
@@ -24,10 +26,27 @@ func (s *Service) GetJob(ctx context.Context, p Principal, id string) (JobView, 
 	var v JobView
 	err := s.onJobRead(ctx, p, call{name: "GetJob", jobID: id}, mayView, func(ctx context.Context, tx store.Tx, j *store.Job) error {
 		var err error
-		v, err = view(ctx, tx, *j)
+		if v, err = view(ctx, tx, *j); err != nil || j.Status != store.StatusConflict {
+			return err
+		}
+		v.Conflict, err = latestConflict(ctx, tx, j.ID)
 		return err
 	})
 	return v, err
+}
+
+// latestConflict returns the reason of the conflict event that moved the job into
+// conflict last; later conflict events (a refused hash, a busy lock) left it there.
+func latestConflict(ctx context.Context, tx store.Tx, id string) (string, error) {
+	events, err := tx.ListEvents(ctx, id)
+	reason := ""
+	for i, e := range events {
+		entered := e.Status == string(store.StatusConflict) && (i == 0 || events[i-1].Status != e.Status)
+		if e.Kind == evidence.KindConflict && entered {
+			reason = e.Conflict
+		}
+	}
+	return reason, err
 }
 
 func view(ctx context.Context, tx store.Tx, j store.Job) (JobView, error) {

@@ -24,10 +24,10 @@ const (
 	RoleOperator = decision.RoleOperator
 )
 
-// ReasonNoStanding is the evidence code of a call refused because its caller has no
+// EvidenceNoStanding is the evidence code of a call refused because its caller has no
 // standing on the job, or the job does not exist. It is recorded on the caller's chain
 // (evidence.PrincipalChain) and never sent: the caller gets NOT_FOUND.
-const ReasonNoStanding = "NO_STANDING"
+const EvidenceNoStanding = "NO_STANDING"
 
 // Standing is what makes a caller someone a lifecycle call may tell about a job. Each
 // call establishes it before it reads, changes or reveals anything else about the job;
@@ -176,7 +176,7 @@ func (s *Service) refuseOutsider(ctx context.Context, p Principal, c call, exist
 	}
 	err = s.write(ctx, "", func(ctx context.Context, tx store.Tx, now int64) error {
 		e := evidence.Event{JobID: evidence.PrincipalChain(key), Kind: evidence.KindRefusal, At: now,
-			Principal: p.ID, Conflict: ReasonNoStanding, PresentedHash: c.presented,
+			Principal: p.ID, Conflict: EvidenceNoStanding, PresentedHash: c.presented,
 			Reason: fmt.Sprintf("%s of job %s: %s", c.name, c.jobID, why)}
 		return appendEvent(ctx, tx, &e)
 	})

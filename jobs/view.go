@@ -57,6 +57,7 @@ type View struct {
 	DecidedAt   int64
 	PublishedAt int64
 	UpdatedAt   int64
+	Conflict    string // the latest conflict reason while the job is in conflict (GetJob only)
 }
 
 // ApprovalRequirement is what approval a job needs.
@@ -133,4 +134,8 @@ func (r OutcomeResult) View() View { return newView(&r.Job, nil) }
 func (r CancelResult) View() View { return newView(&r.Job, nil) }
 
 // View is the job with its approvals.
-func (v JobView) View() View { return newView(&v.Job, v.Approvals) }
+func (v JobView) View() View {
+	out := newView(&v.Job, v.Approvals)
+	out.Conflict = v.Conflict
+	return out
+}

@@ -386,7 +386,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 					if !maps.Equal(after.stats, wantStats) {
 						t.Errorf("%s: Stats %v → %v", name, before.stats, after.stats)
 					}
-					if after.mine.n != before.mine.n+2 || after.mine.last.GetConflict() != jobs.ReasonNoStanding ||
+					if after.mine.n != before.mine.n+2 || after.mine.last.GetConflict() != jobs.EvidenceNoStanding ||
 						after.mine.last.GetPrincipal() != caller.id {
 						t.Errorf("%s: the caller's chain: %d → %d events, last %v", name, before.mine.n, after.mine.n, after.mine.last)
 						continue

@@ -135,6 +135,7 @@ func jobView(v jobs.View) *agatev1.JobView {
 		Approvals: wireApprovals(v.Approvals), RequiredApproval: approvalRequirement(v.Required),
 		ExpiresAt: v.ExpiresAt, Attempt: int32(v.Attempt), Outcome: outcomeEnum(v.Outcome),
 		DecidedAt: v.DecidedAt, UpdatedAt: v.UpdatedAt, Revision: int32(v.Revision), PublishedAt: v.PublishedAt,
+		Conflict: v.Conflict,
 	}
 }
 

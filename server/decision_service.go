@@ -76,6 +76,7 @@ func (d *decisionService) Reject(ctx context.Context, req *agatev1.RejectRequest
 	}
 	d.s.countApproval(outcome, nil)
 	j := res.View()
+	// The first rejection as stored, never the caller: a repeat names who rejected first.
 	return &agatev1.RejectResponse{JobId: j.ID, Status: statusEnum(j.Status), RejectedBy: res.RejectedBy,
 		RejectedRole: res.RejectedRole, RejectedAt: res.RejectedAt, AlreadyRejected: res.AlreadyRejected}, nil
 }

@@ -33,6 +33,7 @@ var jobCodes = map[jobs.Code]codes.Code{
 	jobs.CodeUnavailable:        codes.Unavailable,
 	jobs.CodeAlreadyExists:      codes.AlreadyExists,
 	jobs.CodeResourceExhausted:  codes.ResourceExhausted,
+	jobs.CodeDataLoss:           codes.DataLoss,
 }
 
 // toStatus is the one place where errors become gRPC statuses. Known errors carry a
@@ -61,7 +62,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		if je.Field != "" {
 			meta["field"] = je.Field
 		}
-		return withInfo(code, je.Msg, je.Reason, meta, je.Field)
+		return withInfo(code, je.Msg, je.Reason, documented(ctx, log, je.Reason, meta), je.Field)
 	case errors.As(err, &ae):
 		code := codes.PermissionDenied
 		if ae.unauthenticated {

@@ -50,8 +50,12 @@ func wireCheckpoint(c *store.Checkpoint) *agatev1.Checkpoint {
 	for i, h := range c.Heads {
 		heads[i] = &agatev1.ChainHead{JobId: h.JobID, Seq: h.Seq, Hash: h.Hash}
 	}
-	return &agatev1.Checkpoint{CheckpointId: c.ID, Seq: c.Seq, At: c.At, MerkleRoot: c.Root,
+	out := &agatev1.Checkpoint{CheckpointId: c.ID, Seq: c.Seq, At: c.At, MerkleRoot: c.Root,
 		PreviousHash: c.PrevHash, Heads: heads, Hash: c.Hash, Signature: c.Signature, KeyId: c.KeyID}
+	if r := c.Rotation; r != nil {
+		out.Rotation = &agatev1.KeyRotation{FromPublicKey: r.From, ToPublicKey: r.To, Endorsement: r.Endorsement}
+	}
+	return out
 }
 
 // CheckpointFromWire is the inverse of the checkpoint ExportEvidence sends.
@@ -62,34 +66,47 @@ func CheckpointFromWire(w *agatev1.Checkpoint) store.Checkpoint {
 	for _, h := range w.GetHeads() {
 		c.Heads = append(c.Heads, evidence.Head{JobID: h.GetJobId(), Seq: h.GetSeq(), Hash: h.GetHash()})
 	}
+	if r := w.GetRotation(); r != nil {
+		c.Rotation = &evidence.Rotation{From: r.GetFromPublicKey(), To: r.GetToPublicKey(), Endorsement: r.GetEndorsement()}
+	}
 	return c
 }
 
+func wireManifest(m *audit.Manifest) *agatev1.ExportManifest {
+	return &agatev1.ExportManifest{Format: m.Format, Since: m.Since, Until: m.Until,
+		FirstCheckpointSeq: m.FirstCheckpoint, LastCheckpointSeq: m.LastCheckpoint}
+}
+
 // ReadExport reads what `grpcurl … ExportEvidence` prints: a sequence of JSON
-// ExportEvidenceResponse objects.
-func ReadExport(r io.Reader) ([]evidence.Event, []store.Checkpoint, error) {
+// ExportEvidenceResponse objects. Exports made before the manifest existed have none.
+func ReadExport(r io.Reader) (audit.Export, error) {
 	dec := json.NewDecoder(r)
-	var events []evidence.Event
-	var cps []store.Checkpoint
+	var out audit.Export
 	for n := 1; ; n++ {
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
 			if errors.Is(err, io.EOF) {
-				return events, cps, nil
+				return out, nil
 			}
-			return nil, nil, fmt.Errorf("export item %d: %w", n, err)
+			return audit.Export{}, fmt.Errorf("export item %d: %w", n, err)
 		}
 		var item agatev1.ExportEvidenceResponse
 		if err := protojson.Unmarshal(bytes.TrimSpace(raw), &item); err != nil {
-			return nil, nil, fmt.Errorf("export item %d: %w", n, err)
+			return audit.Export{}, fmt.Errorf("export item %d: %w", n, err)
 		}
 		switch {
 		case item.GetEvent() != nil:
-			events = append(events, EventFromWire(item.GetEvent()))
+			out.Events = append(out.Events, EventFromWire(item.GetEvent()))
 		case item.GetCheckpoint() != nil:
-			cps = append(cps, CheckpointFromWire(item.GetCheckpoint()))
+			out.Checkpoints = append(out.Checkpoints, CheckpointFromWire(item.GetCheckpoint()))
+		case item.GetManifest() != nil && n == 1:
+			m := item.GetManifest()
+			out.Manifest = &audit.Manifest{Format: m.GetFormat(), Since: m.GetSince(), Until: m.GetUntil(),
+				FirstCheckpoint: m.GetFirstCheckpointSeq(), LastCheckpoint: m.GetLastCheckpointSeq()}
+		case item.GetManifest() != nil:
+			return audit.Export{}, fmt.Errorf("export item %d: a manifest must come first", n)
 		default:
-			return nil, nil, fmt.Errorf("export item %d holds neither an event nor a checkpoint", n)
+			return audit.Export{}, fmt.Errorf("export item %d holds neither an event nor a checkpoint", n)
 		}
 	}
 }
@@ -124,7 +141,8 @@ func wireReport(r audit.Report) *agatev1.VerifyEvidenceResponse {
 		ChainsVerified: r.ChainsVerified, CheckpointsVerified: r.CheckpointsVerified}
 	for _, p := range r.Problems {
 		out.Problems = append(out.Problems, &agatev1.VerificationProblem{Kind: tamperKinds[p.Kind],
-			EventId: p.EventID, JobId: p.JobID, Seq: p.Seq, CheckpointId: p.CheckpointID, Detail: p.Detail})
+			EventId: p.EventID, JobId: p.JobID, Seq: p.Seq, CheckpointId: p.CheckpointID, Detail: p.Detail,
+			SpanFromSeq: p.SpanFrom, SpanToSeq: p.SpanTo})
 	}
 	return out
 }

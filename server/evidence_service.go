@@ -140,9 +140,12 @@ func (es *evidenceService) ExportEvidence(req *agatev1.ExportEvidenceRequest, st
 	ctx := stream.Context()
 	err = a.Export(ctx, window(req.GetSince(), req.GetUntil()), func(it audit.ExportItem) error {
 		msg := &agatev1.ExportEvidenceResponse{}
-		if it.Event != nil {
+		switch {
+		case it.Manifest != nil:
+			msg.Item = &agatev1.ExportEvidenceResponse_Manifest{Manifest: wireManifest(it.Manifest)}
+		case it.Event != nil:
 			msg.Item = &agatev1.ExportEvidenceResponse_Event{Event: wireEvent(it.Event)}
-		} else {
+		default:
 			msg.Item = &agatev1.ExportEvidenceResponse_Checkpoint{Checkpoint: wireCheckpoint(it.Checkpoint)}
 		}
 		return stream.Send(msg)

@@ -68,10 +68,19 @@ func testCheckpoint(t *testing.T) store.Checkpoint {
 func TestReadExport(t *testing.T) {
 	t.Parallel()
 	e, cp := fullEvent(), testCheckpoint(t)
+	rot, err := evidence.NewRotation("01JROT", 1775037724000000, nil, &cp.Checkpoint,
+		ed25519.NewKeyFromSeed(make([]byte, 32)), ed25519.NewKeyFromSeed(append([]byte{1}, make([]byte, 31)...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcp := store.Checkpoint{Seq: 3, Checkpoint: rot}
+	manifest := &audit.Manifest{Format: audit.ExportFormat, Since: 1, Until: 2, FirstCheckpoint: 2, LastCheckpoint: 3}
 	var b strings.Builder
 	for _, m := range []*agatev1.ExportEvidenceResponse{
+		{Item: &agatev1.ExportEvidenceResponse_Manifest{Manifest: wireManifest(manifest)}},
 		{Item: &agatev1.ExportEvidenceResponse_Event{Event: wireEvent(&e)}},
 		{Item: &agatev1.ExportEvidenceResponse_Checkpoint{Checkpoint: wireCheckpoint(&cp)}},
+		{Item: &agatev1.ExportEvidenceResponse_Checkpoint{Checkpoint: wireCheckpoint(&rcp)}},
 	} {
 		out, err := protojson.MarshalOptions{Multiline: true}.Marshal(m)
 		if err != nil {
@@ -80,18 +89,22 @@ func TestReadExport(t *testing.T) {
 		b.Write(out)
 		b.WriteString("\n")
 	}
-	events, cps, err := ReadExport(strings.NewReader(b.String()))
+	exp, err := ReadExport(strings.NewReader(b.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
+	events, cps := exp.Events, exp.Checkpoints
 	if len(events) != 1 || !reflect.DeepEqual(events[0], e) {
 		t.Errorf("events = %+v", events)
 	}
-	if len(cps) != 1 || !reflect.DeepEqual(cps[0], cp) {
-		t.Errorf("checkpoints = %+v\nwant %+v", cps, cp)
+	if len(cps) != 2 || !reflect.DeepEqual(cps[0], cp) || !reflect.DeepEqual(cps[1], rcp) {
+		t.Errorf("checkpoints = %+v\nwant %+v, %+v", cps, cp, rcp)
+	}
+	if !reflect.DeepEqual(exp.Manifest, manifest) {
+		t.Errorf("manifest = %+v, want %+v", exp.Manifest, manifest)
 	}
 	for _, bad := range []string{`{"event": {"seq": "x"}}`, `{}`, `{"event": {}} [`} {
-		if _, _, err := ReadExport(strings.NewReader(bad)); err == nil {
+		if _, err := ReadExport(strings.NewReader(bad)); err == nil {
 			t.Errorf("ReadExport(%q) succeeded", bad)
 		}
 	}
@@ -250,7 +263,7 @@ func TestEvidenceService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var events, cps int
+	var manifests, events, cps int
 	for {
 		m, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -259,14 +272,17 @@ func TestEvidenceService(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.GetEvent() != nil {
+		switch {
+		case m.GetManifest() != nil:
+			manifests++
+		case m.GetEvent() != nil:
 			events++
-		} else {
+		default:
 			cps++
 		}
 	}
-	if events != 2 || cps != 1 {
-		t.Errorf("export: %d events, %d checkpoints; want 2, 1", events, cps)
+	if manifests != 1 || events != 2 || cps != 1 {
+		t.Errorf("export: %d manifests, %d events, %d checkpoints; want 1, 2, 1", manifests, events, cps)
 	}
 
 	m, err := c.ControlMatrix(ctx, &agatev1.ControlMatrixRequest{})

@@ -35,13 +35,13 @@ func TestToStatus(t *testing.T) {
 		leakFree bool // message must not contain the cause
 	}{
 		{"drift", &jobs.Error{Code: jobs.CodeAborted, Reason: "SNAPSHOT_DRIFT", Msg: "drift",
-			Meta: map[string]string{"decided_snapshot": "snap_a", "active_snapshot": "snap_b"}}, codes.Aborted, "SNAPSHOT_DRIFT", "", false},
+			Meta: map[string]string{"expected_snapshot": "snap_a", "active_snapshot": "snap_b"}}, codes.Aborted, "SNAPSHOT_DRIFT", "", false},
 		{"bad field", &jobs.Error{Code: jobs.CodeInvalidArgument, Reason: "INVALID_FIELD", Field: "job.labels.env", Msg: "job.labels.env: bad"},
 			codes.InvalidArgument, "INVALID_FIELD", "job.labels.env", false},
 		{"self approval", &jobs.Error{Code: jobs.CodePermissionDenied, Reason: "SELF_APPROVAL", Msg: "no"}, codes.PermissionDenied, "SELF_APPROVAL", "", false},
 		{"expired", &jobs.Error{Code: jobs.CodeFailedPrecondition, Reason: "APPROVAL_EXPIRED", Msg: "late"}, codes.FailedPrecondition, "APPROVAL_EXPIRED", "", false},
 		{"not found", &jobs.Error{Code: jobs.CodeNotFound, Reason: "NOT_FOUND", Msg: "nope"}, codes.NotFound, "NOT_FOUND", "", false},
-		{"unavailable", &jobs.Error{Code: jobs.CodeUnavailable, Reason: "UNAVAILABLE", Msg: "db down"}, codes.Unavailable, "UNAVAILABLE", "", false},
+		{"unavailable", &jobs.Error{Code: jobs.CodeUnavailable, Reason: "STORE_UNAVAILABLE", Msg: "db down"}, codes.Unavailable, "STORE_UNAVAILABLE", "", false},
 		{"unauthenticated", errUnauthenticated, codes.Unauthenticated, "UNAUTHENTICATED", "", false},
 		{"role", &accessError{reason: "ROLE_NOT_ALLOWED", msg: "no"}, codes.PermissionDenied, "ROLE_NOT_ALLOWED", "", false},
 		{"internal", errors.New("pq: password authentication failed for user secret"), codes.Internal, "", "", true},

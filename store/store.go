@@ -20,7 +20,24 @@ var (
 	ErrBusy = errors.New("store: contention: retry budget exhausted")
 	// ErrUnavailable: the database cannot be reached.
 	ErrUnavailable = errors.New("store: database unavailable")
+	// ErrClockSkew: this replica's clock strays too far from the database's, so it
+	// writes nothing (see package clockguard).
+	ErrClockSkew = errors.New("store: this replica's clock is out of bounds")
 )
+
+// ClockSample is one reading of the database's clock, taken by a statement the replica
+// runs anyway (the active-snapshot read), with the local times around it.
+type ClockSample struct {
+	DB             time.Time // the database's clock, as the statement read it
+	Sent, Received time.Time // local, with monotonic readings: the statement ran between
+}
+
+// ClockReader is implemented by stores whose active-snapshot read also reads the
+// database's clock.
+type ClockReader interface {
+	// LastClockSample returns the latest reading, and false before the first.
+	LastClockSample() (ClockSample, bool)
+}
 
 // Store is a database holding Agate's state.
 type Store interface {

@@ -29,6 +29,10 @@ type serveConfig struct {
 	TLSKey      string
 	TLSClientCA string
 	EvidenceKey string // checkpoint signing key; "" means evidenceKeyPath's default
+	// Evidence identity, witness and clock: see evidence_start.go.
+	EvidenceRotateFrom string        // the key to rotate from, when changing the deployment's key
+	EvidenceWitness    string        // witness file; "" means evidenceWitnessPath's default
+	MaxClockSkew       time.Duration // beyond it against the database's clock, the replica writes nothing
 
 	SnapshotRefresh   time.Duration
 	SnapshotCacheSize int
@@ -69,6 +73,7 @@ func defaultServeConfig() serveConfig {
 		MaxStreamTime:        15 * time.Minute,
 		MaxPublicStreams:     64,
 		MaxConcurrentStreams: 100,
+		MaxClockSkew:         audit.DefaultMaxClockSkew,
 	}
 }
 
@@ -113,7 +118,10 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) *string {
 	str(&c.TLSCert, "tls-cert", "server certificate (PEM)")
 	str(&c.TLSKey, "tls-key", "server private key (PEM)")
 	str(&c.TLSClientCA, "tls-client-ca", "CA bundle for client certificates (enables mTLS)")
-	str(&c.EvidenceKey, "evidence-key", "Ed25519 key file that signs evidence checkpoints, created (0600) if missing; keep it out of the database and share it between replicas (default: evidence.key next to the SQLite file, else data/evidence.key)")
+	str(&c.EvidenceKey, "evidence-key", "Ed25519 key file that signs evidence checkpoints, created (0600) if missing; keep it out of the database and give every replica the same file; required with a PostgreSQL/CockroachDB database (SQLite default, for development: evidence.key next to the database file)")
+	str(&c.EvidenceRotateFrom, "evidence-rotate-from", "the deployment's current key file, to rotate to --evidence-key: the old key endorses the new one in the next checkpoint")
+	str(&c.EvidenceWitness, "evidence-witness", "append-only file this replica copies every checkpoint it writes to, outside the database (default: witness.jsonl next to the key file)")
+	dur(&c.MaxClockSkew, "max-clock-skew", "how far this replica's clock may be from the database's; beyond it the replica writes and seals nothing and reports NOT_SERVING")
 	str(&c.LogLevel, "log-level", "debug, info, warn or error")
 	dur(&c.SnapshotRefresh, "snapshot-refresh", "how often a replica re-reads the active snapshot")
 	dur(&c.ShutdownGrace, "shutdown-grace", "how long shutdown waits for in-flight calls")
@@ -253,7 +261,8 @@ func (c serveConfig) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{"snapshot-refresh": c.SnapshotRefresh,
 		"shutdown-grace": c.ShutdownGrace, "max-call-time": c.MaxCallTime,
-		"seal-interval": c.SealInterval, "evidence-settle": c.EvidenceSettle, "max-stream-time": c.MaxStreamTime} {
+		"seal-interval": c.SealInterval, "evidence-settle": c.EvidenceSettle, "max-stream-time": c.MaxStreamTime,
+		"max-clock-skew": c.MaxClockSkew} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("--%s: must be a positive duration", name))
 		}
@@ -280,6 +289,11 @@ func (c serveConfig) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.validateSecurity()...)
+	if _, sqlite := sqlitePath(c.DB); !sqlite && c.EvidenceKey == "" && c.DB != "" {
+		errs = append(errs, errors.New("--evidence-key: is required with a database server: every replica must sign "+
+			"evidence with one key, so give each the same key file (kept outside the database; "+
+			"`agate evidence keygen --out FILE` makes one)"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -291,8 +305,10 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// evidenceKeyPath is the checkpoint signing key's file: --evidence-key, else
-// evidence.key next to a SQLite database, else data/evidence.key.
+// evidenceKeyPath is the checkpoint signing key's file: --evidence-key, else, for a
+// SQLite database only, evidence.key next to it: a development default, since whoever
+// can copy the database file can then copy the key too. A database server needs
+// --evidence-key (Validate), so its replicas cannot each make a key of their own.
 func (c serveConfig) evidenceKeyPath() string {
 	if c.EvidenceKey != "" {
 		return c.EvidenceKey
@@ -300,7 +316,16 @@ func (c serveConfig) evidenceKeyPath() string {
 	if path, ok := sqlitePath(c.DB); ok {
 		return filepath.Join(filepath.Dir(path), "evidence.key")
 	}
-	return filepath.Join("data", "evidence.key")
+	return ""
+}
+
+// evidenceWitnessPath is the witness file: --evidence-witness, else witness.jsonl next
+// to the key file.
+func (c serveConfig) evidenceWitnessPath() string {
+	if c.EvidenceWitness != "" {
+		return c.EvidenceWitness
+	}
+	return filepath.Join(filepath.Dir(c.evidenceKeyPath()), "witness.jsonl")
 }
 
 // decideInFlight is --decide-batch-inflight, or the backend's default when it is 0:

@@ -17,44 +17,23 @@ import (
 	"github.com/agate-pdp/agate/audit"
 	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/server"
-	"github.com/agate-pdp/agate/snapshots"
-	"github.com/agate-pdp/agate/store"
 )
 
 const evidenceUsage = `usage:
-  agate evidence verify --public-key KEY (--db DB | --file EXPORT) [--since µs] [--until µs]
+  agate evidence verify --public-key KEY... (--db DB | --file EXPORT) [--witness FILE...]
+                        [--original EXPORT] [--since µs] [--until µs] [--legacy]
       verify the evidence in a database, or an ExportEvidence file ("-" for stdin), against
-      the pinned checkpoint key (a PEM file, or the key's 64 hex digits); exit status 1
-      when anything was modified, deleted, inserted or reordered
+      the pinned checkpoint keys (each a PEM file, or the key's 64 hex digits; repeat the
+      flag to pin several) and, with --witness, against the checkpoints witness files
+      hold; --original names an earlier export kept elsewhere, to pin a change to the
+      exact event. Exit status 1 when anything was modified, deleted, inserted or
+      reordered, or an export lacks a chain its checkpoints seal
   agate evidence public-key [--evidence-key FILE | --db DB]
       print the public half of the checkpoint signing key, for pinning
+  agate evidence keygen --out FILE
+      create a new checkpoint signing key (mode 0600) to give every replica, or to
+      rotate to; never replaces an existing file
 `
-
-// evidenceServices loads (creating it on first start) the checkpoint signing key and
-// builds the audit service and this replica's sealer.
-func evidenceServices(cfg serveConfig, st store.Store, cache *snapshots.Cache, log *slog.Logger) (*audit.Service, *audit.Sealer, error) {
-	path := cfg.evidenceKeyPath()
-	key, created, err := evidence.LoadOrCreateKey(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--evidence-key: %w", err)
-	}
-	pub, _ := key.Public().(ed25519.PublicKey)
-	if created {
-		log.Warn("evidence signing key created: back it up, give every replica the same file, and pin its public key (agate evidence public-key)",
-			"file", path, "key_id", evidence.KeyID(pub))
-	} else {
-		log.Info("evidence signing key loaded", "file", path, "key_id", evidence.KeyID(pub))
-	}
-	auditor, err := audit.New(audit.Config{Store: st, PublicKey: pub, Cache: cache, Settle: cfg.EvidenceSettle})
-	if err != nil {
-		return nil, nil, err
-	}
-	sealer, err := audit.NewSealer(audit.SealerConfig{Store: st, Key: key, Interval: cfg.SealInterval, Log: log})
-	if err != nil {
-		return nil, nil, err
-	}
-	return auditor, sealer, nil
-}
 
 func runEvidence(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -66,6 +45,8 @@ func runEvidence(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return evidenceVerify(ctx, args[1:], stdout, stderr)
 	case "public-key":
 		return evidencePublicKey(args[1:], stdout, stderr)
+	case "keygen":
+		return evidenceKeygen(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, evidenceUsage)
 		return nil
@@ -86,9 +67,20 @@ func evidenceVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	flags.SetOutput(stderr)
 	db := flags.String("db", "", "database: a SQLite file path, or a postgres:// / postgresql:// URL")
 	file := flags.String("file", "", `ExportEvidence output, as grpcurl prints it ("-" for stdin)`)
-	pinned := flags.String("public-key", "", "the pinned checkpoint key: a PEM file, or its 64 hex digits")
+	var pinned, witnesses []string
+	flags.Func("public-key", "a pinned checkpoint key: a PEM file, or its 64 hex digits (repeatable)", func(v string) error {
+		pinned = append(pinned, v)
+		return nil
+	})
+	flags.Func("witness", "a witness file the replicas appended their checkpoints to (repeatable)", func(v string) error {
+		witnesses = append(witnesses, v)
+		return nil
+	})
+	original := flags.String("original", "", "an earlier export of the same evidence, kept elsewhere, to name the exact event changed")
 	since := flags.Int64("since", 0, "with --db: only chains with an event at or after this time (µs)")
 	until := flags.Int64("until", 0, "with --db: only chains with an event before this time (µs)")
+	legacy := flags.Bool("legacy", false, "accept an export made before exports carried a manifest, without proving it complete")
+	skew := flags.Duration("max-clock-skew", audit.DefaultMaxClockSkew, "the --max-clock-skew the replicas ran with")
 	if err := parseFlags(flags, args); err != nil {
 		return err
 	}
@@ -97,20 +89,41 @@ func evidenceVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		return usageError(stderr, "unexpected arguments: %s", strings.Join(flags.Args(), " "))
 	case (*db == "") == (*file == ""):
 		return usageError(stderr, "give exactly one of --db and --file")
-	case *pinned == "":
+	case len(pinned) == 0:
 		return usageError(stderr, "--public-key is required: verification is only as good as the key it trusts")
 	case *file != "" && (*since != 0 || *until != 0):
 		return usageError(stderr, "--since and --until apply to --db only")
+	case *skew <= 0:
+		return usageError(stderr, "--max-clock-skew must be positive")
 	}
-	pub, err := readPublicKey(*pinned)
-	if err != nil {
-		return fmt.Errorf("--public-key: %w", err)
+	trust := audit.Trust{MaxClockSkew: *skew}
+	for _, k := range pinned {
+		pub, err := readPublicKey(k)
+		if err != nil {
+			return fmt.Errorf("--public-key %s: %w", k, err)
+		}
+		trust.Keys = append(trust.Keys, pub)
+	}
+	for _, w := range witnesses {
+		cps, err := audit.ReadWitnessFile(w)
+		if err != nil {
+			return fmt.Errorf("--witness: %w", err)
+		}
+		trust.Witnessed = append(trust.Witnessed, cps...)
+	}
+	if *original != "" {
+		exp, err := readExportFile(*original, "--original")
+		if err != nil {
+			return err
+		}
+		trust.Originals = exp.Events
 	}
 	var rep audit.Report
+	var err error
 	if *file != "" {
-		rep, err = verifyFile(*file, pub)
+		rep, err = verifyFile(*file, trust, *legacy, stderr)
 	} else {
-		rep, err = verifyDB(ctx, *db, pub, audit.Window{Since: *since, Until: *until})
+		rep, err = verifyDB(ctx, *db, trust, audit.Window{Since: *since, Until: *until})
 	}
 	if err != nil {
 		return err
@@ -119,6 +132,9 @@ func evidenceVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintln(stdout, problemLine(p))
 	}
 	counts := fmt.Sprintf("%d events in %d chains, %d checkpoints", rep.EventsVerified, rep.ChainsVerified, rep.CheckpointsVerified)
+	if len(witnesses) > 0 {
+		counts += fmt.Sprintf(", %d witness records", rep.WitnessedVerified)
+	}
 	if !rep.OK() {
 		fmt.Fprintf(stdout, "FAILED: %d problems; verified %s\n", len(rep.Problems), counts)
 		return exitError(1)
@@ -127,24 +143,35 @@ func evidenceVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	return nil
 }
 
-func verifyFile(path string, pub ed25519.PublicKey) (audit.Report, error) {
+func readExportFile(path, flagName string) (audit.Export, error) {
 	r := io.Reader(os.Stdin)
 	if path != "-" {
 		f, err := os.Open(path)
 		if err != nil {
-			return audit.Report{}, fmt.Errorf("--file: %w", err)
+			return audit.Export{}, fmt.Errorf("%s: %w", flagName, err)
 		}
 		defer f.Close()
 		r = f
 	}
-	events, cps, err := server.ReadExport(r)
+	exp, err := server.ReadExport(r)
 	if err != nil {
-		return audit.Report{}, fmt.Errorf("--file %s: %w", path, err)
+		return audit.Export{}, fmt.Errorf("%s %s: %w", flagName, path, err)
 	}
-	return audit.VerifyExport(pub, events, cps), nil
+	return exp, nil
 }
 
-func verifyDB(ctx context.Context, db string, pub ed25519.PublicKey, w audit.Window) (audit.Report, error) {
+func verifyFile(path string, trust audit.Trust, legacy bool, stderr io.Writer) (audit.Report, error) {
+	exp, err := readExportFile(path, "--file")
+	if err != nil {
+		return audit.Report{}, err
+	}
+	if exp.Manifest == nil && legacy {
+		fmt.Fprintln(stderr, "note: an export made before exports carried a manifest: its integrity is verified, its completeness is not")
+	}
+	return audit.VerifyExport(trust, exp, legacy), nil
+}
+
+func verifyDB(ctx context.Context, db string, trust audit.Trust, w audit.Window) (audit.Report, error) {
 	// A command, unlike the server, does not wait long for a database that is down.
 	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	st, err := openStore(octx, db, "", slog.New(slog.DiscardHandler), nil)
@@ -153,11 +180,11 @@ func verifyDB(ctx context.Context, db string, pub ed25519.PublicKey, w audit.Win
 		return audit.Report{}, fmt.Errorf("--db: %w", err)
 	}
 	defer st.Close()
-	a, err := audit.New(audit.Config{Store: st, PublicKey: pub})
+	a, err := audit.New(audit.Config{Store: st, PublicKey: trust.Keys[0]})
 	if err != nil {
 		return audit.Report{}, err
 	}
-	return a.Verify(ctx, w)
+	return a.VerifyWith(ctx, w, trust)
 }
 
 // problemLine prints a problem as "kind where: detail", where is job=… seq=… event=…
@@ -175,6 +202,9 @@ func problemLine(p audit.Problem) string {
 	parts = append(parts, fmt.Sprintf("seq=%d", p.Seq))
 	if p.EventID != "" {
 		parts = append(parts, "event="+p.EventID)
+	}
+	if p.SpanTo > 0 {
+		parts = append(parts, fmt.Sprintf("span=%d-%d", p.SpanFrom, p.SpanTo))
 	}
 	return strings.Join(parts, " ") + ": " + p.Detail
 }
@@ -208,11 +238,14 @@ func evidencePublicKey(args []string, stdout, stderr io.Writer) error {
 		return usageError(stderr, "unexpected arguments: %s", strings.Join(flags.Args(), " "))
 	}
 	path := c.evidenceKeyPath()
+	if path == "" {
+		return usageError(stderr, "--evidence-key is required with a database server")
+	}
 	// Never create a key here: a fresh one would not be the key that signed anything.
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+	key, err := evidence.LoadKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("no evidence key at %s (agate serve creates it on first start)", path)
 	}
-	key, _, err := evidence.LoadOrCreateKey(path)
 	if err != nil {
 		return err
 	}
@@ -222,5 +255,25 @@ func evidencePublicKey(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "# key_id: %s\n# hex: %s\n%s", evidence.KeyID(pub), hex.EncodeToString(pub), pem)
+	return nil
+}
+
+func evidenceKeygen(args []string, stdout, stderr io.Writer) error {
+	flags := flag.NewFlagSet("agate evidence keygen", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	out := flags.String("out", "", "the key file to create")
+	if err := flags.Parse(args); err != nil {
+		return exitError(2)
+	}
+	if *out == "" || flags.NArg() > 0 {
+		return usageError(stderr, "give --out FILE and nothing else")
+	}
+	key, err := evidence.CreateKey(*out)
+	if err != nil {
+		return err
+	}
+	pub, _ := key.Public().(ed25519.PublicKey)
+	fmt.Fprintf(stdout, "created %s (key_id %s): give every replica this file, keep it out of the database, and pin its public key\n",
+		*out, evidence.KeyID(pub))
 	return nil
 }

@@ -27,7 +27,7 @@ func TestEvidenceKeyPath(t *testing.T) {
 		{"", "data/agate.db", "data/evidence.key"},
 		{"", "/var/lib/agate/agate.db", "/var/lib/agate/evidence.key"},
 		{"", "sqlite:///srv/a.db", "/srv/evidence.key"},
-		{"", "postgres://agate@db:5432/agate", "data/evidence.key"},
+		{"", "postgres://agate@db:5432/agate", ""}, // required: Validate refuses it
 		{"/run/secrets/agate.key", "postgres://agate@db/agate", "/run/secrets/agate.key"},
 	}
 	for _, tc := range tests {
@@ -37,10 +37,17 @@ func TestEvidenceKeyPath(t *testing.T) {
 		}
 	}
 	c := defaultServeConfig()
-	c.TokensFile, c.SealInterval, c.EvidenceSettle = "t.yaml", 0, -time.Second
+	c.TokensFile, c.SealInterval, c.EvidenceSettle, c.MaxClockSkew = "t.yaml", 0, -time.Second, 0
 	err := c.Validate()
-	if err == nil || !strings.Contains(err.Error(), "--seal-interval") || !strings.Contains(err.Error(), "--evidence-settle") {
-		t.Errorf("Validate = %v, want both evidence durations refused", err)
+	if err == nil || !strings.Contains(err.Error(), "--seal-interval") || !strings.Contains(err.Error(), "--evidence-settle") ||
+		!strings.Contains(err.Error(), "--max-clock-skew") {
+		t.Errorf("Validate = %v, want the evidence durations refused", err)
+	}
+	// A database server needs a key file given, shared by every replica.
+	c = defaultServeConfig()
+	c.TokensFile, c.DB = "t.yaml", "postgres://agate@db/agate"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--evidence-key: is required") {
+		t.Errorf("Validate without --evidence-key on PostgreSQL = %v", err)
 	}
 }
 
@@ -187,5 +194,27 @@ func TestEvidenceVerifyFile(t *testing.T) {
 	}
 	if _, errs, code := runArgs(t, "evidence", "verify", "--file", write(t, "junk.json", "{not json"), "--public-key", pub); code != 1 || errs == "" {
 		t.Errorf("verify junk: exit %d, %s", code, errs)
+	}
+}
+
+// fixtureKey signed the exports in testdata, made before exports carried a manifest.
+const fixtureKey = "eda77405a5d79787dfdace61e7c09797a4c0e213b8fe7ba9a29177f62e45d096"
+
+// TestEvidenceVerifyOldExports: exports made before the manifest still verify. A whole
+// one proves itself complete as it is; a windowed one held every checkpoint but only
+// the window's chains, so its absent chains are named unless --legacy accepts it.
+func TestEvidenceVerifyOldExports(t *testing.T) {
+	t.Parallel()
+	out, errs, code := runArgs(t, "evidence", "verify", "--file", "testdata/export-v1.json", "--public-key", fixtureKey)
+	if code != 0 || !strings.Contains(out, "ok: verified 13 events in 7 chains, 6 checkpoints") {
+		t.Errorf("whole export: exit %d\n%s%s", code, out, errs)
+	}
+	out, errs, code = runArgs(t, "evidence", "verify", "--file", "testdata/export-v1-window.json", "--public-key", fixtureKey)
+	if code != 1 || !strings.Contains(out, "deleted job=job-0 ") || !strings.Contains(out, "none of its events is here") {
+		t.Errorf("windowed export, strict: exit %d\n%s%s", code, out, errs)
+	}
+	out, errs, code = runArgs(t, "evidence", "verify", "--file", "testdata/export-v1-window.json", "--public-key", fixtureKey, "--legacy")
+	if code != 0 || !strings.Contains(errs, "its completeness is not") {
+		t.Errorf("windowed export, --legacy: exit %d\n%s%s", code, out, errs)
 	}
 }

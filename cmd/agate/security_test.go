@@ -41,7 +41,7 @@ func TestSecurityConfig(t *testing.T) {
 		{"pprof on loopback", []string{"--pprof"}, ""},
 		{"pprof on every interface", []string{"--pprof", "--http-addr", "0.0.0.0:7071"}, "--pprof: needs a loopback --http-addr"},
 		{"metrics on every interface", []string{"--http-addr", "0.0.0.0:7071"}, ""},
-		{"password file for postgres", []string{"--db", "postgres://agate@db/agate", "--db-password-file", "pw"}, ""},
+		{"password file for postgres", []string{"--db", "postgres://agate@db/agate", "--db-password-file", "pw", "--evidence-key", "k"}, ""},
 		{"password file for sqlite", []string{"--db-password-file", "pw"}, "--db-password-file"},
 		{"zero stream time", []string{"--max-stream-time", "0s"}, "--max-stream-time"},
 		{"zero public streams", []string{"--max-public-streams", "0"}, "--max-public-streams"},

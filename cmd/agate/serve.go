@@ -118,7 +118,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			startc <- started{nil, err}
 			return
 		}
-		stop, err := startBackend(ctx, cfg, st, srv, auth, metrics, log)
+		stop, err := startBackend(ctx, cfg, st, srv, auth, metrics, reg, log)
 		startc <- started{stop, err}
 	}()
 
@@ -162,7 +162,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 // services to srv. stop closes what it opened and the store, after the gRPC server has
 // drained.
 func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *server.Server, auth *server.Authenticator,
-	metrics *server.Metrics, log *slog.Logger) (stop func(), err error) {
+	metrics *server.Metrics, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
 	var closers []func()
 	stop = func() {
 		for _, c := range slices.Backward(closers) {
@@ -180,7 +180,12 @@ func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *ser
 		return nil, err
 	}
 	tracker := snapshots.NewTracker(st, cache, log)
-	svc, err := jobs.New(jobs.Config{Store: st, Tracker: tracker, Cache: cache, Log: log,
+	ev, err := startEvidence(ctx, cfg, st, cache, time.Now, log) // identity, witness, clock
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, ev.Close)
+	svc, err := jobs.New(jobs.Config{Store: ev.Store, Tracker: tracker, Cache: cache, Log: log,
 		Batch: jobs.Batch{Window: cfg.DecideBatchWindow, MaxRows: cfg.DecideBatchMax, InFlight: cfg.decideInFlight()}})
 	if err != nil {
 		return nil, err
@@ -194,18 +199,19 @@ func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *ser
 	if _, err := tracker.Refresh(ctx); err != nil && !errors.Is(err, snapshots.ErrNoActive) {
 		return nil, fmt.Errorf("reading the active snapshot: %w", err)
 	}
-	auditor, sealer, err := evidenceServices(cfg, st, cache, log)
-	if err != nil {
-		return nil, err
+	for _, c := range ev.Collectors() {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
 	}
 	if a, ok := tracker.Current(); ok {
 		metrics.SetActiveSnapshot(a.Snapshot.ID)
 	}
-	if err := srv.Attach(server.Backend{Jobs: svc, Audit: auditor, Store: st}); err != nil {
+	if err := srv.Attach(server.Backend{Jobs: svc, Audit: ev.Auditor, Store: ev.Store}); err != nil {
 		return nil, err
 	}
 	go tracker.Run(ctx, cfg.SnapshotRefresh)
-	go sealer.Run(ctx)
+	go ev.Run(ctx)
 	go srv.WatchHealth(ctx, time.Second)
 	go followActive(ctx, tracker, metrics)
 	go reloadOnHUP(ctx, cfg, svc, auth, log)

@@ -19,6 +19,9 @@ var dialect = &sqlstore.Dialect{
 	System:    "postgresql",
 	ForUpdate: " FOR UPDATE",
 	BytesType: "BYTEA",
+	// clock_timestamp, not now(): the time the statement runs, not the transaction's
+	// start. CockroachDB has both, and its EXTRACT returns a decimal the cast rounds.
+	NowMicros: "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)",
 	Classify:  classify,
 }
 

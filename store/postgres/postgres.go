@@ -37,6 +37,7 @@ type Store struct {
 	maxAttempts int
 	log         *slog.Logger
 	tracer      trace.Tracer
+	clock       sqlstore.Clock // the database's clock, as the last active-snapshot read saw it
 }
 
 var _ store.Store = (*Store)(nil)
@@ -124,8 +125,11 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(context.Con
 
 // ActiveSnapshot implements snapshots.Source.
 func (s *Store) ActiveSnapshot(ctx context.Context) (snapshots.Snapshot, error) {
-	return sqlstore.ActiveSnapshot(ctx, s.Read)
+	return sqlstore.ActiveSnapshot(ctx, s.Read, &s.clock)
 }
+
+// LastClockSample implements store.ClockReader.
+func (s *Store) LastClockSample() (store.ClockSample, bool) { return s.clock.LastClockSample() }
 
 // Ping implements store.Store.
 func (s *Store) Ping(ctx context.Context) error {

@@ -15,6 +15,8 @@ var dialect = &sqlstore.Dialect{
 	ForUpdate: "", // BEGIN IMMEDIATE transactions already exclude each other
 	Anonymous: true,
 	BytesType: "BLOB",
+	// julianday('now') has millisecond resolution; 2440587.5 is the Unix epoch's.
+	NowMicros: "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
 	Classify:  classify,
 }
 

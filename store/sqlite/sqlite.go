@@ -46,6 +46,7 @@ type Store struct {
 	maxAttempts int
 	log         *slog.Logger
 	tracer      trace.Tracer
+	clock       sqlstore.Clock // the database's clock, as the last active-snapshot read saw it
 }
 
 var _ store.Store = (*Store)(nil)
@@ -155,8 +156,11 @@ func (s *Store) Read(ctx context.Context, fn func(ctx context.Context, tx store.
 
 // ActiveSnapshot implements snapshots.Source.
 func (s *Store) ActiveSnapshot(ctx context.Context) (snapshots.Snapshot, error) {
-	return sqlstore.ActiveSnapshot(ctx, s.Read)
+	return sqlstore.ActiveSnapshot(ctx, s.Read, &s.clock)
 }
+
+// LastClockSample implements store.ClockReader.
+func (s *Store) LastClockSample() (store.ClockSample, bool) { return s.clock.LastClockSample() }
 
 // Ping implements store.Store. It uses the read pool, so a health check never queues
 // behind a write.

@@ -96,6 +96,12 @@ func (t *Tx) AppendCheckpoint(ctx context.Context, c store.Checkpoint) error {
 	if n == 0 {
 		return fmt.Errorf("checkpoint %d (%s): %w", c.Seq, c.ID, store.ErrConflict)
 	}
+	if r := c.Rotation; r != nil {
+		if _, err := t.q.Exec(ctx, `INSERT INTO checkpoint_rotations (checkpoint_seq, from_key, to_key, endorsement)
+			VALUES ($1, $2, $3, $4)`, c.Seq, bytesIn(r.From), bytesIn(r.To), bytesIn(r.Endorsement)); err != nil {
+			return fmt.Errorf("checkpoint %d rotation: %w", c.Seq, t.err(err))
+		}
+	}
 	for chunk := range slices.Chunk(c.Heads, maxBatch) {
 		args := make([]any, 0, len(chunk)*4)
 		for _, h := range chunk {
@@ -149,7 +155,6 @@ func (t *Tx) loadHeads(ctx context.Context, cps []store.Checkpoint) error {
 	if err != nil {
 		return t.err(err)
 	}
-	defer rows.Close()
 	index := make(map[int64]int, len(cps))
 	for i, c := range cps {
 		index[c.Seq] = i
@@ -158,18 +163,44 @@ func (t *Tx) loadHeads(ctx context.Context, cps []store.Checkpoint) error {
 		var cs int64
 		var h evidence.Head
 		if err := rows.Scan(&cs, &h.JobID, &h.Seq, &h.Hash); err != nil {
+			rows.Close()
 			return t.err(err)
 		}
 		if i, ok := index[cs]; ok {
 			cps[i].Heads = append(cps[i].Heads, h)
 		}
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
 		return t.err(err)
+	}
+	if err := t.loadRotations(ctx, cps, index); err != nil {
+		return err
 	}
 	// Byte order, as checkpoints are hashed: the database's collation may differ.
 	for i := range cps {
 		slices.SortFunc(cps[i].Heads, func(a, b evidence.Head) int { return cmp.Compare(a.JobID, b.JobID) })
 	}
 	return nil
+}
+
+// loadRotations fills in the rotations of cps, which are consecutive in Seq order.
+func (t *Tx) loadRotations(ctx context.Context, cps []store.Checkpoint, index map[int64]int) error {
+	rows, err := t.q.Query(ctx, `SELECT checkpoint_seq, from_key, to_key, endorsement FROM checkpoint_rotations
+		WHERE checkpoint_seq >= $1 AND checkpoint_seq <= $2`, cps[0].Seq, cps[len(cps)-1].Seq)
+	if err != nil {
+		return t.err(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var cs int64
+		var from, to, endorsement []byte
+		if err := rows.Scan(&cs, &from, &to, &endorsement); err != nil {
+			return t.err(err)
+		}
+		if i, ok := index[cs]; ok {
+			cps[i].Rotation = &evidence.Rotation{From: bytesOut(from), To: bytesOut(to), Endorsement: bytesOut(endorsement)}
+		}
+	}
+	return t.err(rows.Err())
 }

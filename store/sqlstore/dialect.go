@@ -55,6 +55,9 @@ type Dialect struct {
 	Anonymous bool
 	// BytesType is the column type of byte strings in DDL (BYTEA, BLOB).
 	BytesType string
+	// NowMicros is an SQL expression for the database's current time in µs since the
+	// Unix epoch, read when the statement runs.
+	NowMicros string
 	// Classify tells what a driver error means; nil errors are never passed.
 	Classify func(error) Class
 }

@@ -138,6 +138,30 @@ func testCheckpoints(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
+
+	// A key rotation is stored with its checkpoint and read back whole.
+	next := ed25519.NewKeyFromSeed(append([]byte{1}, make([]byte, ed25519.SeedSize-1)...))
+	rot, err := evidence.NewRotation("01JROTATION", base+3, []evidence.Head{c}, &cp2.Checkpoint, checkpointKey, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp3 := store.Checkpoint{Seq: 3, Checkpoint: rot}
+	write(t, s, func(ctx context.Context, tx store.Tx) error { return tx.AppendCheckpoint(ctx, cp3) })
+	read(t, s, func(ctx context.Context, tx store.Tx) error {
+		last, err := tx.LastCheckpoint(ctx)
+		if err != nil {
+			return err
+		}
+		sameCheckpoint(t, last, cp3)
+		if err := last.Verify(next.Public().(ed25519.PublicKey), &cp2.Checkpoint); err != nil {
+			t.Errorf("stored rotation does not verify: %v", err)
+		}
+		all, err := tx.ListCheckpoints(ctx, 0, 0)
+		if err != nil || len(all) != 3 || all[1].Rotation != nil {
+			t.Errorf("ListCheckpoints after a rotation = %d, %v; only the third carries it", len(all), err)
+		}
+		return nil
+	})
 }
 
 func sameCheckpoint(t *testing.T, got, want store.Checkpoint) {

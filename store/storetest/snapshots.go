@@ -128,6 +128,16 @@ func testSnapshotActive(t *testing.T, s store.Store) {
 	if _, err := s.ActiveSnapshot(ctx); !errors.Is(err, snapshots.ErrNoActive) {
 		t.Errorf("ActiveSnapshot on an empty store: %v, want ErrNoActive", err)
 	}
+	// The same read measures the database's clock, even with nothing active. The
+	// database runs on this machine: its clock is this one's.
+	cr, ok := s.(store.ClockReader)
+	if !ok {
+		t.Fatal("the store does not read the database's clock")
+	}
+	sample, ok := cr.LastClockSample()
+	if off := sample.DB.Sub(sample.Sent); !ok || off < -time.Second || sample.DB.After(sample.Received.Add(time.Second)) {
+		t.Errorf("clock sample %+v (%v off): want the database's time between sent and received", sample, off)
+	}
 	a, b := snapshot(1, base), snapshot(2, base+1)
 	write(t, s, func(ctx context.Context, tx store.Tx) error {
 		if _, err := tx.ActiveSnapshotID(ctx); !errors.Is(err, snapshots.ErrNoActive) {

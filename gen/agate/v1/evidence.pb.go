@@ -72,8 +72,9 @@ type EvidenceEvent struct {
 	// first publish.
 	Attempt int64 `protobuf:"varint,18,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// For conflict events, the ErrorInfo reason ("SNAPSHOT_DRIFT",
-	// "JOB_HASH_MISMATCH" or "LOCK_BUSY"); for refusal events, the reason the caller
-	// got ("SELF_APPROVAL", "ROLE_NOT_ALLOWED", "ALREADY_REJECTED", ...).
+	// "JOB_HASH_MISMATCH", "LOCK_BUSY" or "STORED_JOB_TAMPERED"); for refusal events,
+	// the reason the caller got ("SELF_APPROVAL", "ROLE_NOT_ALLOWED",
+	// "ALREADY_REJECTED", ...).
 	Conflict string `protobuf:"bytes,19,opt,name=conflict,proto3" json:"conflict,omitempty"`
 	// Ids of every rule that matched, in policy order (decision events).
 	MatchedRules []string `protobuf:"bytes,20,rep,name=matched_rules,proto3" json:"matched_rules,omitempty"`
@@ -84,8 +85,9 @@ type EvidenceEvent struct {
 	// For replay events, the reason code: "WORKER_OUTAGE", "PUBLISH_LOST",
 	// "OUTCOME_TIMEOUT" or "OPERATOR_REQUEST".
 	ReplayReasonCode string `protobuf:"bytes,22,opt,name=replay_reason_code,proto3" json:"replay_reason_code,omitempty"`
-	// For a JOB_HASH_MISMATCH conflict, the hash the caller presented; job_hash is
-	// the stored one.
+	// For a JOB_HASH_MISMATCH conflict, the hash the caller presented; for a
+	// STORED_JOB_TAMPERED conflict, the hash the stored content has now; job_hash is
+	// the stored hash.
 	PresentedHash string `protobuf:"bytes,23,opt,name=presented_hash,proto3" json:"presented_hash,omitempty"`
 	// Authenticated principal whose call caused the event (the submitter for
 	// decision, the approver for approval and rejection, the dispatcher for publish,
@@ -669,7 +671,10 @@ type Checkpoint struct {
 	// Ed25519 signature over hash, by the key named key_id.
 	Signature []byte `protobuf:"bytes,8,opt,name=signature,proto3" json:"signature,omitempty"`
 	// Id of the signing key, as GetPublicKey reports it.
-	KeyId         string `protobuf:"bytes,9,opt,name=key_id,proto3" json:"key_id,omitempty"`
+	KeyId string `protobuf:"bytes,9,opt,name=key_id,proto3" json:"key_id,omitempty"`
+	// Set on the first checkpoint signed by a new key: the old key's endorsement of
+	// the new one. hash covers it when it is set.
+	Rotation      *KeyRotation `protobuf:"bytes,10,opt,name=rotation,proto3" json:"rotation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -767,6 +772,80 @@ func (x *Checkpoint) GetKeyId() string {
 	return ""
 }
 
+func (x *Checkpoint) GetRotation() *KeyRotation {
+	if x != nil {
+		return x.Rotation
+	}
+	return nil
+}
+
+// KeyRotation hands the checkpoint chain from one signing key to the next. The old
+// key signs "agate checkpoint key rotation v1", previous_hash and the new key, so
+// a verifier that pinned either key can follow to the other; a key rotated away
+// from signs nothing after it.
+type KeyRotation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The raw 32-byte Ed25519 public key that signed the checkpoints before this one.
+	FromPublicKey []byte `protobuf:"bytes,1,opt,name=from_public_key,proto3" json:"from_public_key,omitempty"`
+	// The raw 32-byte Ed25519 public key that signs this checkpoint and those after.
+	ToPublicKey []byte `protobuf:"bytes,2,opt,name=to_public_key,proto3" json:"to_public_key,omitempty"`
+	// Ed25519 signature by from_public_key over the rotation message.
+	Endorsement   []byte `protobuf:"bytes,3,opt,name=endorsement,proto3" json:"endorsement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyRotation) Reset() {
+	*x = KeyRotation{}
+	mi := &file_agate_v1_evidence_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyRotation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyRotation) ProtoMessage() {}
+
+func (x *KeyRotation) ProtoReflect() protoreflect.Message {
+	mi := &file_agate_v1_evidence_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyRotation.ProtoReflect.Descriptor instead.
+func (*KeyRotation) Descriptor() ([]byte, []int) {
+	return file_agate_v1_evidence_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *KeyRotation) GetFromPublicKey() []byte {
+	if x != nil {
+		return x.FromPublicKey
+	}
+	return nil
+}
+
+func (x *KeyRotation) GetToPublicKey() []byte {
+	if x != nil {
+		return x.ToPublicKey
+	}
+	return nil
+}
+
+func (x *KeyRotation) GetEndorsement() []byte {
+	if x != nil {
+		return x.Endorsement
+	}
+	return nil
+}
+
 var File_agate_v1_evidence_proto protoreflect.FileDescriptor
 
 const file_agate_v1_evidence_proto_rawDesc = "" +
@@ -835,7 +914,7 @@ const file_agate_v1_evidence_proto_rawDesc = "" +
 	"\tChainHead\x12\x16\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x12\n" +
-	"\x04hash\x18\x03 \x01(\tR\x04hash\"\x91\x02\n" +
+	"\x04hash\x18\x03 \x01(\tR\x04hash\"\xc4\x02\n" +
 	"\n" +
 	"Checkpoint\x12$\n" +
 	"\rcheckpoint_id\x18\x01 \x01(\tR\rcheckpoint_id\x12\x10\n" +
@@ -846,7 +925,13 @@ const file_agate_v1_evidence_proto_rawDesc = "" +
 	"\x05heads\x18\x06 \x03(\v2\x13.agate.v1.ChainHeadR\x05heads\x12\x12\n" +
 	"\x04hash\x18\a \x01(\tR\x04hash\x12\x1c\n" +
 	"\tsignature\x18\b \x01(\fR\tsignature\x12\x16\n" +
-	"\x06key_id\x18\t \x01(\tR\x06key_idB\x8f\x01\n" +
+	"\x06key_id\x18\t \x01(\tR\x06key_id\x121\n" +
+	"\brotation\x18\n" +
+	" \x01(\v2\x15.agate.v1.KeyRotationR\brotation\"\x7f\n" +
+	"\vKeyRotation\x12(\n" +
+	"\x0ffrom_public_key\x18\x01 \x01(\fR\x0ffrom_public_key\x12$\n" +
+	"\rto_public_key\x18\x02 \x01(\fR\rto_public_key\x12 \n" +
+	"\vendorsement\x18\x03 \x01(\fR\vendorsementB\x8f\x01\n" +
 	"\fcom.agate.v1B\rEvidenceProtoP\x01Z/github.com/agate-pdp/agate/gen/agate/v1;agatev1\xa2\x02\x03AXX\xaa\x02\bAgate.V1\xca\x02\bAgate\\V1\xe2\x02\x14Agate\\V1\\GPBMetadata\xea\x02\tAgate::V1b\x06proto3"
 
 var (
@@ -861,22 +946,24 @@ func file_agate_v1_evidence_proto_rawDescGZIP() []byte {
 	return file_agate_v1_evidence_proto_rawDescData
 }
 
-var file_agate_v1_evidence_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_agate_v1_evidence_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_agate_v1_evidence_proto_goTypes = []any{
 	(*EvidenceEvent)(nil), // 0: agate.v1.EvidenceEvent
 	(*JobSummary)(nil),    // 1: agate.v1.JobSummary
 	(*ChainHead)(nil),     // 2: agate.v1.ChainHead
 	(*Checkpoint)(nil),    // 3: agate.v1.Checkpoint
-	(*Approval)(nil),      // 4: agate.v1.Approval
+	(*KeyRotation)(nil),   // 4: agate.v1.KeyRotation
+	(*Approval)(nil),      // 5: agate.v1.Approval
 }
 var file_agate_v1_evidence_proto_depIdxs = []int32{
-	4, // 0: agate.v1.JobSummary.approvers:type_name -> agate.v1.Approval
+	5, // 0: agate.v1.JobSummary.approvers:type_name -> agate.v1.Approval
 	2, // 1: agate.v1.Checkpoint.heads:type_name -> agate.v1.ChainHead
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4, // 2: agate.v1.Checkpoint.rotation:type_name -> agate.v1.KeyRotation
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_agate_v1_evidence_proto_init() }
@@ -891,7 +978,7 @@ func file_agate_v1_evidence_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agate_v1_evidence_proto_rawDesc), len(file_agate_v1_evidence_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

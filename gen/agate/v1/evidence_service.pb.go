@@ -1231,12 +1231,13 @@ func (x *ExportEvidenceRequest) GetUntil() int64 {
 // ExportEvidenceResponse is one item of an export stream.
 type ExportEvidenceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The item: an event or a checkpoint.
+	// The item: the manifest (first), an event or a checkpoint.
 	//
 	// Types that are valid to be assigned to Item:
 	//
 	//	*ExportEvidenceResponse_Event
 	//	*ExportEvidenceResponse_Checkpoint
+	//	*ExportEvidenceResponse_Manifest
 	Item          isExportEvidenceResponse_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1297,6 +1298,15 @@ func (x *ExportEvidenceResponse) GetCheckpoint() *Checkpoint {
 	return nil
 }
 
+func (x *ExportEvidenceResponse) GetManifest() *ExportManifest {
+	if x != nil {
+		if x, ok := x.Item.(*ExportEvidenceResponse_Manifest); ok {
+			return x.Manifest
+		}
+	}
+	return nil
+}
+
 type isExportEvidenceResponse_Item interface {
 	isExportEvidenceResponse_Item()
 }
@@ -1311,9 +1321,99 @@ type ExportEvidenceResponse_Checkpoint struct {
 	Checkpoint *Checkpoint `protobuf:"bytes,2,opt,name=checkpoint,proto3,oneof"`
 }
 
+type ExportEvidenceResponse_Manifest struct {
+	// What the export covers; the first item of exports made since it was added.
+	Manifest *ExportManifest `protobuf:"bytes,3,opt,name=manifest,proto3,oneof"`
+}
+
 func (*ExportEvidenceResponse_Event) isExportEvidenceResponse_Item() {}
 
 func (*ExportEvidenceResponse_Checkpoint) isExportEvidenceResponse_Item() {}
+
+func (*ExportEvidenceResponse_Manifest) isExportEvidenceResponse_Item() {}
+
+// ExportManifest says what an export covers. It is not signed: it tells the
+// verifier what to expect, and the checkpoints prove what is there.
+type ExportManifest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Export format version: 2 (exports without a manifest are version 1).
+	Format int32 `protobuf:"varint,1,opt,name=format,proto3" json:"format,omitempty"`
+	// The window requested, in microseconds since the Unix epoch; 0 for unbounded.
+	Since int64 `protobuf:"varint,2,opt,name=since,proto3" json:"since,omitempty"`
+	// End of the window requested (exclusive); 0 for unbounded.
+	Until int64 `protobuf:"varint,3,opt,name=until,proto3" json:"until,omitempty"`
+	// seq of the first checkpoint in the export; 0 when it holds none.
+	FirstCheckpointSeq int64 `protobuf:"varint,4,opt,name=first_checkpoint_seq,proto3" json:"first_checkpoint_seq,omitempty"`
+	// seq of the last checkpoint in the export; 0 when it holds none.
+	LastCheckpointSeq int64 `protobuf:"varint,5,opt,name=last_checkpoint_seq,proto3" json:"last_checkpoint_seq,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ExportManifest) Reset() {
+	*x = ExportManifest{}
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportManifest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportManifest) ProtoMessage() {}
+
+func (x *ExportManifest) ProtoReflect() protoreflect.Message {
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportManifest.ProtoReflect.Descriptor instead.
+func (*ExportManifest) Descriptor() ([]byte, []int) {
+	return file_agate_v1_evidence_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ExportManifest) GetFormat() int32 {
+	if x != nil {
+		return x.Format
+	}
+	return 0
+}
+
+func (x *ExportManifest) GetSince() int64 {
+	if x != nil {
+		return x.Since
+	}
+	return 0
+}
+
+func (x *ExportManifest) GetUntil() int64 {
+	if x != nil {
+		return x.Until
+	}
+	return 0
+}
+
+func (x *ExportManifest) GetFirstCheckpointSeq() int64 {
+	if x != nil {
+		return x.FirstCheckpointSeq
+	}
+	return 0
+}
+
+func (x *ExportManifest) GetLastCheckpointSeq() int64 {
+	if x != nil {
+		return x.LastCheckpointSeq
+	}
+	return 0
+}
 
 // StatsRequest names the window to count.
 type StatsRequest struct {
@@ -1329,7 +1429,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_agate_v1_evidence_service_proto_msgTypes[17]
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1441,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_evidence_service_proto_msgTypes[17]
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1454,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_agate_v1_evidence_service_proto_rawDescGZIP(), []int{17}
+	return file_agate_v1_evidence_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StatsRequest) GetSince() int64 {
@@ -1403,7 +1503,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_agate_v1_evidence_service_proto_msgTypes[18]
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1515,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_evidence_service_proto_msgTypes[18]
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1528,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_agate_v1_evidence_service_proto_rawDescGZIP(), []int{18}
+	return file_agate_v1_evidence_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StatsResponse) GetAlreadyApproved() int64 {
@@ -1522,7 +1622,7 @@ type VerifyEvidenceRequest struct {
 
 func (x *VerifyEvidenceRequest) Reset() {
 	*x = VerifyEvidenceRequest{}
-	mi := &file_agate_v1_evidence_service_proto_msgTypes[19]
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1634,7 @@ func (x *VerifyEvidenceRequest) String() string {
 func (*VerifyEvidenceRequest) ProtoMessage() {}
 
 func (x *VerifyEvidenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_evidence_service_proto_msgTypes[19]
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1647,7 @@ func (x *VerifyEvidenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyEvidenceRequest.ProtoReflect.Descriptor instead.
 func (*VerifyEvidenceRequest) Descriptor() ([]byte, []int) {
-	return file_agate_v1_evidence_service_proto_rawDescGZIP(), []int{19}
+	return file_agate_v1_evidence_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *VerifyEvidenceRequest) GetSince() int64 {
@@ -1580,14 +1680,20 @@ type VerificationProblem struct {
 	// problems and for a missing checkpoint.
 	CheckpointId string `protobuf:"bytes,5,opt,name=checkpoint_id,proto3" json:"checkpoint_id,omitempty"`
 	// What exactly failed, e.g. "hash mismatch".
-	Detail        string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	Detail string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The narrowest span of the chain that can hold the change, from_seq to to_seq
+	// inclusive: after the last sealed head that still matches, up to the first
+	// that does not. Equal when the exact event is known; 0 when not applicable.
+	SpanFromSeq int64 `protobuf:"varint,7,opt,name=span_from_seq,proto3" json:"span_from_seq,omitempty"`
+	// End of the span (inclusive).
+	SpanToSeq     int64 `protobuf:"varint,8,opt,name=span_to_seq,proto3" json:"span_to_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerificationProblem) Reset() {
 	*x = VerificationProblem{}
-	mi := &file_agate_v1_evidence_service_proto_msgTypes[20]
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1705,7 @@ func (x *VerificationProblem) String() string {
 func (*VerificationProblem) ProtoMessage() {}
 
 func (x *VerificationProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_evidence_service_proto_msgTypes[20]
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1718,7 @@ func (x *VerificationProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationProblem.ProtoReflect.Descriptor instead.
 func (*VerificationProblem) Descriptor() ([]byte, []int) {
-	return file_agate_v1_evidence_service_proto_rawDescGZIP(), []int{20}
+	return file_agate_v1_evidence_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VerificationProblem) GetKind() TamperKind {
@@ -1657,6 +1763,20 @@ func (x *VerificationProblem) GetDetail() string {
 	return ""
 }
 
+func (x *VerificationProblem) GetSpanFromSeq() int64 {
+	if x != nil {
+		return x.SpanFromSeq
+	}
+	return 0
+}
+
+func (x *VerificationProblem) GetSpanToSeq() int64 {
+	if x != nil {
+		return x.SpanToSeq
+	}
+	return 0
+}
+
 // VerifyEvidenceResponse reports the verification.
 type VerifyEvidenceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1676,7 +1796,7 @@ type VerifyEvidenceResponse struct {
 
 func (x *VerifyEvidenceResponse) Reset() {
 	*x = VerifyEvidenceResponse{}
-	mi := &file_agate_v1_evidence_service_proto_msgTypes[21]
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1808,7 @@ func (x *VerifyEvidenceResponse) String() string {
 func (*VerifyEvidenceResponse) ProtoMessage() {}
 
 func (x *VerifyEvidenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_evidence_service_proto_msgTypes[21]
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1821,7 @@ func (x *VerifyEvidenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyEvidenceResponse.ProtoReflect.Descriptor instead.
 func (*VerifyEvidenceResponse) Descriptor() ([]byte, []int) {
-	return file_agate_v1_evidence_service_proto_rawDescGZIP(), []int{21}
+	return file_agate_v1_evidence_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *VerifyEvidenceResponse) GetOk() bool {
@@ -1748,7 +1868,7 @@ type GetPublicKeyRequest struct {
 
 func (x *GetPublicKeyRequest) Reset() {
 	*x = GetPublicKeyRequest{}
-	mi := &file_agate_v1_evidence_service_proto_msgTypes[22]
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1880,7 @@ func (x *GetPublicKeyRequest) String() string {
 func (*GetPublicKeyRequest) ProtoMessage() {}
 
 func (x *GetPublicKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_evidence_service_proto_msgTypes[22]
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1893,7 @@ func (x *GetPublicKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPublicKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetPublicKeyRequest) Descriptor() ([]byte, []int) {
-	return file_agate_v1_evidence_service_proto_rawDescGZIP(), []int{22}
+	return file_agate_v1_evidence_service_proto_rawDescGZIP(), []int{23}
 }
 
 // GetPublicKeyResponse carries the checkpoint signing key.
@@ -1793,7 +1913,7 @@ type GetPublicKeyResponse struct {
 
 func (x *GetPublicKeyResponse) Reset() {
 	*x = GetPublicKeyResponse{}
-	mi := &file_agate_v1_evidence_service_proto_msgTypes[23]
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1805,7 +1925,7 @@ func (x *GetPublicKeyResponse) String() string {
 func (*GetPublicKeyResponse) ProtoMessage() {}
 
 func (x *GetPublicKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_evidence_service_proto_msgTypes[23]
+	mi := &file_agate_v1_evidence_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1818,7 +1938,7 @@ func (x *GetPublicKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPublicKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetPublicKeyResponse) Descriptor() ([]byte, []int) {
-	return file_agate_v1_evidence_service_proto_rawDescGZIP(), []int{23}
+	return file_agate_v1_evidence_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetPublicKeyResponse) GetPublicKey() []byte {
@@ -1935,13 +2055,20 @@ const file_agate_v1_evidence_service_proto_rawDesc = "" +
 	"\bcontrols\x18\x01 \x03(\v2\x11.agate.v1.ControlR\bcontrols\"C\n" +
 	"\x15ExportEvidenceRequest\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x03R\x05since\x12\x14\n" +
-	"\x05until\x18\x02 \x01(\x03R\x05until\"\x89\x01\n" +
+	"\x05until\x18\x02 \x01(\x03R\x05until\"\xc1\x01\n" +
 	"\x16ExportEvidenceResponse\x12/\n" +
 	"\x05event\x18\x01 \x01(\v2\x17.agate.v1.EvidenceEventH\x00R\x05event\x126\n" +
 	"\n" +
 	"checkpoint\x18\x02 \x01(\v2\x14.agate.v1.CheckpointH\x00R\n" +
-	"checkpointB\x06\n" +
-	"\x04item\":\n" +
+	"checkpoint\x126\n" +
+	"\bmanifest\x18\x03 \x01(\v2\x18.agate.v1.ExportManifestH\x00R\bmanifestB\x06\n" +
+	"\x04item\"\xba\x01\n" +
+	"\x0eExportManifest\x12\x16\n" +
+	"\x06format\x18\x01 \x01(\x05R\x06format\x12\x14\n" +
+	"\x05since\x18\x02 \x01(\x03R\x05since\x12\x14\n" +
+	"\x05until\x18\x03 \x01(\x03R\x05until\x122\n" +
+	"\x14first_checkpoint_seq\x18\x04 \x01(\x03R\x14first_checkpoint_seq\x120\n" +
+	"\x13last_checkpoint_seq\x18\x05 \x01(\x03R\x13last_checkpoint_seq\":\n" +
 	"\fStatsRequest\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x03R\x05since\x12\x14\n" +
 	"\x05until\x18\x02 \x01(\x03R\x05until\"\x9f\a\n" +
@@ -1972,14 +2099,16 @@ const file_agate_v1_evidence_service_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"C\n" +
 	"\x15VerifyEvidenceRequest\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x03R\x05since\x12\x14\n" +
-	"\x05until\x18\x02 \x01(\x03R\x05until\"\xc3\x01\n" +
+	"\x05until\x18\x02 \x01(\x03R\x05until\"\x8b\x02\n" +
 	"\x13VerificationProblem\x12(\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x14.agate.v1.TamperKindR\x04kind\x12\x1a\n" +
 	"\bevent_id\x18\x02 \x01(\tR\bevent_id\x12\x16\n" +
 	"\x06job_id\x18\x03 \x01(\tR\x06job_id\x12\x10\n" +
 	"\x03seq\x18\x04 \x01(\x03R\x03seq\x12$\n" +
 	"\rcheckpoint_id\x18\x05 \x01(\tR\rcheckpoint_id\x12\x16\n" +
-	"\x06detail\x18\x06 \x01(\tR\x06detail\"\xeb\x01\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\x12$\n" +
+	"\rspan_from_seq\x18\a \x01(\x03R\rspan_from_seq\x12 \n" +
+	"\vspan_to_seq\x18\b \x01(\x03R\vspan_to_seq\"\xeb\x01\n" +
 	"\x16VerifyEvidenceResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x129\n" +
 	"\bproblems\x18\x02 \x03(\v2\x1d.agate.v1.VerificationProblemR\bproblems\x12(\n" +
@@ -2027,7 +2156,7 @@ func file_agate_v1_evidence_service_proto_rawDescGZIP() []byte {
 }
 
 var file_agate_v1_evidence_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agate_v1_evidence_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_agate_v1_evidence_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_agate_v1_evidence_service_proto_goTypes = []any{
 	(TamperKind)(0),                   // 0: agate.v1.TamperKind
 	(*GetEvidenceRequest)(nil),        // 1: agate.v1.GetEvidenceRequest
@@ -2047,61 +2176,63 @@ var file_agate_v1_evidence_service_proto_goTypes = []any{
 	(*ControlMatrixResponse)(nil),     // 15: agate.v1.ControlMatrixResponse
 	(*ExportEvidenceRequest)(nil),     // 16: agate.v1.ExportEvidenceRequest
 	(*ExportEvidenceResponse)(nil),    // 17: agate.v1.ExportEvidenceResponse
-	(*StatsRequest)(nil),              // 18: agate.v1.StatsRequest
-	(*StatsResponse)(nil),             // 19: agate.v1.StatsResponse
-	(*VerifyEvidenceRequest)(nil),     // 20: agate.v1.VerifyEvidenceRequest
-	(*VerificationProblem)(nil),       // 21: agate.v1.VerificationProblem
-	(*VerifyEvidenceResponse)(nil),    // 22: agate.v1.VerifyEvidenceResponse
-	(*GetPublicKeyRequest)(nil),       // 23: agate.v1.GetPublicKeyRequest
-	(*GetPublicKeyResponse)(nil),      // 24: agate.v1.GetPublicKeyResponse
-	nil,                               // 25: agate.v1.StatsResponse.ReplaysByReasonEntry
-	nil,                               // 26: agate.v1.StatsResponse.StatusesEntry
-	nil,                               // 27: agate.v1.StatsResponse.DecisionsEntry
-	nil,                               // 28: agate.v1.StatsResponse.RefusalsByReasonEntry
-	(*JobSummary)(nil),                // 29: agate.v1.JobSummary
-	(*EvidenceEvent)(nil),             // 30: agate.v1.EvidenceEvent
-	(*Checkpoint)(nil),                // 31: agate.v1.Checkpoint
+	(*ExportManifest)(nil),            // 18: agate.v1.ExportManifest
+	(*StatsRequest)(nil),              // 19: agate.v1.StatsRequest
+	(*StatsResponse)(nil),             // 20: agate.v1.StatsResponse
+	(*VerifyEvidenceRequest)(nil),     // 21: agate.v1.VerifyEvidenceRequest
+	(*VerificationProblem)(nil),       // 22: agate.v1.VerificationProblem
+	(*VerifyEvidenceResponse)(nil),    // 23: agate.v1.VerifyEvidenceResponse
+	(*GetPublicKeyRequest)(nil),       // 24: agate.v1.GetPublicKeyRequest
+	(*GetPublicKeyResponse)(nil),      // 25: agate.v1.GetPublicKeyResponse
+	nil,                               // 26: agate.v1.StatsResponse.ReplaysByReasonEntry
+	nil,                               // 27: agate.v1.StatsResponse.StatusesEntry
+	nil,                               // 28: agate.v1.StatsResponse.DecisionsEntry
+	nil,                               // 29: agate.v1.StatsResponse.RefusalsByReasonEntry
+	(*JobSummary)(nil),                // 30: agate.v1.JobSummary
+	(*EvidenceEvent)(nil),             // 31: agate.v1.EvidenceEvent
+	(*Checkpoint)(nil),                // 32: agate.v1.Checkpoint
 }
 var file_agate_v1_evidence_service_proto_depIdxs = []int32{
-	29, // 0: agate.v1.GetEvidenceResponse.summary:type_name -> agate.v1.JobSummary
-	30, // 1: agate.v1.GetEvidenceResponse.events:type_name -> agate.v1.EvidenceEvent
-	30, // 2: agate.v1.QueryEvidenceResponse.events:type_name -> agate.v1.EvidenceEvent
+	30, // 0: agate.v1.GetEvidenceResponse.summary:type_name -> agate.v1.JobSummary
+	31, // 1: agate.v1.GetEvidenceResponse.events:type_name -> agate.v1.EvidenceEvent
+	31, // 2: agate.v1.QueryEvidenceResponse.events:type_name -> agate.v1.EvidenceEvent
 	6,  // 3: agate.v1.CheckCompletenessResponse.findings:type_name -> agate.v1.CompletenessFinding
 	9,  // 4: agate.v1.AuditVerdict.checks:type_name -> agate.v1.AuditCheck
 	10, // 5: agate.v1.SampleAuditResponse.verdicts:type_name -> agate.v1.AuditVerdict
 	11, // 6: agate.v1.SampleAuditResponse.summary:type_name -> agate.v1.AuditSummary
 	14, // 7: agate.v1.ControlMatrixResponse.controls:type_name -> agate.v1.Control
-	30, // 8: agate.v1.ExportEvidenceResponse.event:type_name -> agate.v1.EvidenceEvent
-	31, // 9: agate.v1.ExportEvidenceResponse.checkpoint:type_name -> agate.v1.Checkpoint
-	25, // 10: agate.v1.StatsResponse.replays_by_reason:type_name -> agate.v1.StatsResponse.ReplaysByReasonEntry
-	26, // 11: agate.v1.StatsResponse.statuses:type_name -> agate.v1.StatsResponse.StatusesEntry
-	27, // 12: agate.v1.StatsResponse.decisions:type_name -> agate.v1.StatsResponse.DecisionsEntry
-	28, // 13: agate.v1.StatsResponse.refusals_by_reason:type_name -> agate.v1.StatsResponse.RefusalsByReasonEntry
-	0,  // 14: agate.v1.VerificationProblem.kind:type_name -> agate.v1.TamperKind
-	21, // 15: agate.v1.VerifyEvidenceResponse.problems:type_name -> agate.v1.VerificationProblem
-	1,  // 16: agate.v1.EvidenceService.GetEvidence:input_type -> agate.v1.GetEvidenceRequest
-	3,  // 17: agate.v1.EvidenceService.QueryEvidence:input_type -> agate.v1.QueryEvidenceRequest
-	5,  // 18: agate.v1.EvidenceService.CheckCompleteness:input_type -> agate.v1.CheckCompletenessRequest
-	8,  // 19: agate.v1.EvidenceService.SampleAudit:input_type -> agate.v1.SampleAuditRequest
-	13, // 20: agate.v1.EvidenceService.ControlMatrix:input_type -> agate.v1.ControlMatrixRequest
-	16, // 21: agate.v1.EvidenceService.ExportEvidence:input_type -> agate.v1.ExportEvidenceRequest
-	18, // 22: agate.v1.EvidenceService.Stats:input_type -> agate.v1.StatsRequest
-	20, // 23: agate.v1.EvidenceService.VerifyEvidence:input_type -> agate.v1.VerifyEvidenceRequest
-	23, // 24: agate.v1.EvidenceService.GetPublicKey:input_type -> agate.v1.GetPublicKeyRequest
-	2,  // 25: agate.v1.EvidenceService.GetEvidence:output_type -> agate.v1.GetEvidenceResponse
-	4,  // 26: agate.v1.EvidenceService.QueryEvidence:output_type -> agate.v1.QueryEvidenceResponse
-	7,  // 27: agate.v1.EvidenceService.CheckCompleteness:output_type -> agate.v1.CheckCompletenessResponse
-	12, // 28: agate.v1.EvidenceService.SampleAudit:output_type -> agate.v1.SampleAuditResponse
-	15, // 29: agate.v1.EvidenceService.ControlMatrix:output_type -> agate.v1.ControlMatrixResponse
-	17, // 30: agate.v1.EvidenceService.ExportEvidence:output_type -> agate.v1.ExportEvidenceResponse
-	19, // 31: agate.v1.EvidenceService.Stats:output_type -> agate.v1.StatsResponse
-	22, // 32: agate.v1.EvidenceService.VerifyEvidence:output_type -> agate.v1.VerifyEvidenceResponse
-	24, // 33: agate.v1.EvidenceService.GetPublicKey:output_type -> agate.v1.GetPublicKeyResponse
-	25, // [25:34] is the sub-list for method output_type
-	16, // [16:25] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	31, // 8: agate.v1.ExportEvidenceResponse.event:type_name -> agate.v1.EvidenceEvent
+	32, // 9: agate.v1.ExportEvidenceResponse.checkpoint:type_name -> agate.v1.Checkpoint
+	18, // 10: agate.v1.ExportEvidenceResponse.manifest:type_name -> agate.v1.ExportManifest
+	26, // 11: agate.v1.StatsResponse.replays_by_reason:type_name -> agate.v1.StatsResponse.ReplaysByReasonEntry
+	27, // 12: agate.v1.StatsResponse.statuses:type_name -> agate.v1.StatsResponse.StatusesEntry
+	28, // 13: agate.v1.StatsResponse.decisions:type_name -> agate.v1.StatsResponse.DecisionsEntry
+	29, // 14: agate.v1.StatsResponse.refusals_by_reason:type_name -> agate.v1.StatsResponse.RefusalsByReasonEntry
+	0,  // 15: agate.v1.VerificationProblem.kind:type_name -> agate.v1.TamperKind
+	22, // 16: agate.v1.VerifyEvidenceResponse.problems:type_name -> agate.v1.VerificationProblem
+	1,  // 17: agate.v1.EvidenceService.GetEvidence:input_type -> agate.v1.GetEvidenceRequest
+	3,  // 18: agate.v1.EvidenceService.QueryEvidence:input_type -> agate.v1.QueryEvidenceRequest
+	5,  // 19: agate.v1.EvidenceService.CheckCompleteness:input_type -> agate.v1.CheckCompletenessRequest
+	8,  // 20: agate.v1.EvidenceService.SampleAudit:input_type -> agate.v1.SampleAuditRequest
+	13, // 21: agate.v1.EvidenceService.ControlMatrix:input_type -> agate.v1.ControlMatrixRequest
+	16, // 22: agate.v1.EvidenceService.ExportEvidence:input_type -> agate.v1.ExportEvidenceRequest
+	19, // 23: agate.v1.EvidenceService.Stats:input_type -> agate.v1.StatsRequest
+	21, // 24: agate.v1.EvidenceService.VerifyEvidence:input_type -> agate.v1.VerifyEvidenceRequest
+	24, // 25: agate.v1.EvidenceService.GetPublicKey:input_type -> agate.v1.GetPublicKeyRequest
+	2,  // 26: agate.v1.EvidenceService.GetEvidence:output_type -> agate.v1.GetEvidenceResponse
+	4,  // 27: agate.v1.EvidenceService.QueryEvidence:output_type -> agate.v1.QueryEvidenceResponse
+	7,  // 28: agate.v1.EvidenceService.CheckCompleteness:output_type -> agate.v1.CheckCompletenessResponse
+	12, // 29: agate.v1.EvidenceService.SampleAudit:output_type -> agate.v1.SampleAuditResponse
+	15, // 30: agate.v1.EvidenceService.ControlMatrix:output_type -> agate.v1.ControlMatrixResponse
+	17, // 31: agate.v1.EvidenceService.ExportEvidence:output_type -> agate.v1.ExportEvidenceResponse
+	20, // 32: agate.v1.EvidenceService.Stats:output_type -> agate.v1.StatsResponse
+	23, // 33: agate.v1.EvidenceService.VerifyEvidence:output_type -> agate.v1.VerifyEvidenceResponse
+	25, // 34: agate.v1.EvidenceService.GetPublicKey:output_type -> agate.v1.GetPublicKeyResponse
+	26, // [26:35] is the sub-list for method output_type
+	17, // [17:26] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_agate_v1_evidence_service_proto_init() }
@@ -2114,6 +2245,7 @@ func file_agate_v1_evidence_service_proto_init() {
 	file_agate_v1_evidence_service_proto_msgTypes[16].OneofWrappers = []any{
 		(*ExportEvidenceResponse_Event)(nil),
 		(*ExportEvidenceResponse_Checkpoint)(nil),
+		(*ExportEvidenceResponse_Manifest)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2121,7 +2253,7 @@ func file_agate_v1_evidence_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agate_v1_evidence_service_proto_rawDesc), len(file_agate_v1_evidence_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -65,18 +65,21 @@ type EvidenceServiceClient interface {
 	// ControlMatrix maps the window's evidence to the agent controls and their
 	// SOC 2, ISO 27001 and NIST AI RMF references, with counts.
 	ControlMatrix(ctx context.Context, in *ControlMatrixRequest, opts ...grpc.CallOption) (*ControlMatrixResponse, error)
-	// ExportEvidence streams, for every job with an event in the window, its whole
-	// chain in chain order, then every checkpoint that existed when the export
-	// began, so `agate evidence verify --file` can check the export offline with
-	// the pinned public key.
+	// ExportEvidence streams a manifest, then every chain with an event in the
+	// window and every chain sealed by a checkpoint of the window, whole and in
+	// chain order, then the window's checkpoints: those whose time is in the window
+	// widened by the sealing window on both sides. `agate evidence verify --file`
+	// checks the export offline with the pinned public key, and reports every chain
+	// a checkpoint in the file seals that the file lacks or holds shorter.
 	ExportEvidence(ctx context.Context, in *ExportEvidenceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportEvidenceResponse], error)
 	// Stats derives the guide's counters from the window's evidence.
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
-	// VerifyEvidence checks every checkpoint's signature, Merkle root and link, and
-	// the hashes and links of every chain with an event in the window (every chain
-	// when the window is open) against the heads the checkpoints sealed, and reports
-	// events that were modified, deleted, inserted or reordered. A detected problem
-	// is a successful call with ok false.
+	// VerifyEvidence checks every checkpoint's signature (under the service's key
+	// and the keys its rotations connect), Merkle root and link, and the hashes and
+	// links of every chain with an event in the window (every chain when the window
+	// is open) against every head the checkpoints sealed, and reports events that
+	// were modified, deleted, inserted or reordered. A detected problem is a
+	// successful call with ok false.
 	VerifyEvidence(ctx context.Context, in *VerifyEvidenceRequest, opts ...grpc.CallOption) (*VerifyEvidenceResponse, error)
 	// GetPublicKey returns the Ed25519 public key that signs checkpoints, for
 	// pinning by verifiers.
@@ -225,18 +228,21 @@ type EvidenceServiceServer interface {
 	// ControlMatrix maps the window's evidence to the agent controls and their
 	// SOC 2, ISO 27001 and NIST AI RMF references, with counts.
 	ControlMatrix(context.Context, *ControlMatrixRequest) (*ControlMatrixResponse, error)
-	// ExportEvidence streams, for every job with an event in the window, its whole
-	// chain in chain order, then every checkpoint that existed when the export
-	// began, so `agate evidence verify --file` can check the export offline with
-	// the pinned public key.
+	// ExportEvidence streams a manifest, then every chain with an event in the
+	// window and every chain sealed by a checkpoint of the window, whole and in
+	// chain order, then the window's checkpoints: those whose time is in the window
+	// widened by the sealing window on both sides. `agate evidence verify --file`
+	// checks the export offline with the pinned public key, and reports every chain
+	// a checkpoint in the file seals that the file lacks or holds shorter.
 	ExportEvidence(*ExportEvidenceRequest, grpc.ServerStreamingServer[ExportEvidenceResponse]) error
 	// Stats derives the guide's counters from the window's evidence.
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
-	// VerifyEvidence checks every checkpoint's signature, Merkle root and link, and
-	// the hashes and links of every chain with an event in the window (every chain
-	// when the window is open) against the heads the checkpoints sealed, and reports
-	// events that were modified, deleted, inserted or reordered. A detected problem
-	// is a successful call with ok false.
+	// VerifyEvidence checks every checkpoint's signature (under the service's key
+	// and the keys its rotations connect), Merkle root and link, and the hashes and
+	// links of every chain with an event in the window (every chain when the window
+	// is open) against every head the checkpoints sealed, and reports events that
+	// were modified, deleted, inserted or reordered. A detected problem is a
+	// successful call with ok false.
 	VerifyEvidence(context.Context, *VerifyEvidenceRequest) (*VerifyEvidenceResponse, error)
 	// GetPublicKey returns the Ed25519 public key that signs checkpoints, for
 	// pinning by verifiers.

@@ -231,74 +231,113 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 
 // ErrorReason lists the google.rpc.ErrorInfo reasons Agate returns, with domain
 // "agate.dev". The reason string on the wire is the value's name without the
-// "ERROR_REASON_" prefix, e.g. "SNAPSHOT_DRIFT". ErrorInfo metadata carries detail
-// such as "field", "expected_job_hash", "expected_snapshot" or "active_snapshot";
-// internal detail never does.
+// "ERROR_REASON_" prefix, e.g. "SNAPSHOT_DRIFT". Each value's last comment line
+// lists the ErrorInfo metadata keys it carries, exactly ("Metadata: none." when
+// it carries none); internal detail never goes into metadata. A test compares
+// these lines with what the server sends.
 type ErrorReason int32
 
 const (
 	// Not set; never sent.
+	// Metadata: none.
 	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
 	// ABORTED. The policy snapshot that decided the job is no longer active (Approve,
 	// Reject, Publish, Replay), or an allowed job is no longer allowed under the active
 	// snapshot (Publish). Not retryable as is: Decide again to re-decide.
+	// expected_snapshot is the snapshot that decided the job.
+	// Metadata: expected_snapshot, active_snapshot.
 	ErrorReason_ERROR_REASON_SNAPSHOT_DRIFT ErrorReason = 1
 	// ABORTED. The job_hash sent differs from the stored job's (Approve, Reject,
 	// Publish, Replay), or Decide saw a known job_id with different content. Never
-	// retryable: the content was tampered with.
+	// retryable: the content was tampered with. expected_job_hash is the stored
+	// job's hash, presented_job_hash the one sent.
+	// Metadata: expected_job_hash, presented_job_hash.
 	ErrorReason_ERROR_REASON_JOB_HASH_MISMATCH ErrorReason = 2
 	// ABORTED. The job row stayed contended past the retry budget; nothing changed.
 	// Retryable with backoff.
+	// Metadata: none.
 	ErrorReason_ERROR_REASON_LOCK_BUSY ErrorReason = 3
 	// FAILED_PRECONDITION. The job was rejected (Approve, Publish, Replay, Cancel).
+	// Metadata: none.
 	ErrorReason_ERROR_REASON_ALREADY_REJECTED ErrorReason = 4
 	// FAILED_PRECONDITION. Reject of a job whose approval quorum is already met; use
 	// Cancel to withdraw an approval before Publish.
+	// Metadata: none.
 	ErrorReason_ERROR_REASON_ALREADY_APPROVED ErrorReason = 5
 	// FAILED_PRECONDITION. The job is not in a state the call accepts, e.g. Approve of
 	// an allowed, denied, cancelled or published job, Publish of a denied job,
-	// ReportOutcome of an unpublished job, or Cancel after Publish.
+	// ReportOutcome of an unpublished job, or Cancel after Publish. status is the
+	// job's status, lower case.
+	// Metadata: status.
 	ErrorReason_ERROR_REASON_NOT_PENDING ErrorReason = 6
-	// FAILED_PRECONDITION. The approval ttl passed; the job is now expired.
+	// FAILED_PRECONDITION. The approval ttl passed; the job is now expired. expires_at
+	// is the deadline in microseconds since the Unix epoch.
+	// Metadata: expires_at.
 	ErrorReason_ERROR_REASON_APPROVAL_EXPIRED ErrorReason = 7
 	// FAILED_PRECONDITION. Publish of a job that still lacks approvals.
+	// Metadata: none.
 	ErrorReason_ERROR_REASON_QUORUM_NOT_MET ErrorReason = 8
 	// PERMISSION_DENIED. The caller holds no role this call or the job's rule allows.
+	// Metadata: none.
 	ErrorReason_ERROR_REASON_ROLE_NOT_ALLOWED ErrorReason = 9
 	// PERMISSION_DENIED. The approver is the job's actor or the principal that
 	// submitted it (separation of duties).
+	// Metadata: none.
 	ErrorReason_ERROR_REASON_SELF_APPROVAL ErrorReason = 10
-	// INVALID_ARGUMENT. A request field is malformed or missing; metadata "field" names
-	// it (e.g. "job.labels.env") and nothing was written.
+	// INVALID_ARGUMENT. A request field is malformed or missing; field names it
+	// (e.g. "job.labels.env") and nothing was written.
+	// Metadata: field.
 	ErrorReason_ERROR_REASON_INVALID_FIELD ErrorReason = 11
-	// INVALID_ARGUMENT. A policy source failed validation; metadata "line" and "field"
-	// locate the first error.
+	// INVALID_ARGUMENT. A policy source failed validation. field is the request
+	// field ("source"); line and policy_field, when known, locate the first error in
+	// the policy.
+	// Metadata: field, line, policy_field.
 	ErrorReason_ERROR_REASON_INVALID_POLICY ErrorReason = 12
 	// NOT_FOUND. The named job or snapshot does not exist, or the caller has no
 	// standing on the job: the two answers are identical, so a caller without standing
 	// learns nothing, not even that the job exists.
+	// Metadata: none.
 	ErrorReason_ERROR_REASON_NOT_FOUND ErrorReason = 13
 	// FAILED_PRECONDITION. No policy snapshot is active yet, so nothing can be decided.
+	// Metadata: none.
 	ErrorReason_ERROR_REASON_NO_ACTIVE_SNAPSHOT ErrorReason = 14
 	// FAILED_PRECONDITION. Replay's expected_attempt or ReportOutcome's attempt is not
-	// the job's current attempt (and is not an idempotent repeat).
+	// the job's current attempt (and is not an idempotent repeat). attempt is the
+	// job's current attempt.
+	// Metadata: attempt.
 	ErrorReason_ERROR_REASON_ATTEMPT_MISMATCH ErrorReason = 15
 	// FAILED_PRECONDITION. ReportOutcome with a different outcome than the one already
-	// reported for this attempt.
+	// reported for this attempt. outcome is the stored one ("succeeded" or "failed").
+	// Metadata: attempt, outcome.
 	ErrorReason_ERROR_REASON_OUTCOME_MISMATCH ErrorReason = 16
 	// UNAUTHENTICATED. No credentials, or a token or client certificate that is not
 	// recognised.
+	// Metadata: none.
 	ErrorReason_ERROR_REASON_UNAUTHENTICATED ErrorReason = 17
 	// UNAVAILABLE. The database cannot be reached; retryable.
+	// Metadata: none.
 	ErrorReason_ERROR_REASON_STORE_UNAVAILABLE ErrorReason = 18
 	// ALREADY_EXISTS. Decide of a job_id that another submitter has used. Nothing about
 	// that job is revealed and nothing is written on its chain; choose ids unique to the
 	// submitter (a prefix or a ULID).
+	// Metadata: none.
 	ErrorReason_ERROR_REASON_JOB_ID_IN_USE ErrorReason = 19
 	// RESOURCE_EXHAUSTED. The caller made too many calls on jobs it has no standing on
 	// (or that do not exist); every lifecycle call it makes is refused until its
 	// allowance refills. Retryable after a pause.
+	// Metadata: none.
 	ErrorReason_ERROR_REASON_RATE_LIMITED ErrorReason = 20
+	// DATA_LOSS. The stored job no longer hashes to its stored job_hash: its content
+	// was changed in the database after the decision (Publish, Replay). Nothing is
+	// handed out, and the refusal is recorded as evidence. Never retryable; restore
+	// the job from a backup or export and investigate. expected_job_hash is the
+	// stored hash, computed_job_hash the hash of the stored content.
+	// Metadata: expected_job_hash, computed_job_hash.
+	ErrorReason_ERROR_REASON_STORED_JOB_TAMPERED ErrorReason = 21
+	// UNAVAILABLE. This replica's clock is further from the database's than
+	// --max-clock-skew allows, so it writes nothing; retryable on another replica.
+	// Metadata: none.
+	ErrorReason_ERROR_REASON_CLOCK_SKEW ErrorReason = 22
 )
 
 // Enum value maps for ErrorReason.
@@ -325,29 +364,33 @@ var (
 		18: "ERROR_REASON_STORE_UNAVAILABLE",
 		19: "ERROR_REASON_JOB_ID_IN_USE",
 		20: "ERROR_REASON_RATE_LIMITED",
+		21: "ERROR_REASON_STORED_JOB_TAMPERED",
+		22: "ERROR_REASON_CLOCK_SKEW",
 	}
 	ErrorReason_value = map[string]int32{
-		"ERROR_REASON_UNSPECIFIED":        0,
-		"ERROR_REASON_SNAPSHOT_DRIFT":     1,
-		"ERROR_REASON_JOB_HASH_MISMATCH":  2,
-		"ERROR_REASON_LOCK_BUSY":          3,
-		"ERROR_REASON_ALREADY_REJECTED":   4,
-		"ERROR_REASON_ALREADY_APPROVED":   5,
-		"ERROR_REASON_NOT_PENDING":        6,
-		"ERROR_REASON_APPROVAL_EXPIRED":   7,
-		"ERROR_REASON_QUORUM_NOT_MET":     8,
-		"ERROR_REASON_ROLE_NOT_ALLOWED":   9,
-		"ERROR_REASON_SELF_APPROVAL":      10,
-		"ERROR_REASON_INVALID_FIELD":      11,
-		"ERROR_REASON_INVALID_POLICY":     12,
-		"ERROR_REASON_NOT_FOUND":          13,
-		"ERROR_REASON_NO_ACTIVE_SNAPSHOT": 14,
-		"ERROR_REASON_ATTEMPT_MISMATCH":   15,
-		"ERROR_REASON_OUTCOME_MISMATCH":   16,
-		"ERROR_REASON_UNAUTHENTICATED":    17,
-		"ERROR_REASON_STORE_UNAVAILABLE":  18,
-		"ERROR_REASON_JOB_ID_IN_USE":      19,
-		"ERROR_REASON_RATE_LIMITED":       20,
+		"ERROR_REASON_UNSPECIFIED":         0,
+		"ERROR_REASON_SNAPSHOT_DRIFT":      1,
+		"ERROR_REASON_JOB_HASH_MISMATCH":   2,
+		"ERROR_REASON_LOCK_BUSY":           3,
+		"ERROR_REASON_ALREADY_REJECTED":    4,
+		"ERROR_REASON_ALREADY_APPROVED":    5,
+		"ERROR_REASON_NOT_PENDING":         6,
+		"ERROR_REASON_APPROVAL_EXPIRED":    7,
+		"ERROR_REASON_QUORUM_NOT_MET":      8,
+		"ERROR_REASON_ROLE_NOT_ALLOWED":    9,
+		"ERROR_REASON_SELF_APPROVAL":       10,
+		"ERROR_REASON_INVALID_FIELD":       11,
+		"ERROR_REASON_INVALID_POLICY":      12,
+		"ERROR_REASON_NOT_FOUND":           13,
+		"ERROR_REASON_NO_ACTIVE_SNAPSHOT":  14,
+		"ERROR_REASON_ATTEMPT_MISMATCH":    15,
+		"ERROR_REASON_OUTCOME_MISMATCH":    16,
+		"ERROR_REASON_UNAUTHENTICATED":     17,
+		"ERROR_REASON_STORE_UNAVAILABLE":   18,
+		"ERROR_REASON_JOB_ID_IN_USE":       19,
+		"ERROR_REASON_RATE_LIMITED":        20,
+		"ERROR_REASON_STORED_JOB_TAMPERED": 21,
+		"ERROR_REASON_CLOCK_SKEW":          22,
 	}
 )
 
@@ -911,7 +954,7 @@ const file_agate_v1_job_proto_rawDesc = "" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OUTCOME_SUCCEEDED\x10\x01\x12\x12\n" +
-	"\x0eOUTCOME_FAILED\x10\x02*\xc4\x05\n" +
+	"\x0eOUTCOME_FAILED\x10\x02*\x87\x06\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bERROR_REASON_SNAPSHOT_DRIFT\x10\x01\x12\"\n" +
@@ -934,7 +977,9 @@ const file_agate_v1_job_proto_rawDesc = "" +
 	"\x1cERROR_REASON_UNAUTHENTICATED\x10\x11\x12\"\n" +
 	"\x1eERROR_REASON_STORE_UNAVAILABLE\x10\x12\x12\x1e\n" +
 	"\x1aERROR_REASON_JOB_ID_IN_USE\x10\x13\x12\x1d\n" +
-	"\x19ERROR_REASON_RATE_LIMITED\x10\x14B\x8a\x01\n" +
+	"\x19ERROR_REASON_RATE_LIMITED\x10\x14\x12$\n" +
+	" ERROR_REASON_STORED_JOB_TAMPERED\x10\x15\x12\x1b\n" +
+	"\x17ERROR_REASON_CLOCK_SKEW\x10\x16B\x8a\x01\n" +
 	"\fcom.agate.v1B\bJobProtoP\x01Z/github.com/agate-pdp/agate/gen/agate/v1;agatev1\xa2\x02\x03AXX\xaa\x02\bAgate.V1\xca\x02\bAgate\\V1\xe2\x02\x14Agate\\V1\\GPBMetadata\xea\x02\tAgate::V1b\x06proto3"
 
 var (
