@@ -297,16 +297,16 @@ func TestRefusesUnrunnableBinary(t *testing.T) {
 func TestTag(t *testing.T) {
 	t.Parallel()
 	for v, want := range map[string]string{
-		"(devel)":                                  "devel",
-		"":                                         "devel",
-		"v1.2.3":                                   "v1.2.3",
+		"(devel)": "devel",
+		"":        "devel",
+		"v1.2.3":  "v1.2.3",
 		"v0.0.0-20260101120000-abcdef123456+dirty": "v0.0.0-20260101120000-abcdef123456-dirty",
 	} {
 		got := Stamp{Version: v}.Tag()
 		if got != want {
 			t.Errorf("Tag(%q) = %q, want %q", v, got, want)
 		}
-		if _, err := name.NewTag("agate:"+got); err != nil {
+		if _, err := name.NewTag("agate:" + got); err != nil {
 			t.Errorf("Tag(%q) = %q is not a valid tag: %v", v, got, err)
 		}
 	}

@@ -80,7 +80,7 @@ func Write(spec Spec, dir, repo string) (Outputs, error) {
 	if err != nil {
 		return Outputs{}, err
 	}
-	tag, err := name.NewTag(repo+":"+st.Tag())
+	tag, err := name.NewTag(repo + ":" + st.Tag())
 	if err != nil {
 		return Outputs{}, fmt.Errorf("tag: %w", err)
 	}
