@@ -55,8 +55,9 @@ image: ## Build the static dist/agate and its container image: dist/agate-image/
 	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -buildvcs=auto -ldflags='-s -w' -o dist/agate ./cmd/agate
 	cd deploy/image && $(GO) run . --binary ../../dist/agate --out ../../dist --license '$(IMAGE_LICENSE)'
 
-test-deploy: ## Tests of the image builder (deploy/image), its own module.
+test-deploy: ## Tests of the image builder (deploy/image) and the Helm chart (deploy/helm/test), each its own module.
 	cd deploy/image && $(GO) test -race $(TESTFLAGS) ./...
+	cd deploy/helm/test && $(GO) test $(TESTFLAGS) ./...   # no -race: it would recompile the Helm SDK for little gain
 
 tools: ## Build the pinned grpcurl and buf once, so their first use is not a long silent compile.
 	@echo "building the pinned grpcurl and buf (a few minutes the first time)"
