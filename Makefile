@@ -53,7 +53,8 @@ IMAGE_LICENSE ?= NOASSERTION
 image: ## Build the static dist/agate and its container image: dist/agate-image/ (OCI layout) and dist/agate-image.tar (docker load); no container engine needed.
 	@echo "building a static dist/agate (CGO_ENABLED=0; the first build compiles for a few minutes)"
 	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -buildvcs=auto -ldflags='-s -w' -o dist/agate ./cmd/agate
-	cd deploy/image && $(GO) run . --binary ../../dist/agate --out ../../dist --license '$(IMAGE_LICENSE)'
+	cd deploy/image && $(GO) run . --binary $(CURDIR)/dist/agate --out $(CURDIR)/dist --license '$(IMAGE_LICENSE)'
+	cd deploy/image && AGATE_IMAGE_DIR=$(CURDIR)/dist $(GO) test -count=1 -run '^TestBuiltImage$$' .   # reads the image back: user, no shell, entrypoint, labels, files
 
 test-deploy: ## Tests of the image builder (deploy/image) and the Helm chart (deploy/helm/test), each its own module.
 	cd deploy/image && $(GO) test -race $(TESTFLAGS) ./...

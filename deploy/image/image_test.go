@@ -105,7 +105,8 @@ func TestImageReadBack(t *testing.T) {
 	}{{"layout", fromLayout}, {"tarball", fromTar}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			checkConfig(t, tc.img)
+			st, _ := ReadStamp(spec.Binary)
+			checkConfig(t, tc.img, st.Labels(spec))
 			checkFiles(t, tc.img, spec)
 		})
 	}
@@ -117,7 +118,7 @@ func TestImageReadBack(t *testing.T) {
 	}
 }
 
-func checkConfig(t *testing.T, img v1.Image) {
+func checkConfig(t *testing.T, img v1.Image, want map[string]string) {
 	t.Helper()
 	cf, err := img.ConfigFile()
 	if err != nil {
@@ -148,12 +149,10 @@ func checkConfig(t *testing.T, img v1.Image) {
 	if cf.OS != "linux" || cf.Architecture != runtime.GOARCH {
 		t.Errorf("platform %s/%s, want linux/%s", cf.OS, cf.Architecture, runtime.GOARCH)
 	}
-	want := map[string]string{
-		"org.opencontainers.image.title":    "agate",
-		"org.opencontainers.image.version":  "(devel)",
-		"org.opencontainers.image.revision": "unknown",
-		"org.opencontainers.image.source":   "https://github.com/agate-pdp/agate",
-		"org.opencontainers.image.licenses": "Apache-2.0",
+	for _, k := range []string{"title", "version", "revision", "source", "licenses"} {
+		if c.Labels["org.opencontainers.image."+k] == "" {
+			t.Errorf("label org.opencontainers.image.%s missing", k)
+		}
 	}
 	for k, v := range want {
 		if got := c.Labels[k]; got != v {
@@ -219,10 +218,64 @@ func checkFiles(t *testing.T, img v1.Image, spec Spec) {
 			}
 		}
 	}
-	for _, n := range []string{BinaryPath, DataDir, "/etc/passwd", "/etc/group", CACertsPath} {
+	want := []string{BinaryPath, DataDir, "/etc/passwd", "/etc/group"}
+	if spec.CACerts != nil {
+		want = append(want, CACertsPath)
+	}
+	for _, n := range want {
 		if seen[n] == nil {
 			t.Errorf("%s missing from the image", n)
 		}
+	}
+}
+
+// TestBuiltImage checks the image `make image` wrote (AGATE_IMAGE_DIR, holding agate,
+// agate-image/ and agate-image.tar) as TestImageReadBack checks its own; `make image`
+// runs it, and without the variable it has nothing to check.
+func TestBuiltImage(t *testing.T) {
+	dir := os.Getenv("AGATE_IMAGE_DIR")
+	if dir == "" {
+		t.Skip("AGATE_IMAGE_DIR is not set: `make image` runs this against what it built")
+	}
+	bin, err := os.ReadFile(filepath.Join(dir, "agate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadStamp(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := layout.FromPath(filepath.Join(dir, "agate-image"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := p.ImageIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil || len(im.Manifests) != 1 {
+		t.Fatalf("layout index: %v, %d manifests; want 1", err, len(im.Manifests))
+	}
+	fromLayout, err := p.Image(im.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromTar, err := tarball.ImageFromPath(filepath.Join(dir, "agate-image.tar"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := Spec{Binary: bin}
+	want := map[string]string{"org.opencontainers.image.version": st.Version}
+	for _, img := range []v1.Image{fromLayout, fromTar} {
+		checkConfig(t, img, want)
+		checkFiles(t, img, spec)
+	}
+	// A docker tarball keeps no manifest, so compare the image IDs (config digests).
+	dl, _ := fromLayout.ConfigName()
+	dt, _ := fromTar.ConfigName()
+	if dl != dt {
+		t.Errorf("layout %s and tarball %s hold different images", dl, dt)
 	}
 }
 
