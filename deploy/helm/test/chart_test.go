@@ -211,8 +211,10 @@ func checkSecurity(t *testing.T, pod corev1.PodSpec) {
 		case sc.RunAsUser != nil && *sc.RunAsUser == 0:
 			t.Errorf("container %s: runs as root", c.Name)
 		}
-		if !mountedAt(c, "/var/lib/agate") {
-			t.Errorf("container %s: no writable volume at /var/lib/agate", c.Name)
+		for _, dir := range []string{"/var/lib/agate", "/tmp"} {
+			if !mountedAt(c, dir) {
+				t.Errorf("container %s: no writable volume at %s", c.Name, dir)
+			}
 		}
 	}
 }
