@@ -39,7 +39,7 @@ policy:
       - id: deny-all
         decision: deny
 metrics: {serviceMonitor: {enabled: true, labels: {release: prom}}}
-flags: {log-level: debug, seal-interval: 5s, decide-batch-max: 128, pprof: false}
+flags: {log-level: debug, seal-interval: 5s, decide-batch-max: 128, pprof: false, require-client-cert: true}
 extraEnv:
   - {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: "http://otel-collector:4317"}
 replicaCount: 3
@@ -88,6 +88,9 @@ func TestValueSets(t *testing.T) {
 			}
 			if got := strings.Contains(args, "--tls-cert=") && strings.Contains(args, "--tls-key="); got != vs.tls {
 				t.Errorf("TLS flags present = %v, want %v: %s", got, vs.tls, args)
+			}
+			if got := slices.Contains(c.Args, "--insecure-plaintext-tokens"); got == vs.tls {
+				t.Errorf("--insecure-plaintext-tokens present = %v with TLS = %v; want it exactly when plaintext", got, vs.tls)
 			}
 			if got := strings.Contains(args, "--tls-client-ca="); got != vs.mtls {
 				t.Errorf("--tls-client-ca present = %v, want %v", got, vs.mtls)
@@ -356,6 +359,10 @@ func TestRefusals(t *testing.T) {
 		{"tokens file as a flag", ok + "flags: {tokens: /tmp/tokens.yaml}\n", "tokens.existingSecret"},
 		{"config file as a flag", ok + "flags: {config: /tmp/agate.yaml}\n", "no config file"},
 		{"listen address as a flag", ok + "flags: {grpc-addr: '127.0.0.1:7070'}\n", "containerPorts.grpc"},
+		{"plaintext tokens as a flag", ok + "flags: {insecure-plaintext-tokens: true}\n", "plaintext=true"},
+		{"password file as a flag", ok + "flags: {db-password-file: /run/pw}\n", "database.existingSecret"},
+		{"profiler", ok + "flags: {pprof: true}\n", "loopback"},
+		{"client certificates required without a CA", base + "tls: {existingSecret: t}\nflags: {require-client-cert: true}\n", "tls.clientCA.existingSecret"},
 		{"misspelt value", ok + "plaintxt: true\n", "plaintxt"},
 		{"probe path override", ok + "livenessProbe: {httpGet: {path: /, port: 1}}\n", "httpGet"},
 	} {

@@ -57,6 +57,8 @@ tls-client-ca: "tls.clientCA.existingSecret"
 policy: "policy.existingConfigMap or policy.inline"
 grpc-addr: "containerPorts.grpc"
 http-addr: "containerPorts.http"
+insecure-plaintext-tokens: "plaintext=true"
+db-password-file: "database.existingSecret (put the password in the URL)"
 {{- end }}
 
 {{/*
@@ -103,6 +105,12 @@ values would start a server that cannot work or that exposes a secret.
 {{- if hasKey $reserved $name }}
 {{- fail (printf "agate: flags.%s is set by the chart: use %s" $name (get $reserved $name)) }}
 {{- end }}
+{{- end }}
+{{- if eq (toString (get $v.flags "pprof")) "true" }}
+{{- fail "agate: flags.pprof needs a loopback --http-addr, which the probes and Prometheus cannot reach; profile a replica locally instead" }}
+{{- end }}
+{{- if and (eq (toString (get $v.flags "require-client-cert")) "true") (not $v.tls.clientCA.existingSecret) }}
+{{- fail "agate: flags.require-client-cert needs tls.clientCA.existingSecret (the CA that signs client certificates)" }}
 {{- end }}
 {{- range $arg := $v.extraArgs }}
 {{- $flag := regexReplaceAll "^-{1,2}([^=]*).*$" (toString $arg) "${1}" }}
