@@ -6,7 +6,7 @@ DB    ?=
 TESTFLAGS ?= -shuffle=on -timeout=20m
 
 .DEFAULT_GOAL := help
-.PHONY: help generate generate-check lint breaking test test-unit fuzz run build bench tools
+.PHONY: help generate generate-check lint breaking test test-unit fuzz run build bench tools image test-deploy
 
 help: ## List the targets.
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -33,6 +33,7 @@ breaking: ## buf breaking against the previous commit of main (needs full histor
 test: ## Run every test (starts a throwaway PostgreSQL unless AGATE_TEST_POSTGRES_URL is set).
 	$(GO) test -race $(TESTFLAGS) ./...
 	cd bench && $(GO) test -race $(TESTFLAGS) ./...   # the load harness's report and pipeline driver
+	$(MAKE) --no-print-directory test-deploy
 
 fuzz: ## Longer fuzzing campaigns: policy parser and evaluator, JCS, evidence chains and hash form (FUZZTIME each, default 30s).
 	@for t in FuzzParse FuzzEvaluate; do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} ./decision/ || exit 1; done
@@ -46,6 +47,18 @@ build: ## Build bin/agate.
 
 run: build ## Start the server on embedded SQLite with the example policy and dev tokens.
 	./bin/agate serve --policy examples/policy.yaml --tokens examples/tokens.yaml
+
+IMAGE_LICENSE ?= NOASSERTION
+
+image: ## Build the static dist/agate and its container image: dist/agate-image/ (OCI layout) and dist/agate-image.tar (docker load); no container engine needed.
+	@echo "building a static dist/agate (CGO_ENABLED=0; the first build compiles for a few minutes)"
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -buildvcs=auto -ldflags='-s -w' -o dist/agate ./cmd/agate
+	cd deploy/image && $(GO) run . --binary $(CURDIR)/dist/agate --out $(CURDIR)/dist --license '$(IMAGE_LICENSE)'
+	cd deploy/image && AGATE_IMAGE_DIR=$(CURDIR)/dist $(GO) test -count=1 -run '^TestBuiltImage$$' .   # reads the image back: user, no shell, entrypoint, labels, files
+
+test-deploy: ## Tests of the image builder (deploy/image) and the Helm chart (deploy/helm/test), each its own module.
+	cd deploy/image && $(GO) test -race $(TESTFLAGS) ./...
+	cd deploy/helm/test && $(GO) test $(TESTFLAGS) ./...   # no -race: it would recompile the Helm SDK for little gain
 
 tools: ## Build the pinned grpcurl and buf once, so their first use is not a long silent compile.
 	@echo "building the pinned grpcurl and buf (a few minutes the first time)"
