@@ -104,8 +104,10 @@ func loadKey(path string) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("evidence: key file %s is not a regular file", path)
 	}
 	// Windows has no Unix permission bits to check.
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return nil, fmt.Errorf("evidence: key file %s has mode %04o; group and others must have no access (chmod 600)", path, perm)
+	if runtime.GOOS != "windows" {
+		if err := keyModeOK(fi.Mode().Perm(), fileOwner(fi), os.Geteuid()); err != nil {
+			return nil, fmt.Errorf("evidence: key file %s %w", path, err)
+		}
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile))
 	if err != nil {
@@ -156,4 +158,24 @@ func ParsePublicKey(data []byte) (ed25519.PublicKey, error) {
 		return nil, fmt.Errorf("evidence: public key is a %T, not Ed25519", k)
 	}
 	return pub, nil
+}
+
+// keyModeOK is PostgreSQL's rule for its server key: a key owned by this process's user
+// is readable by nobody else (0600 or less); a key owned by root may also be read by
+// its group (0640 or less), which is how Kubernetes mounts a Secret for a non-root pod
+// (root-owned, group set by fsGroup). owner is -1 when unknown.
+func keyModeOK(perm os.FileMode, owner, self int) error {
+	switch {
+	case owner == self || owner == -1:
+		if perm&0o077 != 0 {
+			return fmt.Errorf("has mode %04o; group and others must have no access (chmod 600)", perm)
+		}
+	case owner == 0:
+		if perm&0o037 != 0 {
+			return fmt.Errorf("is owned by root with mode %04o; others must have no access and its group may only read (chmod 640)", perm)
+		}
+	default:
+		return fmt.Errorf("is owned by user %d, neither this process's user (%d) nor root", owner, self)
+	}
+	return nil
 }

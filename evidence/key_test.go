@@ -158,3 +158,28 @@ func TestKeyID(t *testing.T) {
 		t.Fatal("two keys share an id")
 	}
 }
+
+func TestKeyModeOK(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		perm        os.FileMode
+		owner, self int
+		ok          bool
+	}{
+		{0o600, 1000, 1000, true},
+		{0o400, 1000, 1000, true},
+		{0o640, 1000, 1000, false},
+		{0o604, 1000, 1000, false},
+		{0o440, 0, 65532, true}, // a Kubernetes Secret mounted for a non-root pod with fsGroup
+		{0o640, 0, 65532, true},
+		{0o660, 0, 65532, false}, // group may not write
+		{0o644, 0, 65532, false}, // others may not read
+		{0o640, 0, 0, false},     // a root process keeps its own key private
+		{0o600, 1001, 1000, false},
+		{0o600, -1, 1000, true},
+	} {
+		if err := keyModeOK(tc.perm, tc.owner, tc.self); (err == nil) != tc.ok {
+			t.Errorf("mode %04o owner %d self %d: %v, want ok=%v", tc.perm, tc.owner, tc.self, err, tc.ok)
+		}
+	}
+}
