@@ -23,11 +23,13 @@ func VerifyAgainstCheckpoint(heads map[string]Head, events map[string][]Event) [
 
 func checkHead(job string, h Head, events []Event) (Problem, bool) {
 	var atSeq, withHash *Event
+	later := false
 	for i := range events {
 		e := &events[i]
 		if e.Seq == h.Seq && e.Hash == h.Hash {
 			return Problem{}, false
 		}
+		later = later || e.Seq > h.Seq
 		if e.Seq == h.Seq && atSeq == nil {
 			atSeq = e
 		}
@@ -42,6 +44,9 @@ func checkHead(job string, h Head, events []Event) (Problem, bool) {
 	case atSeq != nil:
 		return Problem{JobID: job, Seq: h.Seq, EventID: atSeq.EventID, Kind: Modified,
 			Detail: "hash differs from the one a checkpoint sealed"}, true
+	case later:
+		// A gap, not a truncation: the chain's own check reports the missing seq once.
+		return Problem{}, false
 	default:
 		return Problem{JobID: job, Seq: h.Seq, Kind: Deleted,
 			Detail: fmt.Sprintf("a checkpoint sealed seq %d, which is missing: the chain was truncated", h.Seq)}, true

@@ -164,14 +164,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *server.Server, auth *server.Authenticator,
 	metrics *server.Metrics, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
 	var closers []func()
-	stop = func() {
+	closeAll := func() {
 		for _, c := range slices.Backward(closers) {
 			c()
 		}
 	}
 	defer func() {
-		if err != nil {
-			stop()
+		if err != nil { // a failed start closes what it opened, the store included
+			closeAll()
 		}
 	}()
 	closers = append(closers, func() { _ = st.Close() })
@@ -215,7 +215,7 @@ func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *ser
 	go srv.WatchHealth(ctx, time.Second)
 	go followActive(ctx, tracker, metrics)
 	go reloadOnHUP(ctx, cfg, svc, auth, log)
-	return stop, nil
+	return closeAll, nil
 }
 
 func loadPolicyFile(ctx context.Context, svc *jobs.Service, path string, log *slog.Logger) error {
