@@ -3,11 +3,13 @@ package server
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -16,7 +18,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -44,6 +45,7 @@ type matrixCaller struct {
 	id    string   // principal id; "" sends no credentials
 	roles []string //
 	actor string   // the actor of the jobs it is tried on; "" is agent-7
+	cert  string   // the principal whose client certificate the connection presents; "" none
 }
 
 var matrixCallers = []matrixCaller{
@@ -63,6 +65,8 @@ var matrixCallers = []matrixCaller{
 	{group: "the job's actor (any spelling), an approver", id: "alice@example.com", roles: []string{"finance-approver"}, actor: "Alice@Example.com"},
 	{group: "the job's actor (any spelling), an approver", id: "alice@example.com", roles: []string{"finance-approver"}, actor: "ALICE@EXAMPLE.COM"},
 	{group: "the job's actor (any spelling), an approver", id: "alice@example.com", roles: []string{"finance-approver"}, actor: "ａｌｉｃｅ@example.com"},
+	// An eligible approver's token over the submitter's mTLS connection: a stolen token.
+	{group: "a certificate and a token that disagree", id: "alice@example.com", roles: []string{"finance-approver"}, cert: "svc-orders"},
 }
 
 // Outcomes.
@@ -102,47 +106,48 @@ func row(rpc string, job fixture, call func(ctx context.Context, c *matrixConn, 
 }
 
 // Columns: none, submitter, other submitter, dispatch, audit, policy-admin, operator,
-// no roles, admin approver, approver, other topic, actor ×4.
+// a role nothing names, admin approver, approver, other topic, actor ×4, a certificate
+// and a token that disagree.
 var authzMatrix = []matrixRow{
 	row("Decide", pending, func(ctx context.Context, c *matrixConn, j *matrixJobRef) error {
 		_, err := c.dec.Decide(ctx, &agatev1.DecideRequest{Job: matrixJob(j.id, j.actor)})
 		return err
-	}, unauth, ok, inUse, denied, denied, denied, denied, denied, denied, denied, denied, denied, denied, denied, denied),
+	}, unauth, ok, inUse, denied, denied, denied, denied, denied, denied, denied, denied, denied, denied, denied, denied, unauth),
 	row("Approve", pending, func(ctx context.Context, c *matrixConn, j *matrixJobRef) error {
 		_, err := c.dec.Approve(ctx, &agatev1.ApproveRequest{JobId: j.id, JobHash: j.hash})
 		return err
-	}, unauth, self, notFound, notFound, notFound, notFound, notFound, notFound, ok, ok, notFound, self, self, self, self),
+	}, unauth, self, notFound, notFound, notFound, notFound, notFound, notFound, ok, ok, notFound, self, self, self, self, unauth),
 	row("Reject", pending, func(ctx context.Context, c *matrixConn, j *matrixJobRef) error {
 		_, err := c.dec.Reject(ctx, &agatev1.RejectRequest{JobId: j.id, JobHash: j.hash, Reason: "no"})
 		return err
-	}, unauth, noRole, notFound, notFound, notFound, notFound, notFound, notFound, ok, ok, notFound, ok, ok, ok, ok),
+	}, unauth, noRole, notFound, notFound, notFound, notFound, notFound, notFound, ok, ok, notFound, ok, ok, ok, ok, unauth),
 	row("Cancel", pending, func(ctx context.Context, c *matrixConn, j *matrixJobRef) error {
 		_, err := c.dec.Cancel(ctx, &agatev1.CancelRequest{JobId: j.id, Reason: "withdrawn"})
 		return err
-	}, unauth, ok, notFound, notFound, notFound, notFound, ok, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound),
+	}, unauth, ok, notFound, notFound, notFound, notFound, ok, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, unauth),
 	row("GetJob", pending, func(ctx context.Context, c *matrixConn, j *matrixJobRef) error {
 		_, err := c.dec.GetJob(ctx, &agatev1.GetJobRequest{JobId: j.id})
 		return err
-	}, unauth, ok, notFound, notFound, ok, notFound, ok, notFound, ok, ok, notFound, ok, ok, ok, ok),
+	}, unauth, ok, notFound, notFound, ok, notFound, ok, notFound, ok, ok, notFound, ok, ok, ok, ok, unauth),
 	row("ListPendingApprovals", pending, listsPending,
-		unauth, empty, empty, empty, sees, empty, empty, empty, sees, sees, empty, sees, sees, sees, sees),
+		unauth, empty, empty, empty, sees, empty, empty, empty, sees, sees, empty, sees, sees, sees, sees, unauth),
 	row("Publish", approved, func(ctx context.Context, c *matrixConn, j *matrixJobRef) error {
 		_, err := c.dec.Publish(ctx, &agatev1.PublishRequest{JobId: j.id, JobHash: j.hash})
 		return err
-	}, unauth, notFound, notFound, ok, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound),
+	}, unauth, notFound, notFound, ok, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, unauth),
 	row("Replay", published, func(ctx context.Context, c *matrixConn, j *matrixJobRef) error {
 		_, err := c.dec.Replay(ctx, &agatev1.ReplayRequest{JobId: j.id, JobHash: j.hash, ExpectedAttempt: 1,
 			ReasonCode: jobs.ReplayWorkerOutage, Reason: "worker lost"})
 		return err
-	}, unauth, notFound, notFound, ok, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound),
+	}, unauth, notFound, notFound, ok, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, unauth),
 	row("ReportOutcome", published, func(ctx context.Context, c *matrixConn, j *matrixJobRef) error {
 		_, err := c.dec.ReportOutcome(ctx, &agatev1.ReportOutcomeRequest{JobId: j.id, Attempt: 1, Outcome: agatev1.Outcome_OUTCOME_SUCCEEDED})
 		return err
-	}, unauth, notFound, notFound, ok, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound),
+	}, unauth, notFound, notFound, ok, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, notFound, unauth),
 	row("ListReplayable", noJob, func(ctx context.Context, c *matrixConn, _ *matrixJobRef) error {
 		_, err := c.dec.ListReplayable(ctx, &agatev1.ListReplayableRequest{})
 		return err
-	}, unauth, denied, denied, ok, denied, denied, denied, denied, denied, denied, denied, denied, denied, denied, denied),
+	}, unauth, denied, denied, ok, denied, denied, denied, denied, denied, denied, denied, denied, denied, denied, denied, unauth),
 	row("PutPolicy, ActivateSnapshot, ValidatePolicy", noJob, func(ctx context.Context, c *matrixConn, _ *matrixJobRef) error {
 		if _, err := c.pol.ValidatePolicy(ctx, &agatev1.ValidatePolicyRequest{Source: matrixPolicy}); err != nil {
 			return err
@@ -153,7 +158,7 @@ var authzMatrix = []matrixRow{
 		}
 		_, err = c.pol.ActivateSnapshot(ctx, &agatev1.ActivateSnapshotRequest{SnapshotId: put.GetSnapshot().GetSnapshotId(), DryRun: true})
 		return err
-	}, unauth, denied, denied, denied, denied, ok, denied, denied, denied, denied, denied, denied, denied, denied, denied),
+	}, unauth, denied, denied, denied, denied, ok, denied, denied, denied, denied, denied, denied, denied, denied, denied, unauth),
 	row("GetSnapshot, ListSnapshots", noJob, func(ctx context.Context, c *matrixConn, _ *matrixJobRef) error {
 		list, err := c.pol.ListSnapshots(ctx, &agatev1.ListSnapshotsRequest{})
 		if err != nil {
@@ -161,18 +166,18 @@ var authzMatrix = []matrixRow{
 		}
 		_, err = c.pol.GetSnapshot(ctx, &agatev1.GetSnapshotRequest{SnapshotId: list.GetSnapshots()[0].GetSnapshotId()})
 		return err
-	}, unauth, denied, denied, denied, ok, ok, denied, denied, denied, denied, denied, denied, denied, denied, denied),
+	}, unauth, denied, denied, denied, ok, ok, denied, denied, denied, denied, denied, denied, denied, denied, denied, unauth),
 	row("Evaluate", noJob, func(ctx context.Context, c *matrixConn, _ *matrixJobRef) error {
 		_, err := c.pol.Evaluate(ctx, &agatev1.EvaluateRequest{Job: matrixJob("", "agent-7")})
 		return err
-	}, unauth, ok, ok, denied, denied, ok, denied, denied, denied, denied, denied, denied, denied, denied, denied),
+	}, unauth, ok, ok, denied, denied, ok, denied, denied, denied, denied, denied, denied, denied, denied, denied, unauth),
 	row("EvidenceService (every RPC)", pending, func(ctx context.Context, c *matrixConn, j *matrixJobRef) error {
 		_, err := c.ev.GetEvidence(ctx, &agatev1.GetEvidenceRequest{JobId: j.id})
 		if err == nil {
 			_, err = c.ev.Stats(ctx, &agatev1.StatsRequest{})
 		}
 		return err
-	}, unauth, denied, denied, denied, ok, denied, denied, denied, denied, denied, denied, denied, denied, denied, denied),
+	}, unauth, denied, denied, denied, ok, denied, denied, denied, denied, denied, denied, denied, denied, denied, denied, unauth),
 }
 
 // listsPending answers sees or empty (as an error, to share the cells' shape): whether
@@ -228,9 +233,13 @@ type matrixConn struct {
 
 // matrixServer is a real gRPC server over a real listener, with the matrix's principals.
 type matrixServer struct {
-	conn *grpc.ClientConn
-	as   func(id string) context.Context
+	conn      *grpc.ClientConn            // TLS without a client certificate
+	certConns map[string]*grpc.ClientConn // by the principal whose certificate it presents
+	as        func(id string) context.Context
 }
+
+// matrixCertURI is the URI SAN of a principal's client certificate.
+func matrixCertURI(id string) string { return "spiffe://matrix.test/" + url.PathEscape(id) }
 
 func startMatrixServer(t *testing.T, st store.Store) *matrixServer {
 	t.Helper()
@@ -264,9 +273,12 @@ func startMatrixServer(t *testing.T, st store.Store) *matrixServer {
 		seen[c.id] = true
 		// A principal without roles is possible wherever identities come from; the
 		// lifecycle must fail closed for it whatever the tokens file accepts.
-		fmt.Fprintf(&tokens, "  - id: %q\n    roles: [%s]\n    tokens_sha256: [%q]\n", c.id, strings.Join(c.roles, ", "), sha("tok-"+c.id))
+		fmt.Fprintf(&tokens, "  - id: %q\n    roles: [%s]\n    tokens_sha256: [%q]\n    certificates: [%q]\n",
+			c.id, strings.Join(c.roles, ", "), sha("tok-"+c.id), "uri:"+matrixCertURI(c.id))
 	}
-	srv, err := New(Config{Jobs: svc, Audit: au, Store: st, Auth: NewAuthenticator(must(LoadIdentities(writeTokens(t, tokens.String())))(t))})
+	ca := newTestCA(t)
+	srv, err := New(Config{Jobs: svc, Audit: au, Store: st, TLS: ca.serverTLS(t, false),
+		Auth: NewAuthenticator(must(LoadIdentities(writeTokens(t, tokens.String())))(t))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,12 +288,22 @@ func startMatrixServer(t *testing.T, st store.Store) *matrixServer {
 	}
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
+	dialWith := func(cert *tls.Certificate) *grpc.ClientConn {
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(ca.clientCreds(cert)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return conn
 	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return &matrixServer{conn: conn, as: func(id string) context.Context {
+	certConns := map[string]*grpc.ClientConn{}
+	for _, c := range matrixCallers {
+		if c.cert != "" && certConns[c.cert] == nil {
+			cert := ca.issue(t, false, matrixCertURI(c.cert))
+			certConns[c.cert] = dialWith(&cert)
+		}
+	}
+	return &matrixServer{conn: dialWith(nil), certConns: certConns, as: func(id string) context.Context {
 		if id == "" {
 			return t.Context()
 		}
@@ -289,9 +311,19 @@ func startMatrixServer(t *testing.T, st store.Store) *matrixServer {
 	}}
 }
 
-func (m *matrixServer) client() *matrixConn {
-	return &matrixConn{dec: agatev1.NewDecisionServiceClient(m.conn), pol: agatev1.NewPolicyServiceClient(m.conn),
-		ev: agatev1.NewEvidenceServiceClient(m.conn)}
+func (m *matrixServer) client() *matrixConn { return connOf(m.conn) }
+
+// clientOf is the connection a caller calls on: with its certificate, when it has one.
+func (m *matrixServer) clientOf(c matrixCaller) *matrixConn {
+	if c.cert != "" {
+		return connOf(m.certConns[c.cert])
+	}
+	return m.client()
+}
+
+func connOf(conn *grpc.ClientConn) *matrixConn {
+	return &matrixConn{dec: agatev1.NewDecisionServiceClient(conn), pol: agatev1.NewPolicyServiceClient(conn),
+		ev: agatev1.NewEvidenceServiceClient(conn)}
 }
 
 // outcomeOf names the outcome err stands for.
@@ -359,7 +391,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 				if j != nil {
 					before = m.state(t, c, j.id, caller.id)
 				}
-				err := r.call(m.as(caller.id), c, j)
+				err := r.call(m.as(caller.id), m.clientOf(caller), j)
 				got := outcomeOf(err)
 				if got != r.want[ci] {
 					t.Errorf("%s: %s, want %s", name, got, r.want[ci])
