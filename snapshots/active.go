@@ -53,6 +53,7 @@ func (t *Tracker) Current() (*Active, bool) {
 
 // Refresh reads the active snapshot from the source now.
 func (t *Tracker) Refresh(ctx context.Context) (*Active, error) {
+	before := t.cur.Load()
 	s, err := t.src.ActiveSnapshot(ctx)
 	if err != nil {
 		return nil, err
@@ -65,7 +66,11 @@ func (t *Tracker) Refresh(ctx context.Context) (*Active, error) {
 		return nil, err
 	}
 	a := &Active{Snapshot: s, Engine: e}
-	t.cur.Store(a)
+	// A Set while the read was in flight installed a snapshot this replica activated
+	// after the read began: the read's answer is older, so it must not replace it.
+	if !t.cur.CompareAndSwap(before, a) {
+		return t.cur.Load(), nil
+	}
 	t.log.Info("active snapshot", "snapshot", s.ID, "rules", s.RuleCount)
 	for _, w := range e.Warnings() {
 		t.log.Warn("active snapshot: policy warning", "snapshot", s.ID, "warning", w.String())

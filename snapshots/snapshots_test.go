@@ -173,3 +173,48 @@ func TestTracker(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// slowSource answers ActiveSnapshot with what was active when the call began, after
+// the test lets it go: a read that overlaps an activation.
+type slowSource struct {
+	answer  Snapshot
+	started chan struct{}
+	release chan struct{}
+}
+
+func (s *slowSource) ActiveSnapshot(context.Context) (Snapshot, error) {
+	close(s.started)
+	<-s.release
+	return s.answer, nil
+}
+
+// A refresh whose read began before this replica activated a snapshot must not put
+// the older snapshot back.
+func TestRefreshDoesNotUndoSet(t *testing.T) {
+	t.Parallel()
+	cache, err := NewCache(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldSnap, _, _, err := New([]byte("version: v1\nrules: []\n"), "", time.Unix(1, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newSnap, newEng, _, err := New([]byte("version: v1\ndefault: deny\nrules: []\n"), "", time.Unix(2, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &slowSource{answer: oldSnap, started: make(chan struct{}), release: make(chan struct{})}
+	tr := NewTracker(src, cache, nil)
+	done := make(chan error)
+	go func() { _, err := tr.Refresh(context.Background()); done <- err }()
+	<-src.started
+	tr.Set(newSnap, newEng)
+	close(src.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := tr.Current(); a.Snapshot.ID != newSnap.ID {
+		t.Fatalf("active %s after a refresh that overlapped Set, want %s", a.Snapshot.ID, newSnap.ID)
+	}
+}

@@ -80,9 +80,10 @@ var bootstrap = []string{
 	`INSERT INTO schema_lock (id, locked_at) VALUES (1, 0) ON CONFLICT DO NOTHING`,
 }
 
-// catalogRaces bounds how often a unique violation restarts the migration: replicas
+// catalogRaces bounds how often any other error restarts the migration: replicas
 // creating the same table at once can collide in PostgreSQL's catalog even with IF NOT
-// EXISTS, and the next attempt sees the other's table.
+// EXISTS (a unique violation, or "type … already exists"), and the next attempt sees the
+// other's table. A lasting error (a newer schema, a refused password) fails after these.
 const catalogRaces = 5
 
 // Start-up waits between attempts grow from waitMin to waitMax: a database that is down
@@ -126,7 +127,7 @@ func (d *Dialect) Migrate(ctx context.Context, log *slog.Logger, begin BeginFunc
 			// Both: the caller's deadline ended the wait, and the database was unavailable.
 			return fmt.Errorf("store: migrating the %s schema: gave up waiting (%w): %w", d.Name, ctx.Err(), d.MapError(err))
 		case c == ClassRetry || c == ClassUnavailable:
-		case c == ClassUnique && races < catalogRaces:
+		case races < catalogRaces:
 			races++
 		default:
 			return fmt.Errorf("store: migrating the %s schema: %w", d.Name, d.MapError(err))
