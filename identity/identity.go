@@ -14,6 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/mtibben/confusables"
 	"golang.org/x/text/secure/precis"
 )
 
@@ -26,7 +27,7 @@ var (
 	ErrTooLong    = errors.New("is longer than 256 bytes")
 	ErrUTF8       = errors.New("is not valid UTF-8")
 	ErrSpace      = errors.New("has leading or trailing white space")
-	ErrControl    = errors.New("holds a control or format character")
+	ErrControl    = errors.New("holds a control, format or invisible character")
 	ErrDisallowed = errors.New("holds a character that identifiers may not hold")
 )
 
@@ -44,11 +45,20 @@ func Check(id string) error {
 		return ErrSpace
 	}
 	for _, r := range id {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+		if invisible(r) {
 			return ErrControl
 		}
 	}
 	return nil
+}
+
+// invisible reports characters that render as nothing or as blank space without being
+// white space: controls, format characters, default-ignorable code points (Hangul
+// fillers, variation selectors) and the braille blank. An id holding one could look
+// exactly like another.
+func invisible(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r) ||
+		unicode.Is(unicode.Variation_Selector, r) || r == '\u2800' || r == '\u3164' || r == '\uffa0'
 }
 
 // Key returns the canonical comparison form of a valid id.
@@ -61,6 +71,23 @@ func Key(id string) (string, error) {
 		return "", ErrDisallowed
 	}
 	return k, nil
+}
+
+// Confusable reports whether a and b could be taken for one identity by a reader: the
+// same canonical form, or canonical forms whose Unicode confusable skeletons (UTS #39)
+// match, as "alice@example.com" and "аlice@example.com" with a Cyrillic а do.
+// Separation of duties uses it, so a look-alike actor cannot be approved by the person
+// it imitates; like Same, a malformed id is confusable with nothing.
+func Confusable(a, b string) bool {
+	ka, err := Key(a)
+	if err != nil {
+		return false
+	}
+	kb, err := Key(b)
+	if err != nil {
+		return false
+	}
+	return ka == kb || confusables.Skeleton(ka) == confusables.Skeleton(kb)
 }
 
 // Same reports whether a and b name one identity. An id without a canonical form is the

@@ -48,6 +48,9 @@ func TestCheck(t *testing.T) {
 		{"al\x00ice", identity.ErrControl},
 		{"al\u202eice", identity.ErrControl},
 		{"al\xffice", identity.ErrUTF8},
+		{"alice\u2800", identity.ErrControl},             // braille blank
+		{"al\u3164ice", identity.ErrControl},             // Hangul filler
+		{"alice\ufe0f@example.com", identity.ErrControl}, // variation selector
 		{string(make([]byte, 257)), identity.ErrTooLong},
 	} {
 		if err := identity.Check(tc.id); !errors.Is(err, tc.want) {
@@ -70,4 +73,23 @@ func FuzzKey(f *testing.F) {
 			t.Fatalf("Key(%q) = %q, Key of that = %q, %v", s, k, k2, err)
 		}
 	})
+}
+
+func TestConfusable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"alice@example.com", "ALICE@example.com", true},
+		{"alice@example.com", "\u0430lice@example.com", true}, // Cyrillic а
+		{"alice@example.com", "alice@ex\u0430mple.com", true},
+		{"paypal", "p\u0430yp\u0430l", true},
+		{"alice@example.com", "bob@example.com", false},
+		{"alice@example.com", "alice@example.com\u2800", false}, // refused by Check, so confusable with nothing
+	} {
+		if got := identity.Confusable(tc.a, tc.b); got != tc.want {
+			t.Errorf("Confusable(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
 }

@@ -243,7 +243,7 @@ func TestApprove(t *testing.T) {
 			if ee := wantErr(t, err, jobs.CodeFailedPrecondition, jobs.ReasonNotPending); ee.Meta["status"] != "cancelled" {
 				t.Fatalf("meta %v", ee.Meta)
 			}
-			e.wantKinds(t, cancelled.ID, "decision,cancel")
+			e.wantKinds(t, cancelled.ID, "decision,cancel,refusal:NOT_PENDING")
 		})
 
 		t.Run("expired", func(t *testing.T) {

@@ -143,7 +143,7 @@ func refuse(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int
 // sameIdentity reports whether an approval's approver is p, in canonical form, so that
 // two spellings of one person count once toward a quorum.
 func sameIdentity(p Principal, approver string) bool {
-	return approver == p.ID || identity.Same(approver, p.ID)
+	return approver == p.ID || identity.Confusable(approver, p.ID)
 }
 
 // approvedStatus reports whether j went through a completed approval.

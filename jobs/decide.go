@@ -59,6 +59,9 @@ type decideJob struct {
 	labels  []byte // canonical JSON
 	payload []byte
 	ev      evaluation
+	// outsider takes one of the caller's allowance of calls without standing (a Decide
+	// of another submitter's id is one), and reports whether there was one left.
+	outsider func() bool
 }
 
 // prepareDecide does the part of a Decide that needs no database.
@@ -74,7 +77,8 @@ func (s *Service) prepareDecide(p Principal, r *DecideRequest) (*decideJob, erro
 	if err != nil {
 		return nil, contentError(err)
 	}
-	d := &decideJob{p: p, r: *r, labels: labels, payload: r.Payload, ev: ev}
+	d := &decideJob{p: p, r: *r, labels: labels, payload: r.Payload, ev: ev,
+		outsider: func() bool { return s.outsiders.take(p.ID, s.clock()) }}
 	if len(d.payload) == 0 {
 		d.payload = []byte("{}")
 	}
@@ -127,6 +131,9 @@ func (d *decideJob) applyKnown(ctx context.Context, tx store.Tx, now int64) (out
 		return out, err
 	}
 	if !isSubmitter(d.p, &cur) {
+		if d.outsider != nil && !d.outsider() {
+			return out, refuseAfterCommit(rateLimited()) // writes nothing: the allowance bounds the caller's chain
+		}
 		return out, idInUse(ctx, tx, d.p, r.JobID, now)
 	}
 	out.Job = cur

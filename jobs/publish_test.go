@@ -88,12 +88,15 @@ func TestPublish(t *testing.T) {
 			wantErr(t, err, jobs.CodeFailedPrecondition, jobs.ReasonAlreadyRejected)
 			_, err = e.svc.Publish(ctx, dispatcher, jobs.PublishRequest{JobID: "nope", JobHash: "sha256:" + strings.Repeat("0", 64)})
 			wantErr(t, err, jobs.CodeNotFound, jobs.ReasonNotFound)
-			e.wantKinds(t, pending.ID, "decision")
-			e.wantKinds(t, denied.ID, "decision")
+			// Refusals of the dispatcher, which has standing, are each job's evidence.
+			e.wantKinds(t, pending.ID, "decision,refusal:QUORUM_NOT_MET")
+			e.wantKinds(t, denied.ID, "decision,refusal:NOT_PENDING")
+			e.wantKinds(t, rejected.ID, "decision,rejection,refusal:ALREADY_REJECTED")
 		})
 
-		t.Run("quorum is counted again", func(t *testing.T) {
-			// An approved job whose approvals are missing (as after a re-decision) must not pass.
+		t.Run("an approval the evidence lacks", func(t *testing.T) {
+			// A job row set to approved with no approval in its evidence (a row writer's
+			// shortcut) is refused as tampered, before the quorum is even counted.
 			j := e.decide(t, payment)
 			err := st.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
 				j.Status, j.ApprovedBy, j.ApprovedRole, j.ApprovedAt = store.StatusApproved, alice.ID, "admin", 1
@@ -101,7 +104,7 @@ func TestPublish(t *testing.T) {
 			})
 			wantNoErr(t, err)
 			_, err = publish(j)
-			wantErr(t, err, jobs.CodeFailedPrecondition, jobs.ReasonQuorumNotMet)
+			wantErr(t, err, jobs.CodeDataLoss, jobs.ReasonStoredJobTampered)
 			if got := e.job(t, j.ID); got.Attempt != 0 || got.Status != store.StatusApproved {
 				t.Fatalf("job %+v", got)
 			}
@@ -149,8 +152,8 @@ func TestReportOutcome(t *testing.T) {
 		}
 		_, err = report1(j.ID, 1, false)
 		wantErr(t, err, jobs.CodeFailedPrecondition, jobs.ReasonOutcomeMismatch)
-		evs := e.wantKinds(t, j.ID, "decision,approval,publish,outcome")
-		if ev := evs[3]; ev.Attempt != 1 || ev.Status != "succeeded" || ev.Reason != "exit 0" || ev.ApprovedBy != alice.ID {
+		evs := e.wantKinds(t, j.ID, "decision,approval,publish,refusal:ATTEMPT_MISMATCH,outcome,refusal:OUTCOME_MISMATCH")
+		if ev := evs[4]; ev.Attempt != 1 || ev.Status != "succeeded" || ev.Reason != "exit 0" || ev.ApprovedBy != alice.ID {
 			t.Fatalf("outcome event %+v", ev)
 		}
 
@@ -201,8 +204,8 @@ func TestReplay(t *testing.T) {
 			if third.AlreadyReplayed || third.Job.Attempt != 3 {
 				t.Fatalf("third %+v", third)
 			}
-			evs := e.wantKinds(t, j.ID, "decision,approval,publish,replay,replay")
-			if ev := evs[3]; ev.Attempt != 2 || ev.ReplayReasonCode != jobs.ReplayWorkerOutage ||
+			evs := e.wantKinds(t, j.ID, "decision,approval,publish,refusal:ATTEMPT_MISMATCH,replay,replay")
+			if ev := evs[4]; ev.Attempt != 2 || ev.ReplayReasonCode != jobs.ReplayWorkerOutage ||
 				ev.Reason != "worker pod lost" || ev.Status != "approved_and_published" || ev.At != at {
 				t.Fatalf("replay event %+v", ev)
 			}

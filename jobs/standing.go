@@ -55,7 +55,7 @@ func isSubmitter(p Principal, j *store.Job) bool { return identity.Same(p.ID, j.
 
 // isActor reports whether p is j's actor, as far as standing goes: an actor without a
 // canonical form (stored before actors were checked) gives no one standing.
-func isActor(p Principal, j *store.Job) bool { return identity.Same(p.ID, j.Actor) }
+func isActor(p Principal, j *store.Job) bool { return identity.Confusable(p.ID, j.Actor) }
 
 // mayDecideOn: Approve and Reject. Eligible approvers, and the job's actor and submitter,
 // so that their refused attempts at approving their own job land on its chain.
@@ -111,10 +111,9 @@ func (e *errNoStanding) Error() string { return "no standing" }
 // without standing gets the answer a missing job gets, and its attempt is recorded on its
 // own chain; the job's chain and state are untouched, LOCK_BUSY evidence included.
 func (s *Service) onJob(ctx context.Context, p Principal, c call, may standingFunc, fn jobFunc) error {
-	if !s.outsiders.allows(p.ID, s.clock()) {
-		return rateLimited()
-	}
+	var plain *Error // a refusal whose transaction rolled back, so nothing recorded it yet
 	err := s.write(ctx, c.jobID, func(ctx context.Context, tx store.Tx, now int64) error {
+		plain = nil
 		j, err := tx.GetJob(ctx, c.jobID, true)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -124,21 +123,54 @@ func (s *Service) onJob(ctx context.Context, p Principal, c call, may standingFu
 		case !may(p, &j):
 			return &errNoStanding{exists: true}
 		}
-		return fn(ctx, tx, &j, now)
+		err = fn(ctx, tx, &j, now)
+		if e, ok := err.(*Error); ok {
+			plain = e
+		}
+		return err
 	})
 	var ns *errNoStanding
 	if errors.As(err, &ns) {
 		return s.refuseOutsider(ctx, p, c, ns.exists)
 	}
 	s.recordBusy(ctx, err, p, c.jobID, may)
+	if plain != nil && err == error(plain) {
+		s.recordRefusal(ctx, plain, p, c, may)
+	}
 	return err
+}
+
+// recordRefusal writes the evidence of a refusal of a caller with standing that its own
+// transaction did not write (a publish of a job that is not approved, an approval of a
+// cancelled job, a stale attempt): every refusal of a caller with standing is evidence.
+// The refused transaction rolled back, so this is one of its own, for the job as it is
+// now and only if the caller still has standing; it is best effort. Malformed requests,
+// missing jobs, contention and outages are not refusals of the caller.
+func (s *Service) recordRefusal(ctx context.Context, e *Error, p Principal, c call, may standingFunc) {
+	switch {
+	case ctx.Err() != nil:
+		return
+	case e.Code == CodeFailedPrecondition, e.Code == CodePermissionDenied:
+	case e.Code == CodeAborted && e.Reason != ReasonLockBusy:
+	default:
+		return
+	}
+	err := s.store.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
+		j, err := tx.GetJob(ctx, c.jobID, true)
+		if err != nil || !may(p, &j) {
+			return err
+		}
+		ev := refusalEvent(&j, p, s.nowMicro(), e.Reason, c.name+" refused: "+e.Msg)
+		ev.PresentedHash = c.presented
+		return appendEvent(ctx, tx, &ev)
+	})
+	if err != nil {
+		s.log.Warn("recording a refusal", "job_id", c.jobID, "reason", e.Reason, "err", err)
+	}
 }
 
 // onJobRead is onJob for a call that only reads: fn runs in a read-only transaction.
 func (s *Service) onJobRead(ctx context.Context, p Principal, c call, may standingFunc, fn func(ctx context.Context, tx store.Tx, j *store.Job) error) error {
-	if !s.outsiders.allows(p.ID, s.clock()) {
-		return rateLimited()
-	}
 	err := s.read(ctx, "job", c.jobID, func(ctx context.Context, tx store.Tx) error {
 		j, err := tx.GetJob(ctx, c.jobID, false)
 		switch {
@@ -160,7 +192,9 @@ func (s *Service) onJobRead(ctx context.Context, p Principal, c call, may standi
 
 // refuseOutsider records the attempt of a caller without standing on its own chain and
 // answers as for a job that does not exist. Beyond the per-principal limit it records
-// nothing more and answers RESOURCE_EXHAUSTED, whether or not the job exists.
+// nothing more and answers RESOURCE_EXHAUSTED, whether or not the job exists. The limit
+// is taken here, after standing, so misses never lock a caller out of the jobs it does
+// have standing on.
 func (s *Service) refuseOutsider(ctx context.Context, p Principal, c call, exists bool) error {
 	key, err := identity.Key(p.ID)
 	if err != nil {
@@ -268,14 +302,6 @@ func (l *limiter) level(id string, now time.Time) *bucket {
 		b.at = now
 	}
 	return b
-}
-
-// allows reports whether id has a token left, without taking it: a principal over its
-// limit is refused every lifecycle call until its bucket refills, before any job is read.
-func (l *limiter) allows(id string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.level(id, now).tokens >= 1
 }
 
 // take takes a token of id's, and reports whether there was one.

@@ -5,32 +5,72 @@ import (
 	"fmt"
 
 	"github.com/agate-pdp/agate/canonical"
+	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/store"
 )
 
-// checkStored recomputes the hash of the stored job's content before Publish or Replay
-// hands it out. The stored hash is what was decided and approved; content that no
-// longer hashes to it was changed in the database behind Agate's back. Then nothing is
-// handed out, the job is left as it is, and a conflict event records both hashes.
+// checkStored checks the stored job before Publish or Replay hands it out, against
+// itself and against its own evidence: its content must hash to its stored job_hash;
+// the latest decision event must name that hash and that decision; and a job stored as
+// approved that the event says needs a human must have, after it, the approval that
+// completed its quorum, for the same hash. A row rewritten behind Agate's back — a swapped payload with a
+// matching hash, a status set to approved, a decision turned into allow — fails one of
+// these. Then nothing is handed out, the job is left as it is, and a conflict event
+// records both hashes.
 func checkStored(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64, call string) error {
 	computed := "(content cannot be hashed)"
-	labels, lerr := decodeLabels(j.Labels)
-	if lerr == nil {
-		h, herr := canonical.JobHash(j.Topic, j.Actor, labels, j.Payload)
-		if herr == nil && h == j.Hash {
-			return nil
-		}
-		if herr == nil {
+	if labels, err := decodeLabels(j.Labels); err == nil {
+		if h, err := canonical.JobHash(j.Topic, j.Actor, labels, j.Payload); err == nil {
 			computed = h
 		}
 	}
-	e := conflictEvent(j, p, now, ReasonStoredJobTampered,
-		fmt.Sprintf("%s refused: the stored job's content hashes to %s, not to its stored job_hash", call, computed))
+	events, err := tx.ListEvents(ctx, j.ID)
+	if err != nil {
+		return err
+	}
+	decided, why := chainVerdict(events, j)
+	if computed == j.Hash && why == "" {
+		return nil
+	}
+	if why == "" {
+		why = fmt.Sprintf("the stored job's content hashes to %s, not to its stored job_hash", computed)
+	}
+	e := conflictEvent(j, p, now, ReasonStoredJobTampered, call+" refused: "+why)
 	e.PresentedHash = computed
 	if err := appendEvent(ctx, tx, &e); err != nil {
 		return err
 	}
 	return refuseAfterCommit(&Error{Code: CodeDataLoss, Reason: ReasonStoredJobTampered,
-		Msg:  "the stored job was changed after it was decided: nothing was handed out; restore it and investigate",
-		Meta: map[string]string{"expected_job_hash": j.Hash, "computed_job_hash": computed}})
+		Msg:  "the stored job does not match what was decided and approved: nothing was handed out; restore it and investigate",
+		Meta: map[string]string{"expected_job_hash": decided, "computed_job_hash": computed}})
+}
+
+// chainVerdict compares j with its chain: it returns the hash the latest decision event
+// names (j's stored hash when there is none to compare), and why j disagrees with the
+// chain, or "".
+func chainVerdict(events []evidence.Event, j *store.Job) (decided, why string) {
+	last := -1
+	for i := range events {
+		if events[i].Kind == evidence.KindDecision {
+			last = i
+		}
+	}
+	if last < 0 {
+		return j.Hash, "the job has no decision event"
+	}
+	d := events[last]
+	switch {
+	case d.JobHash != j.Hash:
+		return d.JobHash, fmt.Sprintf("its decision event names job_hash %s, the stored job %s", d.JobHash, j.Hash)
+	case d.Decision != j.Decision:
+		return d.JobHash, fmt.Sprintf("its decision event says %s, the stored job %s", d.Decision, j.Decision)
+	case d.Decision != "require_human" || !approvedStatus(j):
+		return d.JobHash, "" // not approved yet: the lifecycle's own checks refuse it
+	}
+	for _, e := range events[last+1:] {
+		if e.Kind == evidence.KindApproval && e.Status == string(store.StatusApproved) && e.JobHash == j.Hash {
+			return d.JobHash, ""
+		}
+	}
+	return d.JobHash, "it needs a human's approval and its evidence holds none that completed the quorum"
 }

@@ -229,3 +229,23 @@ func FuzzInvalidUTF8Path(f *testing.F) {
 		}
 	})
 }
+
+// A request refused before authentication (the server is still starting) leaves no
+// record of its invalid UTF-8 behind: the codec's table cannot grow without bound.
+func TestStartingServerForgetsCodecRecords(t *testing.T) {
+	t.Parallel()
+	srv, err := New(Config{Auth: NewAuthenticator(must(LoadIdentities(writeTokens(t, authTokens)))(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &agatev1.ApproveRequest{}
+	srv.codec.bad.Store(req, "reason")
+	_, err = srv.attachedUnary(context.Background(), req, &grpc.UnaryServerInfo{FullMethod: "/agate.v1.DecisionService/Approve"},
+		func(context.Context, any) (any, error) { return nil, nil })
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("err = %v, want UNAVAILABLE while starting", err)
+	}
+	if _, kept := srv.codec.bad.Load(req); kept {
+		t.Fatal("the codec's record outlived a request refused while starting")
+	}
+}

@@ -209,6 +209,7 @@ var errStarting = status.Error(codes.Unavailable, "starting: waiting for the dat
 
 func (s *Server) attachedUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	if !s.attached.Load() && !isPublic(info.FullMethod) {
+		_ = s.codec.take(req) // authUnary will not run to forget the codec's record of it
 		return nil, errStarting
 	}
 	return h(ctx, req)
