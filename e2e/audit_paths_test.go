@@ -29,11 +29,13 @@ func (w *workload) first(ctx context.Context, rng *rand.Rand, j *wjob) {
 			w.maybeOutcome(ctx, rng, j, 1)
 		}
 	case "deny":
-		if maybe(rng, j, 30) { // nothing to publish: refused without evidence
-			w.call(j, codes.FailedPrecondition, "NOT_PENDING", func() error {
+		if maybe(rng, j, 30) { // nothing to publish: refused, and evidence, for the dispatcher has standing
+			if w.call(j, codes.FailedPrecondition, "NOT_PENDING", func() error {
 				_, err := w.replica(rng).Publish(as(ctx, tokDispatch), &agatev1.PublishRequest{JobId: j.id, JobHash: j.hash})
 				return err
-			})
+			}) {
+				w.tl.add("refusal", "NOT_PENDING")
+			}
 		}
 	case "approve":
 		first, second := approvers(rng)

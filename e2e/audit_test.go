@@ -133,7 +133,7 @@ func checkAudit(t *testing.T, a *agate, tl *tally) string {
 		statuses[s]++
 	}
 	refusals := map[string]int64{}
-	for _, code := range []string{"ALREADY_REJECTED", "ALREADY_APPROVED", "SELF_APPROVAL"} {
+	for _, code := range []string{"ALREADY_REJECTED", "ALREADY_APPROVED", "SELF_APPROVAL", "NOT_PENDING"} {
 		if n["refusal:"+code] > 0 {
 			refusals[code] = n["refusal:"+code]
 		}
