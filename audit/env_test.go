@@ -154,7 +154,7 @@ func newEnv(t *testing.T, backend string) *env {
 		Cache: cache, Clock: e.clock.Now}); err != nil {
 		t.Fatal(err)
 	}
-	if e.audit, err = audit.New(audit.Config{Store: e.st, PublicKey: testKey.Public().(ed25519.PublicKey),
+	if e.audit, err = audit.New(audit.Config{Store: e.st, Key: testKey,
 		Cache: cache, Clock: e.clock.Now}); err != nil {
 		t.Fatal(err)
 	}

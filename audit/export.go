@@ -2,7 +2,9 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 
@@ -12,15 +14,40 @@ import (
 
 // ExportFormat is the format of the exports Export writes. Format 1 (no manifest)
 // held every checkpoint but only the window's chains, so it could not prove itself
-// complete.
-const ExportFormat = 2
+// complete; format 2's manifest was not signed, so it could be edited to match a file
+// that lost checkpoints.
+const ExportFormat = 3
 
-// Manifest says what an export covers. It is not signed: it tells a verifier what to
-// expect, and the checkpoints prove what is there.
+// Manifest says what an export covers, signed by the exporting replica's evidence key:
+// a verifier expects exactly the checkpoints FirstCheckpoint to LastCheckpoint, the
+// last one with hash LastHash.
 type Manifest struct {
 	Format                          int32
-	Since, Until                    int64 // the window requested
-	FirstCheckpoint, LastCheckpoint int64 // seqs of the export's checkpoints; 0 when none
+	Since, Until                    int64  // the window requested
+	FirstCheckpoint, LastCheckpoint int64  // seqs of the export's checkpoints; 0 when none
+	LastHash                        string // hash of checkpoint LastCheckpoint; "" when none
+	KeyID                           string // of the key that signed it
+	Signature                       []byte // Ed25519 over ManifestMessage(m); nil before format 3
+}
+
+// ManifestMessage is what the exporting replica's key signs: every field of m but
+// the signature and its key id.
+func ManifestMessage(m *Manifest) []byte {
+	return fmt.Appendf(nil, "agate export manifest v1\nformat=%d\nsince=%d\nuntil=%d\nfirst=%d\nlast=%d\nlast_hash=%q",
+		m.Format, m.Since, m.Until, m.FirstCheckpoint, m.LastCheckpoint, m.LastHash)
+}
+
+// Sign signs m with key, the evidence signing key.
+func (m *Manifest) Sign(key ed25519.PrivateKey) {
+	pub, _ := key.Public().(ed25519.PublicKey)
+	m.KeyID = evidence.KeyID(pub)
+	m.Signature = ed25519.Sign(key, ManifestMessage(m))
+}
+
+// signedBy reports whether pub signed m.
+func (m *Manifest) signedBy(pub ed25519.PublicKey) bool {
+	return len(pub) == ed25519.PublicKeySize && evidence.KeyID(pub) == m.KeyID &&
+		ed25519.Verify(pub, ManifestMessage(m), m.Signature)
 }
 
 // ExportItem is one item of an export: the manifest (first), an event or a checkpoint.
@@ -30,7 +57,10 @@ type ExportItem struct {
 	Checkpoint *store.Checkpoint
 }
 
-// Export hands emit the manifest, then every chain with an event in w and every chain
+// errNoExportKey: a Service without Config.Key cannot sign an export's manifest.
+var errNoExportKey = errors.New("audit: no evidence signing key configured (Config.Key): an export's manifest cannot be signed")
+
+// Export hands emit the manifest, signed with the evidence key, then every chain with an event in w and every chain
 // sealed by a checkpoint of the window, whole and in chain order (so each chain
 // verifies on its own), then the window's checkpoints in order. The window's
 // checkpoints are those whose time is in w widened by the sealing window on both
@@ -42,6 +72,9 @@ type ExportItem struct {
 func (s *Service) Export(ctx context.Context, w Window, emit func(ExportItem) error) error {
 	if err := w.check(); err != nil {
 		return err
+	}
+	if s.key == nil {
+		return errNoExportKey
 	}
 	lookback := micros(SealWindow(s.maxSkew))
 	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
@@ -60,7 +93,7 @@ func (s *Service) Export(ctx context.Context, w Window, emit func(ExportItem) er
 		if m.FirstCheckpoint == 0 {
 			m.FirstCheckpoint = c.Seq
 		}
-		m.LastCheckpoint = c.Seq
+		m.LastCheckpoint, m.LastHash = c.Seq, c.Hash
 		return nil
 	})
 	if err != nil {
@@ -77,6 +110,7 @@ func (s *Service) Export(ctx context.Context, w Window, emit func(ExportItem) er
 			return err
 		}
 	}
+	m.Sign(s.key)
 	if err := emit(ExportItem{Manifest: m}); err != nil {
 		return err
 	}

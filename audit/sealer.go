@@ -293,7 +293,7 @@ func (s *Sealer) settle(committed *store.Checkpoint, err error) error {
 		if errors.Is(err, store.ErrUnavailable) {
 			continue
 		}
-		if werr := s.witness.Abort(c); werr != nil {
+		if werr := s.witness.Abort(c, s.key); werr != nil {
 			s.log.Error("witness: recording an aborted checkpoint", "seq", c.Seq, "err", werr)
 		}
 	}
@@ -304,7 +304,7 @@ func (s *Sealer) settle(committed *store.Checkpoint, err error) error {
 // the store runs the callback again only after rolling the attempt back.
 func (s *Sealer) pendingAbort() error {
 	for _, c := range s.pending {
-		if err := s.witness.Abort(c); err != nil {
+		if err := s.witness.Abort(c, s.key); err != nil {
 			return fmt.Errorf("%w: %w", errWitness, err)
 		}
 	}

@@ -44,10 +44,13 @@ var SealLookback = SealWindow(DefaultMaxClockSkew)
 // pageLimit is how many rows one query reads while walking a window.
 const pageLimit = 1000
 
-// Config is what a Service needs. Store and PublicKey are required.
+// Config is what a Service needs. Store and PublicKey (or Key) are required.
 type Config struct {
 	Store     store.Store
-	PublicKey ed25519.PublicKey // verifies checkpoints; served to auditors for pinning
+	PublicKey ed25519.PublicKey // verifies checkpoints; served to auditors for pinning; default Key's
+	// Key is the evidence signing key, which signs export manifests: a Service
+	// without it cannot Export. Its public half must be PublicKey.
+	Key ed25519.PrivateKey
 	// TrustedKeys are further keys verification trusts, e.g. the key rotated from.
 	// Keys a valid rotation connects to PublicKey are trusted without being listed.
 	TrustedKeys  []ed25519.PublicKey
@@ -61,6 +64,7 @@ type Config struct {
 type Service struct {
 	store   store.Store
 	pub     ed25519.PublicKey
+	key     ed25519.PrivateKey  // signs export manifests; nil: no export
 	trusted []ed25519.PublicKey // pub first
 	maxSkew time.Duration
 	cache   *snapshots.Cache
@@ -73,10 +77,22 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("audit: Config.Store is required")
 	}
+	if cfg.Key != nil {
+		if len(cfg.Key) != ed25519.PrivateKeySize {
+			return nil, errors.New("audit: Config.Key must be an Ed25519 private key")
+		}
+		pub, _ := cfg.Key.Public().(ed25519.PublicKey)
+		if cfg.PublicKey == nil {
+			cfg.PublicKey = pub
+		}
+		if !pub.Equal(cfg.PublicKey) {
+			return nil, errors.New("audit: Config.Key is not the private half of Config.PublicKey")
+		}
+	}
 	if len(cfg.PublicKey) != ed25519.PublicKeySize {
 		return nil, errors.New("audit: Config.PublicKey must be an Ed25519 public key")
 	}
-	s := &Service{store: cfg.Store, pub: cfg.PublicKey, cache: cfg.Cache, settle: cfg.Settle, clock: cfg.Clock,
+	s := &Service{store: cfg.Store, pub: cfg.PublicKey, key: cfg.Key, cache: cfg.Cache, settle: cfg.Settle, clock: cfg.Clock,
 		trusted: append([]ed25519.PublicKey{cfg.PublicKey}, cfg.TrustedKeys...), maxSkew: cfg.MaxClockSkew}
 	if s.cache == nil {
 		c, err := snapshots.NewCache(snapshots.DefaultCacheSize)

@@ -45,9 +45,11 @@ type Trust struct {
 	// Keys are the pinned public keys (at least one). Keys that a valid rotation
 	// connects to a pinned key are trusted too; see evidence.SigningKeys.
 	Keys []ed25519.PublicKey
-	// Witnessed are checkpoints read from witness files (see ReadWitness). Each one a
+	// Witnessed are the records of witness files (see ReadWitness). Each checkpoint a
 	// trusted key signed must be among the checkpoints verified, unless a valid one
-	// took its position; its heads are checked like those of any checkpoint.
+	// took its position; its heads are checked like those of any checkpoint, unless a
+	// trusted key signed an abort record of it and a valid checkpoint took its
+	// position. An abort record no trusted key signed is reported.
 	Witnessed []WitnessedCheckpoint
 	// Originals are events from a copy kept elsewhere (an earlier export). Where a
 	// chain fails and the copy's chain verifies, the first event that differs is named.
@@ -83,7 +85,7 @@ func (s *Service) VerifyWith(ctx context.Context, w Window, trust Trust) (Report
 	if err != nil {
 		return Report{}, err
 	}
-	v := newVerifier(trust, cps, false, false)
+	v := newVerifier(trust, cps, storeSpan)
 	err = s.eachChain(ctx, w, func(job string, events []evidence.Event) error {
 		v.chain(job, events)
 		return nil
@@ -106,15 +108,29 @@ type Export struct {
 
 // VerifyExport checks an export offline, as Verify checks the store: its checkpoints
 // (in any order) under trust, and each exported chain. It also proves the export
-// complete: every chain a checkpoint in the file seals must be in it, up to the
-// sealed head. An export without a manifest (format 1) held every checkpoint from the
-// first but only the window's chains; with legacy set, such a file's absent chains are
-// not reported.
+// complete against its manifest, which a trusted key must have signed (see
+// checkManifest): the file holds exactly the checkpoints the manifest names, and
+// every chain a checkpoint in the file seals, up to the sealed head. Witness records
+// are checked over the manifest's range of checkpoints, whether the file holds them or
+// not.
+//
+// With legacy set, exports made before manifests were signed verify: one without a
+// manifest (format 1, which held every checkpoint from the first but only the window's
+// chains) is not checked for absent chains, and an unsigned manifest (format 2) is
+// taken as it is. Neither proves the file complete.
 func VerifyExport(trust Trust, exp Export, legacy bool) Report {
 	cps := slices.Clone(exp.Checkpoints)
 	slices.SortFunc(cps, func(a, b store.Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) })
-	windowed := exp.Manifest != nil && exp.Manifest.FirstCheckpoint > 1
-	v := newVerifier(trust, cps, windowed, true)
+	span := fileSpan(exp.Manifest, cps)
+	v := newVerifier(trust, cps, span)
+	if exp.Manifest == nil && !legacy {
+		v.out.Problems = append(v.out.Problems, Problem{Problem: evidence.Problem{Kind: evidence.Deleted,
+			Detail: "the export has no manifest, so nothing shows that it holds its newest checkpoints; " +
+				"an export made before exports carried one verifies only with --legacy"}})
+	}
+	if exp.Manifest != nil {
+		v.checkManifest(trust, exp.Manifest, cps, legacy)
+	}
 	var order []string
 	chains := map[string][]evidence.Event{}
 	for _, e := range exp.Events {
@@ -132,6 +148,89 @@ func VerifyExport(trust Trust, exp Export, legacy bool) Report {
 	return v.report()
 }
 
+// span is the checkpoints a verification expects, First to Last (Last 0: none;
+// LastOpen: every one from First on, as in the store), and whether a witness record
+// beyond them may be checked.
+type span struct {
+	First, Last int64
+	LastOpen    bool
+}
+
+// storeSpan is what the store must hold: every checkpoint from the first.
+var storeSpan = span{First: 1, LastOpen: true}
+
+// fileSpan is what an export must hold: the manifest's range; without a manifest
+// (format 1), its own checkpoints, from the first.
+func fileSpan(m *Manifest, cps []store.Checkpoint) span {
+	switch {
+	case m != nil && m.FirstCheckpoint > 0:
+		return span{First: m.FirstCheckpoint, Last: max(m.LastCheckpoint, 0)}
+	case m != nil:
+		return span{First: 1} // none
+	case len(cps) == 0:
+		return span{First: 1}
+	default:
+		return span{First: 1, Last: cps[len(cps)-1].Seq}
+	}
+}
+
+func (s span) holds(seq int64) bool { return seq >= s.First && (s.LastOpen || seq <= s.Last) }
+
+// checkManifest checks an export's manifest: its signature, by the key in force at the
+// file's last checkpoint or by a pinned key (unsigned only with legacy); its fields;
+// that an open window starts at the first checkpoint; and that the file's last
+// checkpoint is the one it names. newVerifier checked that the file holds exactly
+// its range.
+func (v *verifier) checkManifest(trust Trust, m *Manifest, cps []store.Checkpoint, legacy bool) {
+	bad := func(kind evidence.ProblemKind, format string, args ...any) {
+		v.out.Problems = append(v.out.Problems, Problem{Problem: evidence.Problem{Kind: kind,
+			Detail: "the export's manifest " + fmt.Sprintf(format, args...)}})
+	}
+	switch {
+	case len(m.Signature) == 0 && !legacy:
+		bad(BadSignature, "is not signed, so it may have been edited to match a file that lost checkpoints; "+
+			"an export made before manifests were signed verifies only with --legacy")
+	case len(m.Signature) > 0 && !v.manifestSigned(trust, m, cps):
+		bad(BadSignature, "(format %d, checkpoints %d to %d) is not signed by a trusted key: it was edited, or signed by another key",
+			m.Format, m.FirstCheckpoint, m.LastCheckpoint)
+	}
+	switch {
+	case m.FirstCheckpoint < 0 || m.LastCheckpoint < 0 || m.LastCheckpoint < m.FirstCheckpoint ||
+		(m.FirstCheckpoint == 0) != (m.LastCheckpoint == 0):
+		bad(evidence.Modified, "names checkpoints %d to %d, which is no range", m.FirstCheckpoint, m.LastCheckpoint)
+	case m.Since == 0 && m.Until == 0 && m.FirstCheckpoint > 1:
+		bad(evidence.Deleted, "says the window is open, which starts at checkpoint 1, but it starts at checkpoint %d", m.FirstCheckpoint)
+	}
+	if m.LastHash == "" || m.LastCheckpoint == 0 {
+		if len(m.Signature) > 0 && m.LastCheckpoint > 0 {
+			bad(evidence.Modified, "names no hash for its last checkpoint")
+		}
+		return
+	}
+	if i, ok := slices.BinarySearchFunc(cps, m.LastCheckpoint, func(c store.Checkpoint, seq int64) int {
+		return cmp.Compare(c.Seq, seq)
+	}); ok && cps[i].Hash != m.LastHash {
+		bad(evidence.Modified, "names checkpoint %d with hash %s, but the file's has %s", m.LastCheckpoint, m.LastHash, cps[i].Hash)
+	}
+}
+
+// manifestSigned reports whether a trusted key signed m: the key in force at the
+// file's last checkpoint (a pinned key, or one a valid rotation connects to one), or a
+// pinned key.
+func (v *verifier) manifestSigned(trust Trust, m *Manifest, cps []store.Checkpoint) bool {
+	keys := slices.Clone(trust.Keys)
+	if len(cps) > 0 {
+		plain := make([]evidence.Checkpoint, len(cps))
+		for i := range cps {
+			plain[i] = cps[i].Checkpoint
+		}
+		if k := evidence.SigningKeys(trust.Keys, plain)[len(cps)-1]; k != nil {
+			keys = append(keys, k)
+		}
+	}
+	return slices.ContainsFunc(keys, m.signedBy)
+}
+
 // verifier accumulates a verification.
 type verifier struct {
 	sealed    map[string][]evidence.Head // every head a valid checkpoint sealed, by chain, seq ascending
@@ -143,7 +242,9 @@ type verifier struct {
 	out       Report
 }
 
-func newVerifier(trust Trust, cps []store.Checkpoint, windowed, export bool) *verifier {
+// newVerifier checks cps (in seq order), which must be exactly the checkpoints of sp,
+// and the witness records of sp, and returns a verifier ready for the chains.
+func newVerifier(trust Trust, cps []store.Checkpoint, sp span) *verifier {
 	v := &verifier{sealed: map[string][]evidence.Head{}, upTo: map[string]int64{}, seen: map[string]bool{},
 		lookback: micros(SealWindow(trust.MaxClockSkew)), originals: map[string][]evidence.Event{}}
 	plain := make([]evidence.Checkpoint, len(cps))
@@ -152,17 +253,25 @@ func newVerifier(trust Trust, cps []store.Checkpoint, windowed, export bool) *ve
 	}
 	keys := evidence.SigningKeys(trust.Keys, plain)
 	bySeq := make(map[int64]*store.Checkpoint, len(cps))
+	valid := make(map[int64]bool, len(cps))
 	for i, c := range cps {
 		bySeq[c.Seq] = &cps[i]
 		v.out.CheckpointsVerified++
 		ok := v.checkpoint(keys[i], c)
-		v.link(cps, i, windowed)
+		v.link(cps, i, sp)
 		if ok {
+			valid[c.Seq] = true
 			v.seal(c.Checkpoint)
 		}
 	}
-	lo, hi := witnessRange(cps, export)
-	v.witnessed(trust, cps, keys, bySeq, lo, hi)
+	if !sp.LastOpen {
+		from := sp.First
+		if len(cps) > 0 {
+			from = max(from, cps[len(cps)-1].Seq+1)
+		}
+		v.missing(from, sp.Last)
+	}
+	v.witnessed(trust, cps, keys, bySeq, valid, sp)
 	for _, e := range trust.Originals {
 		v.originals[e.JobID] = append(v.originals[e.JobID], e)
 	}
@@ -208,28 +317,36 @@ func (v *verifier) checkpoint(key ed25519.PublicKey, c store.Checkpoint) bool {
 }
 
 // link checks that checkpoint i follows the one before it: no seq is missing and its
-// prev_hash names its predecessor's hash. A windowed export starts at its first
-// checkpoint, whose predecessor it does not hold.
-func (v *verifier) link(cps []store.Checkpoint, i int, windowed bool) {
+// prev_hash names its predecessor's hash. The first must be sp's first (with no
+// predecessor when that is checkpoint 1); a windowed export does not hold the
+// predecessor of its first checkpoint. A checkpoint outside sp was added.
+func (v *verifier) link(cps []store.Checkpoint, i int, sp span) {
 	c := cps[i]
-	from := int64(1)
-	switch {
-	case i > 0:
-		from = cps[i-1].Seq + 1
-	case windowed:
-		from = c.Seq
+	if !sp.holds(c.Seq) {
+		v.checkpointProblem(c, evidence.Inserted, fmt.Sprintf("checkpoint %d is outside the export's manifest, which names checkpoints %d to %d",
+			c.Seq, sp.First, sp.Last))
+		return
 	}
-	for seq := from; seq < c.Seq; seq++ {
-		v.out.Problems = append(v.out.Problems, Problem{Problem: evidence.Problem{Seq: seq, Kind: evidence.Deleted,
-			Detail: fmt.Sprintf("checkpoint %d is missing", seq)}})
+	from := sp.First
+	if i > 0 {
+		from = max(from, cps[i-1].Seq+1)
 	}
+	v.missing(from, c.Seq-1)
 	switch {
 	case c.Seq != from:
 		// Reported above (or a duplicate seq, which the store cannot hold).
-	case i == 0 && !windowed && c.PrevHash != "":
+	case from == 1 && c.PrevHash != "":
 		v.checkpointProblem(c, evidence.Modified, "the first checkpoint links to a previous one")
-	case i > 0 && c.PrevHash != cps[i-1].Hash:
+	case i > 0 && cps[i-1].Seq == c.Seq-1 && c.PrevHash != cps[i-1].Hash:
 		v.checkpointProblem(c, evidence.Modified, fmt.Sprintf("does not link to checkpoint %d", cps[i-1].Seq))
+	}
+}
+
+// missing reports checkpoints from to to (inclusive) missing.
+func (v *verifier) missing(from, to int64) {
+	for seq := from; seq <= to; seq++ {
+		v.out.Problems = append(v.out.Problems, Problem{Problem: evidence.Problem{Seq: seq, Kind: evidence.Deleted,
+			Detail: fmt.Sprintf("checkpoint %d is missing", seq)}})
 	}
 }
 

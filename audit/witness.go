@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,12 +24,16 @@ import (
 // sealed. Each line is one record:
 //
 //	{"checkpoint": {...}}             written and fsynced before the checkpoint commits
-//	{"aborted": {"seq": N, "hash": H}} that checkpoint did not commit after all
+//	{"aborted": {"seq": N, "hash": H, "key_id": K, "signature": S}}
+//	                                  that checkpoint did not commit after all
 //
 // A checkpoint is witnessed before its transaction commits, so none can commit
-// unwitnessed; a transaction that then fails is marked aborted. Only a process that
-// dies between the two leaves a witnessed checkpoint that never committed, and a
-// valid checkpoint at the same position later shows that.
+// unwitnessed; a transaction that then fails is marked aborted, the record signed by
+// the evidence key (AbortMessage), so that whoever can append to the file cannot
+// excuse a checkpoint dropped from the database. Verification gives an abort weight
+// only once another valid checkpoint holds its position: until then the aborted
+// checkpoint is reported like a dropped one, as is a checkpoint whose process died
+// between the two.
 
 // witnessRecord is one line of a witness file.
 type witnessRecord struct {
@@ -39,8 +42,16 @@ type witnessRecord struct {
 }
 
 type witnessAbort struct {
-	Seq  int64  `json:"seq"`
-	Hash string `json:"hash"`
+	Seq       int64  `json:"seq"`
+	Hash      string `json:"hash"`
+	KeyID     string `json:"key_id,omitempty"`
+	Signature []byte `json:"signature,omitempty"` // Ed25519 over AbortMessage(Seq, Hash)
+}
+
+// AbortMessage is what the evidence key signs to record that the checkpoint at seq
+// with hash did not commit.
+func AbortMessage(seq int64, hash string) []byte {
+	return fmt.Appendf(nil, "agate witness abort v1\n%d\n%q", seq, hash)
 }
 
 type witnessCheckpoint struct {
@@ -123,9 +134,15 @@ func (w *Witness) Append(c store.Checkpoint) error {
 	return w.write(witnessRecord{Checkpoint: toWitness(c)})
 }
 
-// Abort records that c, appended before, did not commit.
-func (w *Witness) Abort(c store.Checkpoint) error {
-	return w.write(witnessRecord{Aborted: &witnessAbort{Seq: c.Seq, Hash: c.Hash}})
+// Abort records that c, appended before, did not commit, signed with key (the
+// evidence key that signed c).
+func (w *Witness) Abort(c store.Checkpoint, key ed25519.PrivateKey) error {
+	if len(key) != ed25519.PrivateKeySize {
+		return errors.New("audit: witness: an abort record must be signed with an Ed25519 private key")
+	}
+	pub, _ := key.Public().(ed25519.PublicKey)
+	return w.write(witnessRecord{Aborted: &witnessAbort{Seq: c.Seq, Hash: c.Hash, KeyID: evidence.KeyID(pub),
+		Signature: ed25519.Sign(key, AbortMessage(c.Seq, c.Hash))}})
 }
 
 func (w *Witness) write(r witnessRecord) error {
@@ -145,23 +162,32 @@ func (w *Witness) write(r witnessRecord) error {
 	return nil
 }
 
-// WitnessedCheckpoint is a checkpoint as a witness file holds it.
+// WitnessedCheckpoint is one record of a witness file: a checkpoint, or, with Abort
+// set, a record that the checkpoint at Seq with Hash did not commit (the other fields
+// are then empty).
 type WitnessedCheckpoint struct {
 	store.Checkpoint
-	Source string // "file:line"
+	Source string        // "file:line"
+	Abort  *WitnessAbort // set on an abort record
+}
+
+// WitnessAbort is the signature of an abort record.
+type WitnessAbort struct {
+	KeyID     string
+	Signature []byte // Ed25519 over AbortMessage(Seq, Hash)
 }
 
 // maxWitnessLine bounds one line: a checkpoint's heads are ~150 bytes each.
 const maxWitnessLine = 256 << 20
 
-// ReadWitness reads a witness file: the checkpoints it holds, less those it marks
-// aborted. name labels the records' Source. A torn last line (a crash mid-write of a
-// checkpoint that therefore never committed) is ignored.
+// ReadWitness reads a witness file: its checkpoint and abort records, in file order.
+// name labels the records' Source. A torn last line (a crash mid-write of a checkpoint
+// that therefore never committed) is ignored. Whether an abort record counts is for
+// verification to decide: see Trust.Witnessed.
 func ReadWitness(r io.Reader, name string) ([]WitnessedCheckpoint, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), maxWitnessLine)
 	var out []WitnessedCheckpoint
-	aborted := map[witnessAbort]bool{}
 	var pendingErr error
 	for n := 1; sc.Scan(); n++ {
 		if pendingErr != nil {
@@ -175,11 +201,13 @@ func ReadWitness(r io.Reader, name string) ([]WitnessedCheckpoint, error) {
 			pendingErr = fmt.Errorf("%s:%d: %w", name, n, err)
 			continue
 		}
-		switch {
-		case rec.Checkpoint != nil:
-			out = append(out, WitnessedCheckpoint{Checkpoint: rec.Checkpoint.checkpoint(), Source: fmt.Sprintf("%s:%d", name, n)})
-		case rec.Aborted != nil:
-			aborted[*rec.Aborted] = true
+		source := fmt.Sprintf("%s:%d", name, n)
+		switch a := rec.Aborted; {
+		case rec.Checkpoint != nil && a == nil:
+			out = append(out, WitnessedCheckpoint{Checkpoint: rec.Checkpoint.checkpoint(), Source: source})
+		case a != nil && rec.Checkpoint == nil:
+			out = append(out, WitnessedCheckpoint{Checkpoint: store.Checkpoint{Seq: a.Seq, Checkpoint: evidence.Checkpoint{Hash: a.Hash}},
+				Source: source, Abort: &WitnessAbort{KeyID: a.KeyID, Signature: a.Signature}})
 		default:
 			pendingErr = fmt.Errorf("%s:%d: neither a checkpoint nor an abort", name, n)
 		}
@@ -187,9 +215,7 @@ func ReadWitness(r io.Reader, name string) ([]WitnessedCheckpoint, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return slices.DeleteFunc(out, func(w WitnessedCheckpoint) bool {
-		return aborted[witnessAbort{Seq: w.Seq, Hash: w.Hash}]
-	}), nil
+	return out, nil
 }
 
 // ReadWitnessFile reads the witness file at path.
@@ -202,11 +228,15 @@ func ReadWitnessFile(path string) ([]WitnessedCheckpoint, error) {
 	return ReadWitness(f, path)
 }
 
-// witnessed checks the witnessed checkpoints against the verified ones (cps, signed by
-// keys) and adds the heads of every one a trusted key signed: a witnessed checkpoint
-// whose position holds nothing was dropped (within [lo, hi], the positions the
-// verified set can hold), and the chains it sealed must still match its heads.
-func (v *verifier) witnessed(trust Trust, cps []store.Checkpoint, keys []ed25519.PublicKey, bySeq map[int64]*store.Checkpoint, lo, hi int64) {
+// witnessed checks the witness records of sp against the verified checkpoints (cps,
+// in seq order, signed by keys; valid: the seqs of those that verified) and adds the
+// heads of every witnessed checkpoint a trusted key signed: one whose position holds
+// nothing was dropped, and the chains it sealed must still match its heads. An abort
+// record excuses its checkpoint (its heads do not count) only when the key in force at
+// its position, or a pinned key, signed it and another valid checkpoint holds that
+// position; one no trusted key signed is reported, as the witness was altered.
+func (v *verifier) witnessed(trust Trust, cps []store.Checkpoint, keys []ed25519.PublicKey, bySeq map[int64]*store.Checkpoint,
+	valid map[int64]bool, sp span) {
 	if len(trust.Witnessed) == 0 {
 		return
 	}
@@ -215,7 +245,7 @@ func (v *verifier) witnessed(trust Trust, cps []store.Checkpoint, keys []ed25519
 	merged := slices.Clone(cps)
 	extra := map[int64]bool{}
 	for _, w := range trust.Witnessed {
-		if _, ok := bySeq[w.Seq]; !ok && !extra[w.Seq] {
+		if _, ok := bySeq[w.Seq]; !ok && !extra[w.Seq] && w.Abort == nil {
 			extra[w.Seq] = true
 			merged = append(merged, w.Checkpoint)
 		}
@@ -232,13 +262,32 @@ func (v *verifier) witnessed(trust Trust, cps []store.Checkpoint, keys []ed25519
 	for i, c := range cps {
 		keyAt[c.Seq] = keys[i]
 	}
-	reported := map[int64]bool{}
+	type position struct {
+		seq  int64
+		hash string
+	}
+	aborted := map[position]bool{}
 	for _, w := range trust.Witnessed {
-		if w.Seq < lo || w.Seq > hi {
+		if w.Abort == nil || !sp.holds(w.Seq) {
 			continue
 		}
 		v.out.WitnessedVerified++
-		if c, ok := bySeq[w.Seq]; ok && c.Hash == w.Hash {
+		if !abortSigned(w, append([]ed25519.PublicKey{keyAt[w.Seq]}, trust.Keys...)) {
+			v.out.Problems = append(v.out.Problems, Problem{Problem: evidence.Problem{Seq: w.Seq, Kind: BadSignature,
+				Detail: fmt.Sprintf("abort record %s (of checkpoint %d, hash %s) is not signed by a trusted key: the witness file was altered, "+
+					"or was written before abort records were signed", w.Source, w.Seq, w.Hash)}})
+			continue
+		}
+		aborted[position{w.Seq, w.Hash}] = true
+	}
+	reported := map[int64]bool{}
+	for _, w := range trust.Witnessed {
+		if w.Abort != nil || !sp.holds(w.Seq) {
+			continue
+		}
+		v.out.WitnessedVerified++
+		c, held := bySeq[w.Seq]
+		if held && c.Hash == w.Hash {
 			continue // the same checkpoint: verified already
 		}
 		key := keyAt[w.Seq]
@@ -251,10 +300,13 @@ func (v *verifier) witnessed(trust Trust, cps []store.Checkpoint, keys []ed25519
 				Detail: fmt.Sprintf("witness record %s does not verify under the trusted keys: the witness file was altered", w.Source)}})
 			continue
 		}
+		if aborted[position{w.Seq, w.Hash}] && valid[w.Seq] {
+			continue // it did not commit, and another checkpoint took its position
+		}
 		v.seal(w.Checkpoint.Checkpoint)
-		if _, ok := bySeq[w.Seq]; ok || reported[w.Seq] {
-			// Another valid checkpoint holds the position: this one never committed
-			// (its replica died before the commit); its heads still count.
+		if held || reported[w.Seq] {
+			// Another checkpoint holds the position: this one never committed (its
+			// replica died before the commit); its heads still count.
 			continue
 		}
 		reported[w.Seq] = true
@@ -263,17 +315,12 @@ func (v *verifier) witnessed(trust Trust, cps []store.Checkpoint, keys []ed25519
 	}
 }
 
-// witnessRange is the positions a witness record may be checked at: every one for
-// the store, which must hold them all; an export's own range for a file, which cannot
-// hold checkpoints written after it.
-func witnessRange(cps []store.Checkpoint, export bool) (lo, hi int64) {
-	if !export {
-		return 1, math.MaxInt64
-	}
-	if len(cps) == 0 {
-		return 1, 0
-	}
-	return cps[0].Seq, cps[len(cps)-1].Seq
+// abortSigned reports whether one of keys (nil ones skipped) signed the abort record w.
+func abortSigned(w WitnessedCheckpoint, keys []ed25519.PublicKey) bool {
+	msg := AbortMessage(w.Seq, w.Hash)
+	return slices.ContainsFunc(keys, func(k ed25519.PublicKey) bool {
+		return len(k) == ed25519.PublicKeySize && evidence.KeyID(k) == w.Abort.KeyID && ed25519.Verify(k, msg, w.Abort.Signature)
+	})
 }
 
 // errWitness wraps a failure to write the witness: sealing stops rather than write a

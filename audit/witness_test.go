@@ -15,7 +15,8 @@ import (
 // TestWitness: the witness file holds every checkpoint the sealer wrote; with it,
 // verification finds the newest checkpoint dropped and the chain it alone sealed
 // deleted, which the database alone cannot show. An altered witness record is
-// reported, and a record marked aborted counts for nothing.
+// reported, and a record marked aborted does not excuse a checkpoint whose position
+// nothing else holds.
 func TestWitness(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, e *env) {
@@ -71,12 +72,22 @@ func TestWitness(t *testing.T) {
 			t.Errorf("altered witness record: %+v", rep.Problems)
 		}
 
-		// A record marked aborted (its transaction did not commit) is not expected.
-		if err := w.Abort(store.Checkpoint{Seq: last.Seq, Checkpoint: last.Checkpoint}); err != nil {
+		// A record marked aborted, even signed, excuses nothing while no other
+		// checkpoint holds its position (see TestWitnessAbortWeight).
+		if err := w.Abort(store.Checkpoint{Seq: last.Seq, Checkpoint: last.Checkpoint}, testKey); err != nil {
 			t.Fatal(err)
 		}
-		if n := len(must(audit.ReadWitnessFile(path))(t)); n != 1 {
-			t.Errorf("after the abort the witness holds %d checkpoints, want 1", n)
+		trust.Witnessed = must(audit.ReadWitnessFile(path))(t)
+		if n := len(trust.Witnessed); n != 3 || trust.Witnessed[2].Abort == nil {
+			t.Errorf("after the abort the witness holds %d records, want 2 checkpoints and the abort", n)
+		}
+		rep = must(e.audit.VerifyWith(ctx, audit.Window{}, trust))(t)
+		got = map[string]bool{}
+		for _, p := range rep.Problems {
+			got[problemKey(p)] = true
+		}
+		if !got["deleted checkpoint #2"] || !got["deleted pay-2 #1 "] || rep.WitnessedVerified != 3 {
+			t.Errorf("a signed abort of a checkpoint whose position nothing holds excused it: %+v", rep.Problems)
 		}
 		// A torn last line, from a crash mid-write, is ignored; a bad line before
 		// others is not.

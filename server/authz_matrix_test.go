@@ -259,7 +259,7 @@ func startMatrixServer(t *testing.T, st store.Store) *matrixServer {
 		t.Fatal(err)
 	}
 	key := ed25519.NewKeyFromSeed(make([]byte, 32))
-	au, err := audit.New(audit.Config{Store: st, PublicKey: key.Public().(ed25519.PublicKey)})
+	au, err := audit.New(audit.Config{Store: st, Key: key})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,7 +74,8 @@ func CheckpointFromWire(w *agatev1.Checkpoint) store.Checkpoint {
 
 func wireManifest(m *audit.Manifest) *agatev1.ExportManifest {
 	return &agatev1.ExportManifest{Format: m.Format, Since: m.Since, Until: m.Until,
-		FirstCheckpointSeq: m.FirstCheckpoint, LastCheckpointSeq: m.LastCheckpoint}
+		FirstCheckpointSeq: m.FirstCheckpoint, LastCheckpointSeq: m.LastCheckpoint,
+		LastCheckpointHash: m.LastHash, KeyId: m.KeyID, Signature: m.Signature}
 }
 
 // ReadExport reads what `grpcurl … ExportEvidence` prints: a sequence of JSON
@@ -102,7 +103,8 @@ func ReadExport(r io.Reader) (audit.Export, error) {
 		case item.GetManifest() != nil && n == 1:
 			m := item.GetManifest()
 			out.Manifest = &audit.Manifest{Format: m.GetFormat(), Since: m.GetSince(), Until: m.GetUntil(),
-				FirstCheckpoint: m.GetFirstCheckpointSeq(), LastCheckpoint: m.GetLastCheckpointSeq()}
+				FirstCheckpoint: m.GetFirstCheckpointSeq(), LastCheckpoint: m.GetLastCheckpointSeq(),
+				LastHash: m.GetLastCheckpointHash(), KeyID: m.GetKeyId(), Signature: m.GetSignature()}
 		case item.GetManifest() != nil:
 			return audit.Export{}, fmt.Errorf("export item %d: a manifest must come first", n)
 		default:

@@ -74,7 +74,8 @@ func TestReadExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	rcp := store.Checkpoint{Seq: 3, Checkpoint: rot}
-	manifest := &audit.Manifest{Format: audit.ExportFormat, Since: 1, Until: 2, FirstCheckpoint: 2, LastCheckpoint: 3}
+	manifest := &audit.Manifest{Format: audit.ExportFormat, Since: 1, Until: 2, FirstCheckpoint: 2, LastCheckpoint: 3, LastHash: rcp.Hash}
+	manifest.Sign(ed25519.NewKeyFromSeed(make([]byte, 32)))
 	var b strings.Builder
 	for _, m := range []*agatev1.ExportEvidenceResponse{
 		{Item: &agatev1.ExportEvidenceResponse_Manifest{Manifest: wireManifest(manifest)}},
@@ -158,7 +159,7 @@ func startEvidenceServer(t *testing.T, withAudit bool) *evidenceServer {
     tokens_sha256: ["`+sha("tok-decide")+`"]
 `)))(t))}
 	if withAudit {
-		if es.audit, err = audit.New(audit.Config{Store: st, PublicKey: key.Public().(ed25519.PublicKey)}); err != nil {
+		if es.audit, err = audit.New(audit.Config{Store: st, Key: key}); err != nil {
 			t.Fatal(err)
 		}
 		cfg.Audit = es.audit

@@ -27,7 +27,8 @@ const evidenceUsage = `usage:
       flag to pin several) and, with --witness, against the checkpoints witness files
       hold; --original names an earlier export kept elsewhere, to pin a change to the
       exact event. Exit status 1 when anything was modified, deleted, inserted or
-      reordered, or an export lacks a chain its checkpoints seal
+      reordered, or an export lacks a checkpoint its signed manifest names or a chain its
+      checkpoints seal; --legacy accepts exports made before manifests were signed
   agate evidence public-key [--evidence-key FILE | --db DB]
       print the public half of the checkpoint signing key, for pinning
   agate evidence keygen --out FILE
@@ -79,7 +80,7 @@ func evidenceVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	original := flags.String("original", "", "an earlier export of the same evidence, kept elsewhere, to name the exact event changed")
 	since := flags.Int64("since", 0, "with --db: only chains with an event at or after this time (µs)")
 	until := flags.Int64("until", 0, "with --db: only chains with an event before this time (µs)")
-	legacy := flags.Bool("legacy", false, "accept an export made before exports carried a manifest, without proving it complete")
+	legacy := flags.Bool("legacy", false, "accept an export made before its manifest was signed (or before it had one), without proving it complete")
 	skew := flags.Duration("max-clock-skew", audit.DefaultMaxClockSkew, "the --max-clock-skew the replicas ran with")
 	if err := parseFlags(flags, args); err != nil {
 		return err
@@ -165,8 +166,12 @@ func verifyFile(path string, trust audit.Trust, legacy bool, stderr io.Writer) (
 	if err != nil {
 		return audit.Report{}, err
 	}
-	if exp.Manifest == nil && legacy {
+	switch {
+	case !legacy:
+	case exp.Manifest == nil:
 		fmt.Fprintln(stderr, "note: an export made before exports carried a manifest: its integrity is verified, its completeness is not")
+	case len(exp.Manifest.Signature) == 0:
+		fmt.Fprintln(stderr, "note: an export made before manifests were signed: its integrity is verified, its completeness is not proven")
 	}
 	return audit.VerifyExport(trust, exp, legacy), nil
 }
@@ -187,8 +192,8 @@ func verifyDB(ctx context.Context, db string, trust audit.Trust, w audit.Window)
 	return a.VerifyWith(ctx, w, trust)
 }
 
-// problemLine prints a problem as "kind where: detail", where is job=… seq=… event=…
-// or checkpoint=… seq=….
+// problemLine prints a problem as "kind where: detail", where is job=… seq=… event=…,
+// checkpoint=… seq=…, or manifest.
 func problemLine(p audit.Problem) string {
 	parts := []string{string(p.Kind)}
 	switch {
@@ -196,10 +201,14 @@ func problemLine(p audit.Problem) string {
 		parts = append(parts, "job="+p.JobID)
 	case p.CheckpointID != "":
 		parts = append(parts, "checkpoint="+p.CheckpointID)
+	case p.Seq == 0: // no checkpoint has seq 0: the problem is the export's manifest
+		parts = append(parts, "manifest")
 	default:
 		parts = append(parts, "checkpoint")
 	}
-	parts = append(parts, fmt.Sprintf("seq=%d", p.Seq))
+	if p.Seq != 0 {
+		parts = append(parts, fmt.Sprintf("seq=%d", p.Seq))
+	}
 	if p.EventID != "" {
 		parts = append(parts, "event="+p.EventID)
 	}

@@ -110,7 +110,7 @@ func startEvidence(ctx context.Context, cfg serveConfig, st store.Store, cache *
 	case from != nil:
 		log.Info("evidence signing key already rotated: --evidence-rotate-from is no longer needed", "key_id", evidence.KeyID(pub))
 	}
-	rt.Auditor, err = audit.New(audit.Config{Store: st, PublicKey: pub, TrustedKeys: trusted, Cache: cache,
+	rt.Auditor, err = audit.New(audit.Config{Store: st, Key: key, TrustedKeys: trusted, Cache: cache,
 		Settle: cfg.EvidenceSettle, Clock: clock, MaxClockSkew: cfg.MaxClockSkew})
 	if err != nil {
 		rt.Close()

@@ -178,15 +178,40 @@ func TestEvidenceVerifyFile(t *testing.T) {
 		PolicySnapshot: e.PolicySnapshot, JobHash: e.JobHash, Status: e.Status, Hash: e.Hash}
 	ck := &agatev1.Checkpoint{CheckpointId: cp.ID, Seq: 1, At: cp.At, MerkleRoot: cp.Root, Hash: cp.Hash,
 		Signature: cp.Signature, KeyId: cp.KeyID, Heads: []*agatev1.ChainHead{{JobId: e.JobID, Seq: e.Seq, Hash: e.Hash}}}
-	good := item(&agatev1.ExportEvidenceResponse{Item: &agatev1.ExportEvidenceResponse_Event{Event: ev}}) +
+	m := &audit.Manifest{Format: audit.ExportFormat, FirstCheckpoint: 1, LastCheckpoint: 1, LastHash: cp.Hash}
+	m.Sign(key)
+	manifest := func(m *audit.Manifest) string {
+		return item(&agatev1.ExportEvidenceResponse{Item: &agatev1.ExportEvidenceResponse_Manifest{Manifest: &agatev1.ExportManifest{
+			Format: m.Format, Since: m.Since, Until: m.Until, FirstCheckpointSeq: m.FirstCheckpoint, LastCheckpointSeq: m.LastCheckpoint,
+			LastCheckpointHash: m.LastHash, KeyId: m.KeyID, Signature: m.Signature}}})
+	}
+	body := item(&agatev1.ExportEvidenceResponse{Item: &agatev1.ExportEvidenceResponse_Event{Event: ev}}) +
 		item(&agatev1.ExportEvidenceResponse{Item: &agatev1.ExportEvidenceResponse_Checkpoint{Checkpoint: ck}})
 	pub := hex.EncodeToString(key.Public().(ed25519.PublicKey))
-	out, errs, code := runArgs(t, "evidence", "verify", "--file", write(t, "export.json", good), "--public-key", pub)
+	out, errs, code := runArgs(t, "evidence", "verify", "--file", write(t, "export.json", manifest(m)+body), "--public-key", pub)
 	if code != 0 || !strings.Contains(out, "ok: verified 1 events in 1 chains, 1 checkpoints") {
 		t.Fatalf("verify file: exit %d\n%s%s", code, out, errs)
 	}
+	// The manifest is signed: one edited to say the window was bounded is reported,
+	// and so is one whose signature was stripped, unless --legacy accepts it.
+	edited := *m
+	edited.Since = 5
+	out, _, code = runArgs(t, "evidence", "verify", "--file", write(t, "edited.json", manifest(&edited)+body), "--public-key", pub)
+	if code != 1 || !strings.Contains(out, "bad_signature manifest: the export's manifest") {
+		t.Errorf("verify an edited manifest: exit %d\n%s", code, out)
+	}
+	unsigned := *m
+	unsigned.KeyID, unsigned.Signature = "", nil
+	file := write(t, "unsigned.json", manifest(&unsigned)+body)
+	if out, _, code = runArgs(t, "evidence", "verify", "--file", file, "--public-key", pub); code != 1 || !strings.Contains(out, "is not signed") {
+		t.Errorf("verify an unsigned manifest: exit %d\n%s", code, out)
+	}
+	if out, errs, code = runArgs(t, "evidence", "verify", "--file", file, "--public-key", pub, "--legacy"); code != 0 ||
+		!strings.Contains(errs, "before manifests were signed") {
+		t.Errorf("verify an unsigned manifest, --legacy: exit %d\n%s%s", code, out, errs)
+	}
 	ev.Reason = "edited"
-	bad := item(&agatev1.ExportEvidenceResponse{Item: &agatev1.ExportEvidenceResponse_Event{Event: ev}}) +
+	bad := manifest(m) + item(&agatev1.ExportEvidenceResponse{Item: &agatev1.ExportEvidenceResponse_Event{Event: ev}}) +
 		item(&agatev1.ExportEvidenceResponse{Item: &agatev1.ExportEvidenceResponse_Checkpoint{Checkpoint: ck}})
 	out, _, code = runArgs(t, "evidence", "verify", "--file", write(t, "bad.json", bad), "--public-key", pub)
 	if code != 1 || !strings.Contains(out, "modified job=job-1 seq=1 event=01J1") {
@@ -200,14 +225,19 @@ func TestEvidenceVerifyFile(t *testing.T) {
 // fixtureKey signed the exports in testdata, made before exports carried a manifest.
 const fixtureKey = "eda77405a5d79787dfdace61e7c09797a4c0e213b8fe7ba9a29177f62e45d096"
 
-// TestEvidenceVerifyOldExports: exports made before the manifest still verify. A whole
-// one proves itself complete as it is; a windowed one held every checkpoint but only
-// the window's chains, so its absent chains are named unless --legacy accepts it.
+// TestEvidenceVerifyOldExports: exports made before the manifest verify with --legacy
+// only: without a signed manifest nothing shows that they hold their newest
+// checkpoints. A windowed one held every checkpoint but only the window's chains, so
+// its absent chains are named too.
 func TestEvidenceVerifyOldExports(t *testing.T) {
 	t.Parallel()
 	out, errs, code := runArgs(t, "evidence", "verify", "--file", "testdata/export-v1.json", "--public-key", fixtureKey)
+	if code != 1 || !strings.Contains(out, "deleted manifest: the export has no manifest") {
+		t.Errorf("whole export, strict: exit %d\n%s%s", code, out, errs)
+	}
+	out, errs, code = runArgs(t, "evidence", "verify", "--file", "testdata/export-v1.json", "--public-key", fixtureKey, "--legacy")
 	if code != 0 || !strings.Contains(out, "ok: verified 13 events in 7 chains, 6 checkpoints") {
-		t.Errorf("whole export: exit %d\n%s%s", code, out, errs)
+		t.Errorf("whole export, --legacy: exit %d\n%s%s", code, out, errs)
 	}
 	out, errs, code = runArgs(t, "evidence", "verify", "--file", "testdata/export-v1-window.json", "--public-key", fixtureKey)
 	if code != 1 || !strings.Contains(out, "deleted job=job-0 ") || !strings.Contains(out, "none of its events is here") {

@@ -1332,8 +1332,9 @@ func (*ExportEvidenceResponse_Checkpoint) isExportEvidenceResponse_Item() {}
 
 func (*ExportEvidenceResponse_Manifest) isExportEvidenceResponse_Item() {}
 
-// ExportManifest says what an export covers. It is not signed: it tells the
-// verifier what to expect, and the checkpoints prove what is there.
+// ExportManifest says what an export covers, signed by the exporting replica's
+// evidence key: the verifier expects exactly the checkpoints it names, so none can be
+// removed from the file (with the chains only they sealed) unnoticed.
 type ExportManifest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Export format version: 2 (exports without a manifest are version 1).
@@ -1346,8 +1347,15 @@ type ExportManifest struct {
 	FirstCheckpointSeq int64 `protobuf:"varint,4,opt,name=first_checkpoint_seq,proto3" json:"first_checkpoint_seq,omitempty"`
 	// seq of the last checkpoint in the export; 0 when it holds none.
 	LastCheckpointSeq int64 `protobuf:"varint,5,opt,name=last_checkpoint_seq,proto3" json:"last_checkpoint_seq,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// hash of the last checkpoint in the export; empty when it holds none.
+	LastCheckpointHash string `protobuf:"bytes,6,opt,name=last_checkpoint_hash,proto3" json:"last_checkpoint_hash,omitempty"`
+	// key_id of the key that signed the manifest.
+	KeyId string `protobuf:"bytes,7,opt,name=key_id,proto3" json:"key_id,omitempty"`
+	// Ed25519 signature over the fields above (see audit.ManifestMessage); empty in
+	// exports made before manifests were signed (format 2).
+	Signature     []byte `protobuf:"bytes,8,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExportManifest) Reset() {
@@ -1413,6 +1421,27 @@ func (x *ExportManifest) GetLastCheckpointSeq() int64 {
 		return x.LastCheckpointSeq
 	}
 	return 0
+}
+
+func (x *ExportManifest) GetLastCheckpointHash() string {
+	if x != nil {
+		return x.LastCheckpointHash
+	}
+	return ""
+}
+
+func (x *ExportManifest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *ExportManifest) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
 }
 
 // StatsRequest names the window to count.
@@ -2062,13 +2091,16 @@ const file_agate_v1_evidence_service_proto_rawDesc = "" +
 	"checkpoint\x18\x02 \x01(\v2\x14.agate.v1.CheckpointH\x00R\n" +
 	"checkpoint\x126\n" +
 	"\bmanifest\x18\x03 \x01(\v2\x18.agate.v1.ExportManifestH\x00R\bmanifestB\x06\n" +
-	"\x04item\"\xba\x01\n" +
+	"\x04item\"\xa4\x02\n" +
 	"\x0eExportManifest\x12\x16\n" +
 	"\x06format\x18\x01 \x01(\x05R\x06format\x12\x14\n" +
 	"\x05since\x18\x02 \x01(\x03R\x05since\x12\x14\n" +
 	"\x05until\x18\x03 \x01(\x03R\x05until\x122\n" +
 	"\x14first_checkpoint_seq\x18\x04 \x01(\x03R\x14first_checkpoint_seq\x120\n" +
-	"\x13last_checkpoint_seq\x18\x05 \x01(\x03R\x13last_checkpoint_seq\":\n" +
+	"\x13last_checkpoint_seq\x18\x05 \x01(\x03R\x13last_checkpoint_seq\x122\n" +
+	"\x14last_checkpoint_hash\x18\x06 \x01(\tR\x14last_checkpoint_hash\x12\x16\n" +
+	"\x06key_id\x18\a \x01(\tR\x06key_id\x12\x1c\n" +
+	"\tsignature\x18\b \x01(\fR\tsignature\":\n" +
 	"\fStatsRequest\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x03R\x05since\x12\x14\n" +
 	"\x05until\x18\x02 \x01(\x03R\x05until\"\x9f\a\n" +
