@@ -49,8 +49,10 @@ func TestCommitTimeSerializationFailure(t *testing.T) {
 					t.Errorf("transaction %d failed before COMMIT: the failure was not at commit time", i)
 				}
 			}
-			if got, want := r.calls.Load(), int64(3-c.wantBusy); got != want {
-				t.Errorf("%d callback runs, want %d (one retry of the loser)", got, want)
+			// Without retries each transaction runs once. With them the loser runs again;
+			// under load both may fail at COMMIT and retry, so more runs are fine.
+			if got, want := r.calls.Load(), int64(3-c.wantBusy); got < want || c.attempts == 1 && got != want {
+				t.Errorf("%d callback runs, want %d (a retry of the loser)", got, want)
 			}
 			err := s.Read(t.Context(), func(ctx context.Context, tx store.Tx) error {
 				n, err := tx.CountJobs(ctx, []store.Status{store.StatusPendingApproval}, "")
