@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -425,5 +426,27 @@ func TestOIDCApprovalEvidence(t *testing.T) {
 	}
 	if methods["decision"] != AuthToken {
 		t.Errorf("decision auth_method %q, want %q", methods["decision"], AuthToken)
+	}
+}
+
+// TestReadmeOIDCExampleLoads: the README's OIDC tokens file is one Agate accepts.
+func TestReadmeOIDCExampleLoads(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "#### OIDC sign-in")
+	_, block, ok2 := strings.Cut(section, "```yaml\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README.md has no yaml block under #### OIDC sign-in")
+	}
+	ids, err := LoadIdentities(writeTokens(t, block))
+	if err != nil {
+		t.Fatalf("the README's example: %v", err)
+	}
+	if ids.OIDCIssuer() != "https://login.example.com/oauth2/default" {
+		t.Errorf("issuer %q", ids.OIDCIssuer())
 	}
 }
