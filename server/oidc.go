@@ -160,7 +160,9 @@ func (a *oidcAuth) discover(ctx context.Context) (*oidc.IDTokenVerifier, error) 
 	if !a.tried.IsZero() && a.now().Sub(a.tried) < a.retry {
 		return nil, errors.New("the issuer's discovery failed recently; not retrying yet")
 	}
-	ctx, cancel := context.WithTimeout(ctx, oidcFetchTimeout)
+	// The fetch outlives the caller's deadline: a caller that sends a JWT with a tiny
+	// deadline must not fail discovery for everyone until the next retry.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), oidcFetchTimeout)
 	defer cancel()
 	p, err := oidc.NewProvider(oidc.ClientContext(ctx, a.client), a.cfg.Issuer)
 	if err != nil {
@@ -376,7 +378,8 @@ func (k *jwksCache) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
 		return k.keys, nil
 	}
 	k.fetched = k.now()
-	ctx, cancel := context.WithTimeout(ctx, oidcFetchTimeout)
+	// As for discovery: a caller's own short deadline must not spend the refresh.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), oidcFetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
 	if err != nil {

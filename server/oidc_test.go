@@ -450,3 +450,35 @@ func TestReadmeOIDCExampleLoads(t *testing.T) {
 		t.Errorf("issuer %q", ids.OIDCIssuer())
 	}
 }
+
+// TestOIDCCancelledCallerSpoilsNothing: a caller whose deadline has passed cannot make
+// discovery or a key refresh fail for everyone until the next retry.
+func TestOIDCCancelledCallerSpoilsNothing(t *testing.T) {
+	t.Parallel()
+	iss := newTestIssuer(t)
+	k1, k2 := newKey(t), newKey(t)
+	iss.publish("k1", k1)
+	ids, err := LoadIdentities(writeTokens(t, oidcTokens(iss.url())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var skew atomic.Int64 // how far the key cache's clock is ahead
+	ids.oidc.keys.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	a := NewAuthenticator(ids)
+	cancelled := func(tok string) {
+		ctx, cancel := context.WithCancel(metadata.NewIncomingContext(context.Background(),
+			metadata.Pairs("authorization", "Bearer "+tok)))
+		cancel()
+		_, _ = a.Authenticate(ctx)
+	}
+	cancelled(sign(t, "k1", k1, claims(iss.url(), nil))) // the first call runs discovery
+	if _, err := authAs(a, sign(t, "k1", k1, claims(iss.url(), nil))); err != nil {
+		t.Fatalf("after a cancelled caller's discovery: %v", err)
+	}
+	iss.publish("k2", k2)
+	skew.Store(int64(2 * oidcKeyRefresh))                // the next unknown key id may refetch
+	cancelled(sign(t, "k2", k2, claims(iss.url(), nil))) // this one triggers the refresh
+	if _, err := authAs(a, sign(t, "k2", k2, claims(iss.url(), nil))); err != nil {
+		t.Fatalf("after a cancelled caller's key refresh: %v", err)
+	}
+}
