@@ -110,7 +110,7 @@ func (a *Authenticator) Authenticate(ctx context.Context) (jobs.Principal, error
 
 // logRefusal logs a refused JWT's reason, which names no bearer material.
 func (a *Authenticator) logRefusal(err error) {
-	var oe *errOIDC
+	var oe *oidcError
 	if a.log == nil || !errors.As(err, &oe) {
 		return
 	}

@@ -145,10 +145,10 @@ func newOIDCAuth(cfg oidcConfig, reserved map[string]bool) *oidcAuth {
 		keys: &jwksCache{client: client, now: time.Now, minRefresh: oidcKeyRefresh}}
 }
 
-// errOIDC wraps why a JWT was refused; the caller only ever sees errUnauthenticated.
-type errOIDC struct{ why error }
+// oidcError wraps why a JWT was refused; the caller only ever sees errUnauthenticated.
+type oidcError struct{ why error }
 
-func (e *errOIDC) Error() string { return "oidc: " + e.why.Error() }
+func (e *oidcError) Error() string { return "oidc: " + e.why.Error() }
 
 // discover returns the verifier, running discovery when it has not yet succeeded.
 func (a *oidcAuth) discover(ctx context.Context) (*oidc.IDTokenVerifier, error) {
@@ -195,33 +195,33 @@ func (a *oidcAuth) discover(ctx context.Context) (*oidc.IDTokenVerifier, error) 
 }
 
 // authenticate verifies a JWT and maps it to a principal. Any failure refuses the call.
-// The error, an *errOIDC, is for the log only.
+// The error, an *oidcError, is for the log only.
 func (a *oidcAuth) authenticate(ctx context.Context, raw string) (jobs.Principal, error) {
 	v, err := a.discover(ctx)
 	if err != nil {
-		return jobs.Principal{}, &errOIDC{err}
+		return jobs.Principal{}, &oidcError{err}
 	}
 	tok, err := v.Verify(ctx, raw)
 	if err != nil {
-		return jobs.Principal{}, &errOIDC{err}
+		return jobs.Principal{}, &oidcError{err}
 	}
 	if !slices.ContainsFunc(tok.Audience, func(aud string) bool { return slices.Contains(a.cfg.Audiences, aud) }) {
-		return jobs.Principal{}, &errOIDC{fmt.Errorf("audience %q is not among oidc.audiences", tok.Audience)}
+		return jobs.Principal{}, &oidcError{fmt.Errorf("audience %q is not among oidc.audiences", tok.Audience)}
 	}
 	var claims map[string]json.RawMessage
 	if err := tok.Claims(&claims); err != nil {
-		return jobs.Principal{}, &errOIDC{err}
+		return jobs.Principal{}, &oidcError{err}
 	}
 	if err := a.checkNotBefore(claims); err != nil {
-		return jobs.Principal{}, &errOIDC{err}
+		return jobs.Principal{}, &oidcError{err}
 	}
 	id, err := a.principalID(claims)
 	if err != nil {
-		return jobs.Principal{}, &errOIDC{err}
+		return jobs.Principal{}, &oidcError{err}
 	}
 	roles, err := a.roles(claims)
 	if err != nil {
-		return jobs.Principal{}, &errOIDC{err}
+		return jobs.Principal{}, &oidcError{err}
 	}
 	return jobs.Principal{ID: id, Roles: roles, Auth: a.method}, nil
 }
