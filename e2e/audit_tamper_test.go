@@ -166,13 +166,13 @@ func insertEvent(t *testing.T, raw rawDB, e evidence.Event) {
 	raw(t, `INSERT INTO evidence (job_id, seq, event_id, trace_id, kind, at, actor, principal, decision,
 		approval_required, rule_id, reason, matched_rules, policy_snapshot, previous_snapshot, job_hash,
 		presented_hash, approved_by, approved_role, approved_at, status, attempt, conflict,
-		replay_reason_code, repeat, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-		$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)`,
+		replay_reason_code, repeat, prev_hash, hash, auth_method) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+		$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)`,
 		e.JobID, e.Seq, e.EventID, null(e.TraceID), string(e.Kind), e.At, null(e.Actor), e.Principal,
 		null(e.Decision), e.ApprovalRequired, null(e.RuleID), null(e.Reason), matched,
 		null(e.PolicySnapshot), null(e.PreviousSnapshot), null(e.JobHash), null(e.PresentedHash),
 		null(e.ApprovedBy), null(e.ApprovedRole), null(e.ApprovedAt), null(e.Status), null(e.Attempt),
-		null(e.Conflict), null(e.ReplayReasonCode), e.Repeat, null(e.PrevHash), e.Hash)
+		null(e.Conflict), null(e.ReplayReasonCode), e.Repeat, null(e.PrevHash), e.Hash, null(e.AuthMethod))
 }
 
 var problemLine = regexp.MustCompile(`^(\w+) (?:job=(\S+)|checkpoint=?(\S*)) seq=(\d+)(?: event=(\S+))?: `)

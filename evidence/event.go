@@ -81,6 +81,7 @@ type Event struct {
 	Conflict         string   // conflict or refusal reason code, e.g. SNAPSHOT_DRIFT
 	ReplayReasonCode string   // bounded replay reason code
 	Repeat           bool     // an idempotent repeat (already_approved, already_rejected, ...)
+	AuthMethod       string   // how Principal authenticated: token, certificate, certificate+token or oidc:<issuer>
 	PrevHash         string   // Hash of the previous event in the chain ("" for seq 1)
 	Hash             string   // sha256 over the canonical form of every other field
 }
@@ -102,7 +103,9 @@ var ErrIncomplete = errors.New("evidence: incomplete event")
 func (e *MissingFieldsError) Is(target error) bool { return target == ErrIncomplete }
 
 // fields returns the event's fields by wire name, for hashing and completeness checks.
-// Zero values are included: the hash covers exactly what is stored.
+// Zero values are included: the hash covers exactly what is stored. auth_method is the
+// exception: it came after events were first sealed, so it is a member only when set,
+// and an event sealed before it existed hashes to what it always did.
 func (e *Event) fields() map[string]any {
 	m := map[string]any{
 		"event_id": e.EventID, "job_id": e.JobID, "seq": e.Seq, "trace_id": e.TraceID,
@@ -120,6 +123,9 @@ func (e *Event) fields() map[string]any {
 		rules[i] = r
 	}
 	m["matched_rules"] = rules
+	if e.AuthMethod != "" {
+		m["auth_method"] = e.AuthMethod
+	}
 	return m
 }
 
@@ -147,6 +153,9 @@ func (e *Event) appendCanonical(dst []byte) ([]byte, error) {
 	o.String("approved_role", e.ApprovedRole)
 	o.Int("at", e.At)
 	o.Int("attempt", e.Attempt)
+	if e.AuthMethod != "" {
+		o.String("auth_method", e.AuthMethod)
+	}
 	o.String("conflict", e.Conflict)
 	o.String("decision", e.Decision)
 	o.String("event_id", e.EventID)

@@ -28,6 +28,27 @@ func TestHashFormMatchesFieldsMap(t *testing.T) {
 	sameForm(t, &Event{}) // every member at its zero value
 }
 
+// TestHashFormBeforeAuthMethod: an event without auth_method, such as every event sealed
+// before the field existed, hashes exactly as it did then, so old chains still verify;
+// with it, the hash covers it.
+func TestHashFormBeforeAuthMethod(t *testing.T) {
+	t.Parallel()
+	e := fullEvent(KindApproval)
+	e.Seq, e.PrevHash, e.AuthMethod = 2, "sha256:prev", ""
+	// Computed by the release before auth_method existed.
+	const sealedBefore = "sha256:c39cb5b3355c5d7fd59d85b84ba2a9afab8e61b328be36d8518d564ecec6e243"
+	if h, err := e.ComputeHash(); err != nil || h != sealedBefore {
+		t.Fatalf("hash without auth_method = %s, %v; want %s", h, err, sealedBefore)
+	}
+	for _, m := range []string{"token", "certificate", "oidc:https://login.example.com"} {
+		e.AuthMethod = m
+		sameForm(t, &e)
+		if h, _ := e.ComputeHash(); h == sealedBefore {
+			t.Errorf("auth_method %q leaves the hash unchanged", m)
+		}
+	}
+}
+
 func FuzzHashForm(f *testing.F) {
 	f.Add("job_1", "agent-7", "why \"quoted\"\n", "rule-a", int64(1), int64(1_700_000_000_000_000), true)
 	f.Add("", "", "", "", int64(-1), int64(1<<53+1), false)

@@ -17,6 +17,7 @@ func fullEvent(k Kind) Event {
 		JobHash: "sha256:8c4f", PresentedHash: "sha256:9d5e", ApprovedBy: "alice@example.com",
 		ApprovedRole: "admin", ApprovedAt: 1775037723000000, Status: "approved_and_published",
 		Attempt: 1, Conflict: "SNAPSHOT_DRIFT", ReplayReasonCode: "WORKER_OUTAGE",
+		AuthMethod: "oidc:https://login.example.com",
 	}
 }
 
@@ -48,6 +49,7 @@ var blank = map[string]func(*Event){
 	"previous_snapshot": func(e *Event) { e.PreviousSnapshot = "" },
 	"presented_hash":    func(e *Event) { e.PresentedHash = "" },
 	"repeat":            func(e *Event) { e.Repeat = false },
+	"auth_method":       func(e *Event) { e.AuthMethod = "" },
 }
 
 // chainKinds is the kind sequence of a typical approved, published job.

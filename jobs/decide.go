@@ -170,7 +170,7 @@ func idInUse(ctx context.Context, tx store.Tx, p Principal, jobID string, now in
 		return err // checkPrincipal refused it first
 	}
 	e := evidence.Event{JobID: evidence.PrincipalChain(key), Kind: evidence.KindRefusal, At: now,
-		Principal: p.ID, Conflict: ReasonJobIDInUse,
+		Principal: p.ID, AuthMethod: p.Auth, Conflict: ReasonJobIDInUse,
 		Reason: "Decide of job " + jobID + ": the job id is in use by another submitter"}
 	if err := appendEvent(ctx, tx, &e); err != nil {
 		return err

@@ -21,6 +21,7 @@ func jobEvent(k evidence.Kind, j *store.Job, p Principal, at int64) evidence.Eve
 		At:               at,
 		Actor:            j.Actor,
 		Principal:        p.ID,
+		AuthMethod:       p.Auth,
 		Decision:         j.Decision,
 		ApprovalRequired: j.ApprovalRequired,
 		RuleID:           j.RuleID,

@@ -99,7 +99,7 @@ func activateIn(ctx context.Context, tx store.Tx, id string, p Principal, now in
 		return "", false, err
 	}
 	e := evidence.Event{
-		JobID: evidence.PolicyChain, Kind: evidence.KindPolicyActivation, At: now, Principal: p.ID,
+		JobID: evidence.PolicyChain, Kind: evidence.KindPolicyActivation, At: now, Principal: p.ID, AuthMethod: p.Auth,
 		PolicySnapshot: id, PreviousSnapshot: prev, Reason: "activated",
 	}
 	return prev, true, appendEvent(ctx, tx, &e)

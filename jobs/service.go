@@ -83,6 +83,9 @@ func (s *Service) Close() {
 type Principal struct {
 	ID    string
 	Roles []string
+	// Auth is how the caller authenticated, recorded as evidence's auth_method: "token",
+	// "certificate", "certificate+token" or "oidc:<issuer>"; empty for Agate itself.
+	Auth string
 }
 
 // HasRole reports whether p holds role r.

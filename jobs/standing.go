@@ -210,7 +210,7 @@ func (s *Service) refuseOutsider(ctx context.Context, p Principal, c call, exist
 	}
 	err = s.write(ctx, "", func(ctx context.Context, tx store.Tx, now int64) error {
 		e := evidence.Event{JobID: evidence.PrincipalChain(key), Kind: evidence.KindRefusal, At: now,
-			Principal: p.ID, Conflict: EvidenceNoStanding, PresentedHash: c.presented,
+			Principal: p.ID, AuthMethod: p.Auth, Conflict: EvidenceNoStanding, PresentedHash: c.presented,
 			Reason: fmt.Sprintf("%s of job %s: %s", c.name, c.jobID, why)}
 		return appendEvent(ctx, tx, &e)
 	})

@@ -2,8 +2,11 @@ package server
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
@@ -23,11 +26,21 @@ const (
 	RolePolicyAdmin = "policy-admin"
 )
 
+// How a principal authenticated, as evidence records it (auth_method). An OIDC principal
+// is recorded as AuthOIDCPrefix followed by its token's issuer.
+const (
+	AuthToken       = "token"
+	AuthCertificate = "certificate"
+	AuthOIDCPrefix  = "oidc:"
+)
+
 // Authenticator resolves the caller of a request. Its identities can be swapped at run
 // time (SIGHUP reloads the tokens file) without locking the request path.
 type Authenticator struct {
 	ids         atomic.Pointer[Identities]
 	requireCert bool
+	log         *slog.Logger
+	lastLog     atomic.Int64 // unix ns of the last refused-JWT log line
 }
 
 // AuthOption tunes an Authenticator.
@@ -37,6 +50,10 @@ type AuthOption func(*Authenticator)
 // authenticated call; a bearer token alone is then refused. The TLS listener must
 // demand certificates too (tls.RequireAndVerifyClientCert).
 func RequireClientCert() AuthOption { return func(a *Authenticator) { a.requireCert = true } }
+
+// AuthLog logs, at most every ten seconds, why a JWT was refused: the caller hears only
+// "invalid credentials", and a misconfigured audience or issuer needs saying somewhere.
+func AuthLog(log *slog.Logger) AuthOption { return func(a *Authenticator) { a.log = log } }
 
 // NewAuthenticator returns an authenticator over ids.
 func NewAuthenticator(ids *Identities, opts ...AuthOption) *Authenticator {
@@ -74,18 +91,34 @@ func (a *Authenticator) Authenticate(ctx context.Context) (jobs.Principal, error
 	byToken, hasToken, err := ids.bearer(ctx)
 	switch {
 	case err != nil:
+		a.logRefusal(err)
 		return jobs.Principal{}, errUnauthenticated
 	case hasToken && hasCert:
 		if !identity.Same(byToken.ID, byCert.ID) {
 			return jobs.Principal{}, errUnauthenticated
 		}
+		byCert.Auth = AuthCertificate + "+" + byToken.Auth
 		return byCert, nil
 	case hasToken:
 		return byToken, nil
 	case hasCert:
+		byCert.Auth = AuthCertificate
 		return byCert, nil
 	}
 	return jobs.Principal{}, errUnauthenticated
+}
+
+// logRefusal logs a refused JWT's reason, which names no bearer material.
+func (a *Authenticator) logRefusal(err error) {
+	var oe *oidcError
+	if a.log == nil || !errors.As(err, &oe) {
+		return
+	}
+	now, last := time.Now().UnixNano(), a.lastLog.Load()
+	if now-last < int64(10*time.Second) || !a.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	a.log.Warn("refused an OIDC bearer token", "err", oe.Error())
 }
 
 // bearer resolves the authorization header. No header is not an error; a header that
@@ -105,11 +138,20 @@ func (ids *Identities) bearer(ctx context.Context) (jobs.Principal, bool, error)
 	if !ok || !strings.EqualFold(scheme, "bearer") || tok == "" {
 		return jobs.Principal{}, false, errUnauthenticated
 	}
-	p, ok := ids.token(tok)
-	if !ok {
-		return jobs.Principal{}, false, errUnauthenticated
+	if p, ok := ids.token(tok); ok {
+		p.Auth = AuthToken
+		return p, true, nil
 	}
-	return p, true, nil
+	// Only a value that is no listed token and has the form of a JWT is tried as one;
+	// a JWT that fails verification authenticates nobody, by no other means either.
+	if ids.oidc != nil && looksLikeJWT(tok) {
+		p, err := ids.oidc.authenticate(ctx, tok)
+		if err != nil {
+			return jobs.Principal{}, false, err
+		}
+		return p, true, nil
+	}
+	return jobs.Principal{}, false, errUnauthenticated
 }
 
 // peerCertificate maps the connection's verified client certificate, if any.

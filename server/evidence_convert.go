@@ -27,7 +27,7 @@ func wireEvent(e *evidence.Event) *agatev1.EvidenceEvent {
 		Status: e.Status, Attempt: e.Attempt, Conflict: e.Conflict, MatchedRules: e.MatchedRules,
 		PreviousSnapshot: e.PreviousSnapshot, ReplayReasonCode: e.ReplayReasonCode,
 		PresentedHash: e.PresentedHash, Principal: e.Principal, Repeat: e.Repeat,
-		PrevHash: e.PrevHash, Hash: e.Hash,
+		PrevHash: e.PrevHash, Hash: e.Hash, AuthMethod: e.AuthMethod,
 	}
 }
 
@@ -42,6 +42,7 @@ func EventFromWire(w *agatev1.EvidenceEvent) evidence.Event {
 		ApprovedBy: w.GetApprovedBy(), ApprovedRole: w.GetApprovedRole(), ApprovedAt: w.GetApprovedAt(),
 		Status: w.GetStatus(), Attempt: w.GetAttempt(), Conflict: w.GetConflict(),
 		ReplayReasonCode: w.GetReplayReasonCode(), Repeat: w.GetRepeat(), PrevHash: w.GetPrevHash(), Hash: w.GetHash(),
+		AuthMethod: w.GetAuthMethod(),
 	}
 }
 

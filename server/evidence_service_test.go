@@ -36,7 +36,7 @@ func fullEvent() evidence.Event {
 		PolicySnapshot: "snap_b", PreviousSnapshot: "snap_a", JobHash: "sha256:aa", PresentedHash: "sha256:bb",
 		ApprovedBy: "alice@example.com", ApprovedRole: "admin", ApprovedAt: 1775037722000000, Status: "approved_and_published",
 		Attempt: 2, Conflict: "SNAPSHOT_DRIFT", ReplayReasonCode: "WORKER_OUTAGE", Repeat: true,
-		PrevHash: "sha256:01", Hash: "sha256:02"}
+		PrevHash: "sha256:01", Hash: "sha256:02", AuthMethod: "oidc:https://login.example.com"}
 }
 
 func TestEventRoundTrip(t *testing.T) {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -25,6 +26,7 @@ type tokensFile struct {
 		TokensSHA256 []string `yaml:"tokens_sha256"`
 		Certificates []string `yaml:"certificates"`
 	} `yaml:"principals"`
+	OIDC *oidcConfig `yaml:"oidc"`
 }
 
 // Certificate identities in the tokens file name the subject alternative name they match
@@ -38,6 +40,7 @@ const (
 type Identities struct {
 	byDigest map[[32]byte]jobs.Principal
 	byCert   map[string]jobs.Principal // by certKey
+	oidc     *oidcAuth                 // nil unless the file has an oidc section
 }
 
 // LoadIdentities reads a tokens file. It refuses a principal without roles (it could do
@@ -117,7 +120,35 @@ func parseIdentities(raw []byte) (*Identities, error) {
 			ids.byCert[k] = pr
 		}
 	}
+	if f.OIDC != nil {
+		if err := checkOIDC(f.OIDC); err != nil {
+			return nil, err
+		}
+		reserved := make(map[string]bool, len(byKey))
+		for k := range byKey {
+			reserved[k] = true
+		}
+		ids.oidc = newOIDCAuth(*f.OIDC, reserved)
+	}
 	return ids, nil
+}
+
+// OIDCIssuer is the issuer of the tokens file's oidc section, or "" without one.
+func (ids *Identities) OIDCIssuer() string {
+	if ids.oidc == nil {
+		return ""
+	}
+	return ids.oidc.cfg.Issuer
+}
+
+// CheckOIDC runs the OIDC issuer's discovery now, so that a start-up can say when the
+// issuer cannot be reached; sign-ins retry it on their own.
+func (ids *Identities) CheckOIDC(ctx context.Context) error {
+	if ids.oidc == nil {
+		return nil
+	}
+	_, err := ids.oidc.discover(ctx)
+	return err
 }
 
 // suggestCert is the certificates entry that keeps an old tokens file's meaning: its

@@ -33,6 +33,20 @@ func (c serveConfig) warnUnmappedCertificates(ids *server.Identities, log *slog.
 	}
 }
 
+// checkOIDCIssuer runs the OIDC issuer's discovery once, so that an issuer that cannot
+// be reached is reported at start, not at the first sign-in. Serving does not wait for
+// it: static tokens and certificates work either way, and sign-ins retry discovery.
+func checkOIDCIssuer(ctx context.Context, ids *server.Identities, log *slog.Logger) {
+	if ids.OIDCIssuer() == "" {
+		return
+	}
+	if err := ids.CheckOIDC(ctx); err != nil {
+		log.Warn("OIDC issuer discovery failed: OIDC sign-ins are refused until it succeeds", "issuer", ids.OIDCIssuer(), "err", err)
+		return
+	}
+	log.Info("OIDC issuer ready", "issuer", ids.OIDCIssuer())
+}
+
 // streamLimits bound streaming calls. Unauthenticated streams get at most five minutes.
 func (c serveConfig) streamLimits() server.StreamLimits {
 	return server.StreamLimits{MaxConcurrentStreams: uint32(min(c.MaxConcurrentStreams, math.MaxUint32)), MaxStreamTime: c.MaxStreamTime,

@@ -47,8 +47,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--tokens: %w", err)
 	}
-	auth := server.NewAuthenticator(ids, cfg.authOptions()...)
+	auth := server.NewAuthenticator(ids, append(cfg.authOptions(), server.AuthLog(log))...)
 	cfg.warnUnmappedCertificates(ids, log)
+	go checkOIDCIssuer(ctx, ids, log)
 	dbPassword, err := cfg.databasePassword(log)
 	if err != nil {
 		return err
@@ -248,6 +249,7 @@ func reloadOnHUP(ctx context.Context, cfg serveConfig, svc *jobs.Service, auth *
 		} else {
 			auth.Swap(ids)
 			log.Info("tokens reloaded", "file", cfg.TokensFile)
+			go checkOIDCIssuer(ctx, ids, log)
 		}
 		if cfg.PolicyFile != "" {
 			if err := loadPolicyFile(ctx, svc, cfg.PolicyFile, log); err != nil {

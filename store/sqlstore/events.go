@@ -12,7 +12,7 @@ import (
 const eventInsertCols = `job_id, seq, event_id, trace_id, kind, at, actor, principal, decision,
 	approval_required, rule_id, reason, matched_rules, policy_snapshot, previous_snapshot,
 	job_hash, presented_hash, approved_by, approved_role, approved_at, status, attempt,
-	conflict, replay_reason_code, repeat, prev_hash, hash`
+	conflict, replay_reason_code, repeat, prev_hash, hash, auth_method`
 
 // eventCols reads a column an event may lack (NULL) as its zero value.
 const eventCols = `job_id, seq, event_id, COALESCE(trace_id, ''), kind, at, COALESCE(actor, ''),
@@ -21,7 +21,8 @@ const eventCols = `job_id, seq, event_id, COALESCE(trace_id, ''), kind, at, COAL
 	COALESCE(previous_snapshot, ''), COALESCE(job_hash, ''), COALESCE(presented_hash, ''),
 	COALESCE(approved_by, ''), COALESCE(approved_role, ''), COALESCE(approved_at, 0),
 	COALESCE(status, ''), COALESCE(attempt, 0), COALESCE(conflict, ''),
-	COALESCE(replay_reason_code, ''), repeat, COALESCE(prev_hash, ''), hash`
+	COALESCE(replay_reason_code, ''), repeat, COALESCE(prev_hash, ''), hash,
+	COALESCE(auth_method, '')`
 
 func (t *Tx) scanEvent(r Row) (evidence.Event, error) {
 	var e evidence.Event
@@ -30,7 +31,7 @@ func (t *Tx) scanEvent(r Row) (evidence.Event, error) {
 		&e.Principal, &e.Decision, &e.ApprovalRequired, &e.RuleID, &e.Reason, &matched,
 		&e.PolicySnapshot, &e.PreviousSnapshot, &e.JobHash, &e.PresentedHash, &e.ApprovedBy,
 		&e.ApprovedRole, &e.ApprovedAt, &e.Status, &e.Attempt, &e.Conflict,
-		&e.ReplayReasonCode, &e.Repeat, &e.PrevHash, &e.Hash)
+		&e.ReplayReasonCode, &e.Repeat, &e.PrevHash, &e.Hash, &e.AuthMethod)
 	if err != nil {
 		return evidence.Event{}, t.err(err)
 	}
@@ -86,7 +87,7 @@ func eventArgs(e *evidence.Event) []any {
 		matched, orNull(e.PolicySnapshot), orNull(e.PreviousSnapshot), orNull(e.JobHash),
 		orNull(e.PresentedHash), orNull(e.ApprovedBy), orNull(e.ApprovedRole),
 		orNull(e.ApprovedAt), orNull(e.Status), orNull(e.Attempt), orNull(e.Conflict),
-		orNull(e.ReplayReasonCode), e.Repeat, orNull(e.PrevHash), e.Hash}
+		orNull(e.ReplayReasonCode), e.Repeat, orNull(e.PrevHash), e.Hash, orNull(e.AuthMethod)}
 }
 
 // ListEvents implements store.EvidenceTx.

@@ -84,6 +84,7 @@ func fullEvent(jobID, eventID string, kind evidence.Kind, at int64) evidence.Eve
 		JobHash: "sha256:aa", PresentedHash: "sha256:bb", ApprovedBy: "alice@example.com",
 		ApprovedRole: "admin", ApprovedAt: at, Status: "approved", Attempt: 2,
 		Conflict: "SNAPSHOT_DRIFT", ReplayReasonCode: "WORKER_OUTAGE", Repeat: true,
+		AuthMethod: "oidc:https://login.example.com",
 	}
 }
 

@@ -100,7 +100,13 @@ type EvidenceEvent struct {
 	PrevHash string `protobuf:"bytes,26,opt,name=prev_hash,proto3" json:"prev_hash,omitempty"`
 	// "sha256:" + hex SHA-256 over the JCS form of this event's other fields
 	// (prev_hash included, hash excluded), chaining the event to its predecessor.
-	Hash          string `protobuf:"bytes,27,opt,name=hash,proto3" json:"hash,omitempty"`
+	Hash string `protobuf:"bytes,27,opt,name=hash,proto3" json:"hash,omitempty"`
+	// How principal authenticated: "token" (a static bearer token), "certificate" (a
+	// client certificate), "certificate+token" (both, naming one principal) or
+	// "oidc:" followed by the issuer URL (a JWT from that OpenID Connect issuer).
+	// Empty on events recorded before Agate recorded it and on events no caller
+	// caused; hash covers it only when it is set.
+	AuthMethod    string `protobuf:"bytes,28,opt,name=auth_method,proto3" json:"auth_method,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -320,6 +326,13 @@ func (x *EvidenceEvent) GetPrevHash() string {
 func (x *EvidenceEvent) GetHash() string {
 	if x != nil {
 		return x.Hash
+	}
+	return ""
+}
+
+func (x *EvidenceEvent) GetAuthMethod() string {
+	if x != nil {
+		return x.AuthMethod
 	}
 	return ""
 }
@@ -850,7 +863,7 @@ var File_agate_v1_evidence_proto protoreflect.FileDescriptor
 
 const file_agate_v1_evidence_proto_rawDesc = "" +
 	"\n" +
-	"\x17agate/v1/evidence.proto\x12\bagate.v1\x1a\x12agate/v1/job.proto\"\xb9\x06\n" +
+	"\x17agate/v1/evidence.proto\x12\bagate.v1\x1a\x12agate/v1/job.proto\"\xdb\x06\n" +
 	"\rEvidenceEvent\x12\x1a\n" +
 	"\bevent_id\x18\x01 \x01(\tR\bevent_id\x12\x16\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x06job_id\x12\x10\n" +
@@ -879,7 +892,8 @@ const file_agate_v1_evidence_proto_rawDesc = "" +
 	"\tprincipal\x18\x18 \x01(\tR\tprincipal\x12\x16\n" +
 	"\x06repeat\x18\x19 \x01(\bR\x06repeat\x12\x1c\n" +
 	"\tprev_hash\x18\x1a \x01(\tR\tprev_hash\x12\x12\n" +
-	"\x04hash\x18\x1b \x01(\tR\x04hash\"\xfa\x05\n" +
+	"\x04hash\x18\x1b \x01(\tR\x04hash\x12 \n" +
+	"\vauth_method\x18\x1c \x01(\tR\vauth_method\"\xfa\x05\n" +
 	"\n" +
 	"JobSummary\x12\x16\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x06job_id\x12\x1a\n" +
