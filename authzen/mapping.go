@@ -134,7 +134,7 @@ func (e *evaluation) job(at string) (jobs.DecideRequest, map[string]string, erro
 		{"subject", "subject.properties", e.Subject.Properties},
 		{"action", "action.properties", e.Action.Properties},
 		{"resource", "resource.properties", e.Resource.Properties},
-		{"context", "context", e.Context},
+		{"", "context", e.Context}, // the environment: labels by their own names, as env or destination
 	} {
 		if err := f.object(p.label, p.field, p.raw); err != nil {
 			return jobs.DecideRequest{}, nil, err
@@ -180,6 +180,9 @@ type flattener struct {
 }
 
 func (f *flattener) set(label, field string, v any) error {
+	if strings.HasPrefix(field, "context") && reserved(label) {
+		return invalid(f.at+field, fmt.Sprintf("becomes label %q: labels subject.*, action.* and resource.* come from those members only", label))
+	}
 	if prev, dup := f.src[label]; dup {
 		return invalid(f.at+field, fmt.Sprintf("becomes label %q, which %s%s sets too; rename the property", label, f.at, prev))
 	}
@@ -187,7 +190,8 @@ func (f *flattener) set(label, field string, v any) error {
 	return nil
 }
 
-// object flattens a properties or context object.
+// object flattens a properties or context object into labels named label.<path>, or
+// <path> when label is empty.
 func (f *flattener) object(label, field string, raw json.RawMessage) error {
 	if raw == nil {
 		return nil
@@ -218,7 +222,10 @@ func (f *flattener) walk(label, field string, m map[string]any, depth int) error
 		if k == "" {
 			return invalid(f.at+field, "property names must not be empty")
 		}
-		name, path := label+labelSep+k, fieldPath(field, k)
+		name, path := k, fieldPath(field, k)
+		if label != "" {
+			name = label + labelSep + k
+		}
 		switch x := m[k].(type) {
 		case map[string]any:
 			if err := f.walk(name, path, x, depth+1); err != nil {
@@ -242,6 +249,16 @@ func (f *flattener) walk(label, field string, m map[string]any, depth int) error
 		}
 	}
 	return nil
+}
+
+// reserved reports whether a label name is in the namespace of an entity's members.
+func reserved(label string) bool {
+	for _, p := range []string{"subject", "action", "resource"} {
+		if strings.HasPrefix(label, p+labelSep) {
+			return true
+		}
+	}
+	return false
 }
 
 // fieldPath appends a property name to a request field path, quoting a name that
