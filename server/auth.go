@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -83,12 +85,31 @@ var errUnauthenticated = &accessError{unauthenticated: true, reason: "UNAUTHENTI
 // principal they must name the same one: a stolen token does not work over another
 // principal's mTLS connection.
 func (a *Authenticator) Authenticate(ctx context.Context) (jobs.Principal, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	var state *tls.ConnectionState
+	if pr, ok := peer.FromContext(ctx); ok {
+		if ti, ok := pr.AuthInfo.(credentials.TLSInfo); ok {
+			state = &ti.State
+		}
+	}
+	return a.authenticate(ctx, md.Get("authorization"), state)
+}
+
+// AuthenticateHTTP is Authenticate for an HTTP request: its Authorization header
+// fields and its connection's TLS state, under the same rules and with the same error.
+func (a *Authenticator) AuthenticateHTTP(r *http.Request) (jobs.Principal, error) {
+	return a.authenticate(r.Context(), r.Header.Values("Authorization"), r.TLS)
+}
+
+// authenticate resolves a caller from its authorization header values and its
+// connection's TLS state (nil without TLS).
+func (a *Authenticator) authenticate(ctx context.Context, authorization []string, state *tls.ConnectionState) (jobs.Principal, error) {
 	ids := a.ids.Load()
-	byCert, hasCert, err := ids.peerCertificate(ctx)
+	byCert, hasCert, err := ids.peerCertificate(state)
 	if err != nil || (a.requireCert && !hasCert) {
 		return jobs.Principal{}, errUnauthenticated
 	}
-	byToken, hasToken, err := ids.bearer(ctx)
+	byToken, hasToken, err := ids.bearer(ctx, authorization)
 	switch {
 	case err != nil:
 		a.logRefusal(err)
@@ -123,9 +144,7 @@ func (a *Authenticator) logRefusal(err error) {
 
 // bearer resolves the authorization header. No header is not an error; a header that
 // is malformed, repeated or names no principal is.
-func (ids *Identities) bearer(ctx context.Context) (jobs.Principal, bool, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
+func (ids *Identities) bearer(ctx context.Context, vals []string) (jobs.Principal, bool, error) {
 	switch len(vals) {
 	case 0:
 		return jobs.Principal{}, false, nil
@@ -155,16 +174,11 @@ func (ids *Identities) bearer(ctx context.Context) (jobs.Principal, bool, error)
 }
 
 // peerCertificate maps the connection's verified client certificate, if any.
-func (ids *Identities) peerCertificate(ctx context.Context) (jobs.Principal, bool, error) {
-	pr, ok := peer.FromContext(ctx)
-	if !ok {
+func (ids *Identities) peerCertificate(state *tls.ConnectionState) (jobs.Principal, bool, error) {
+	if state == nil || len(state.VerifiedChains) == 0 || len(state.VerifiedChains[0]) == 0 {
 		return jobs.Principal{}, false, nil
 	}
-	ti, ok := pr.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
-		return jobs.Principal{}, false, nil
-	}
-	return ids.certificate(ti.State.VerifiedChains[0][0])
+	return ids.certificate(state.VerifiedChains[0][0])
 }
 
 type principalKey struct{}

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/agate-pdp/agate/jobs"
 )
 
 // anyAuthenticated marks RPCs on one job (or the approval queue) that every
@@ -62,4 +65,20 @@ func allowed(method string, roles []string) bool {
 		}
 	}
 	return false
+}
+
+// Authorize is the method-role check of the gRPC interceptors, for another transport
+// that serves the same operation (the AuthZEN HTTP surface serves PolicyService
+// Evaluate): p is refused, with the gRPC refusal's reason and message, unless one of
+// its roles may call method.
+func Authorize(method string, p jobs.Principal) error {
+	if !allowed(method, p.Roles) {
+		return roleNotAllowed(p, method)
+	}
+	return nil
+}
+
+func roleNotAllowed(p jobs.Principal, method string) error {
+	return &accessError{reason: "ROLE_NOT_ALLOWED",
+		msg: fmt.Sprintf("principal %q holds no role that may call %s", p.ID, method)}
 }

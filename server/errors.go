@@ -47,6 +47,39 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
+	f := Classify(ctx, log, err)
+	if f.Reason == "" {
+		return status.Error(f.Code, f.Message)
+	}
+	return withInfo(f.Code, f.Message, f.Reason, f.Metadata, f.Field)
+}
+
+// Failure is an error as a client is told it, whatever the transport: gRPC sends it as
+// a status with a google.rpc.ErrorInfo, HTTP as a problem details object.
+type Failure struct {
+	Code     codes.Code
+	Reason   string // the ErrorInfo reason; empty for deadline, cancellation and internal errors
+	Message  string // safe to show the caller
+	Field    string // the request field at fault, for INVALID_FIELD
+	Metadata map[string]string
+}
+
+// Domain is the ErrorInfo domain of every Agate error.
+func (Failure) Domain() string { return errorDomain }
+
+// Classify is the one mapping from errors to what a client is told. Internal errors
+// are logged here and reported without detail.
+func Classify(ctx context.Context, log *slog.Logger, err error) Failure {
+	if st, ok := status.FromError(err); ok && err != nil {
+		f := Failure{Code: st.Code(), Message: st.Message()}
+		for _, d := range st.Details() {
+			if info, ok := d.(*errdetails.ErrorInfo); ok {
+				f.Reason, f.Metadata = info.GetReason(), info.GetMetadata()
+				f.Field = f.Metadata["field"]
+			}
+		}
+		return f
+	}
 	var je *jobs.Error
 	var ae *accessError
 	switch {
@@ -62,20 +95,21 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		if je.Field != "" {
 			meta["field"] = je.Field
 		}
-		return withInfo(code, je.Msg, je.Reason, documented(ctx, log, je.Reason, meta), je.Field)
+		return Failure{Code: code, Reason: je.Reason, Message: je.Msg, Field: je.Field,
+			Metadata: documented(ctx, log, je.Reason, meta)}
 	case errors.As(err, &ae):
 		code := codes.PermissionDenied
 		if ae.unauthenticated {
 			code = codes.Unauthenticated
 		}
-		return withInfo(code, ae.msg, ae.reason, nil, "")
+		return Failure{Code: code, Reason: ae.reason, Message: ae.msg}
 	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+		return Failure{Code: codes.DeadlineExceeded, Message: "deadline exceeded"}
 	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request cancelled")
+		return Failure{Code: codes.Canceled, Message: "request cancelled"}
 	}
 	log.ErrorContext(ctx, "internal error", "err", err)
-	return status.Error(codes.Internal, "internal error")
+	return Failure{Code: codes.Internal, Message: "internal error"}
 }
 
 func withInfo(code codes.Code, msg, reason string, meta map[string]string, field string) error {

@@ -81,9 +81,8 @@ func (s *Server) authorize(ctx context.Context, method string) (context.Context,
 	if err != nil {
 		return ctx, err
 	}
-	if !allowed(method, p.Roles) {
-		return ctx, &accessError{reason: "ROLE_NOT_ALLOWED",
-			msg: fmt.Sprintf("principal %q holds no role that may call %s", p.ID, method)}
+	if err := Authorize(method, p); err != nil {
+		return ctx, err
 	}
 	if ci, ok := ctx.Value(callInfoKey{}).(*callInfo); ok {
 		ci.principal = p.ID

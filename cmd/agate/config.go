@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/agate-pdp/agate/audit"
+	"github.com/agate-pdp/agate/authzen"
 )
 
 // serveConfig is everything `agate serve` is configured with, from flags or AGATE_*
@@ -22,6 +23,8 @@ import (
 type serveConfig struct {
 	GRPCAddr    string
 	HTTPAddr    string
+	AuthZENAddr string // the AuthZEN HTTP API's listener; "" serves none
+	AuthZENURL  string // the public base URL the AuthZEN metadata names; "" derives it per request
 	DB          string
 	PolicyFile  string
 	TokensFile  string
@@ -112,6 +115,8 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) *string {
 	str(configFile, "config", "YAML file whose keys are these flags' names (flags and AGATE_* variables override it)")
 	str(&c.GRPCAddr, "grpc-addr", "gRPC listen address")
 	str(&c.HTTPAddr, "http-addr", "HTTP listen address for /metrics, /healthz, /readyz")
+	str(&c.AuthZENAddr, "authzen-addr", "listen address of the AuthZEN Authorization API (HTTP, TLS with --tls-cert); empty serves none")
+	str(&c.AuthZENURL, "authzen-url", "public https base URL of the AuthZEN API, named in its metadata (default: the URL each metadata request used)")
 	str(&c.DB, "db", "database: a SQLite file path, or a postgres:// / postgresql:// URL (PostgreSQL or CockroachDB)")
 	str(&c.PolicyFile, "policy", "policy file to activate at start and on SIGHUP (optional)")
 	str(&c.TokensFile, "tokens", "tokens file: principals, roles and SHA-256 token digests (required)")
@@ -247,6 +252,17 @@ func (c serveConfig) Validate() error {
 	}
 	addr("grpc-addr", c.GRPCAddr)
 	addr("http-addr", c.HTTPAddr)
+	if c.AuthZENAddr != "" {
+		addr("authzen-addr", c.AuthZENAddr)
+	}
+	if c.AuthZENURL != "" {
+		if c.AuthZENAddr == "" {
+			errs = append(errs, errors.New("--authzen-url: needs --authzen-addr"))
+		}
+		if _, err := authzen.ParseBaseURL(c.AuthZENURL); err != nil {
+			errs = append(errs, fmt.Errorf("--authzen-url: %w", err))
+		}
+	}
 	if c.DB == "" {
 		errs = append(errs, errors.New("--db: is empty"))
 	}

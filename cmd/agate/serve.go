@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/agate-pdp/agate/authzen"
 	"github.com/agate-pdp/agate/buildinfo"
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/server"
@@ -95,17 +96,25 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--http-addr: %w", err)
 	}
 	httpSrv := &http.Server{Handler: httpMux(reg, srv, cfg.Pprof), ReadHeaderTimeout: 5 * time.Second}
+	az, err := listenAuthZEN(cfg, auth, tlsCfg, log)
+	if err != nil {
+		grpcLis.Close()
+		httpLis.Close()
+		return err
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(grpcLis) }()
 	go func() {
 		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}
 	}()
-	log.Info("agate listening", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "db", redactURL(cfg.DB))
+	az.serve(errc)
+	log.Info("agate listening", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
+		"authzen", az.addr(), "db", redactURL(cfg.DB))
 
 	// Until the database answers, health says NOT_SERVING and calls answer UNAVAILABLE.
 	type started struct {
@@ -119,7 +128,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			startc <- started{nil, err}
 			return
 		}
-		stop, err := startBackend(ctx, cfg, st, srv, auth, metrics, reg, log)
+		stop, err := startBackend(ctx, cfg, st, srv, az.handler, auth, metrics, reg, log)
 		startc <- started{stop, err}
 	}()
 
@@ -148,6 +157,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	defer scancel()
 	srv.Shutdown(sctx)
 	_ = httpSrv.Shutdown(sctx)
+	az.shutdown(sctx)
 	if startc != nil { // the start was cut short: close whatever it had opened
 		if st := <-startc; st.err == nil {
 			stop = st.stop
@@ -162,7 +172,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 // startBackend takes the opened store, applies the policy file, and attaches the
 // services to srv. stop closes what it opened and the store, after the gRPC server has
 // drained.
-func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *server.Server, auth *server.Authenticator,
+func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *server.Server, az *authzen.Handler, auth *server.Authenticator,
 	metrics *server.Metrics, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
 	var closers []func()
 	closeAll := func() {
@@ -210,6 +220,11 @@ func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *ser
 	}
 	if err := srv.Attach(server.Backend{Jobs: svc, Audit: ev.Auditor, Store: ev.Store}); err != nil {
 		return nil, err
+	}
+	if az != nil {
+		if err := az.Attach(svc); err != nil {
+			return nil, err
+		}
 	}
 	go tracker.Run(ctx, cfg.SnapshotRefresh)
 	go ev.Run(ctx)

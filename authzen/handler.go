@@ -1,0 +1,440 @@
+package authzen
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+
+	agatev1 "github.com/agate-pdp/agate/gen/agate/v1"
+	"github.com/agate-pdp/agate/jobs"
+	"github.com/agate-pdp/agate/server"
+)
+
+// The endpoints, at the specification's default paths.
+const (
+	MetadataPath    = "/.well-known/authzen-configuration"
+	EvaluationPath  = "/access/v1/evaluation"
+	EvaluationsPath = "/access/v1/evaluations"
+)
+
+// evaluateMethod is the gRPC method whose roles the evaluation endpoints take.
+const evaluateMethod = agatev1.PolicyService_Evaluate_FullMethodName
+
+// Config is what the handler is built from.
+type Config struct {
+	Auth *server.Authenticator // required
+	Log  *slog.Logger
+
+	// BaseURL is the public base URL named in the metadata (policy_decision_point);
+	// empty means the scheme and Host of each metadata request.
+	BaseURL        string
+	MaxBodyBytes   int64         // largest request body; default 4 MiB, gRPC's request limit
+	MaxCallTime    time.Duration // longest a request may run; default 30 s
+	MaxEvaluations int           // most items in one Access Evaluations request; default 1000
+}
+
+// Handler serves the AuthZEN endpoints. Until Attach gives it the job service, the
+// evaluation endpoints answer 503.
+type Handler struct {
+	cfg  Config
+	base *url.URL
+	jobs atomic.Pointer[jobs.Service]
+}
+
+// New returns a handler; it checks BaseURL.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Auth == nil {
+		return nil, errors.New("authzen: Auth is required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 4 << 20
+	}
+	if cfg.MaxCallTime <= 0 {
+		cfg.MaxCallTime = 30 * time.Second
+	}
+	if cfg.MaxEvaluations <= 0 {
+		cfg.MaxEvaluations = 1000
+	}
+	h := &Handler{cfg: cfg}
+	if cfg.BaseURL != "" {
+		u, err := ParseBaseURL(cfg.BaseURL)
+		if err != nil {
+			return nil, err
+		}
+		h.base = u
+	}
+	return h, nil
+}
+
+// ParseBaseURL checks a public base URL: absolute, https (http only on a loopback
+// host, for development), without query or fragment. The specification's PDP
+// identifier is an https URL, and a PEP compares it with the URL it fetched.
+func ParseBaseURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("authzen base URL: %w", err)
+	}
+	switch {
+	case u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		return nil, fmt.Errorf("authzen base URL %q: want an absolute https:// URL", s)
+	case u.Scheme == "http" && !loopbackHost(u.Hostname()):
+		return nil, fmt.Errorf("authzen base URL %q: want https (http only on a loopback host)", s)
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return nil, fmt.Errorf("authzen base URL %q: no query, fragment or user info", s)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	return u, nil
+}
+
+func loopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Attach installs the job service once the database is reachable.
+func (h *Handler) Attach(svc *jobs.Service) error {
+	if svc == nil {
+		return errors.New("authzen: Attach needs a job service")
+	}
+	if !h.jobs.CompareAndSwap(nil, svc) {
+		return errors.New("authzen: job service already attached")
+	}
+	return nil
+}
+
+type requestIDKey struct{}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// ServeHTTP echoes or assigns the request id, then routes. Every answer, errors
+// included, carries X-Request-ID.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-ID")
+	if id == "" {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	w.Header().Set("X-Request-ID", id)
+	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), requestIDKey{}, id), h.cfg.MaxCallTime)
+	defer cancel()
+	r = r.WithContext(ctx)
+	rec := &recorder{ResponseWriter: w}
+	defer func() {
+		if p := recover(); p != nil {
+			h.cfg.Log.ErrorContext(ctx, "panic in authzen handler", "panic", fmt.Sprint(p))
+			if rec.status == 0 {
+				writeProblem(rec, r, server.Failure{Code: codes.Internal, Message: "internal error"}, 0)
+			}
+		}
+		h.observe(r, rec, start)
+	}()
+	switch r.URL.Path {
+	case MetadataPath:
+		h.only(rec, r, http.MethodGet, h.metadata)
+	case EvaluationPath:
+		h.only(rec, r, http.MethodPost, h.evaluation)
+	case EvaluationsPath:
+		h.only(rec, r, http.MethodPost, h.evaluations)
+	default:
+		writeProblem(rec, r, server.Failure{Code: codes.NotFound, Reason: jobs.ReasonNotFound,
+			Message: "no such endpoint; see " + MetadataPath}, 0)
+	}
+}
+
+func (h *Handler) only(w http.ResponseWriter, r *http.Request, method string, serve func(http.ResponseWriter, *http.Request)) {
+	if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+		w.Header().Set("Allow", method)
+		writeProblem(w, r, server.Failure{Code: codes.InvalidArgument,
+			Message: "method " + r.Method + " not allowed; use " + method}, http.StatusMethodNotAllowed)
+		return
+	}
+	serve(w, r)
+}
+
+// recorder remembers the status and principal for the request's log line.
+type recorder struct {
+	http.ResponseWriter
+	status    int
+	principal string
+}
+
+func (r *recorder) WriteHeader(s int) {
+	if r.status == 0 {
+		r.status = s
+	}
+	r.ResponseWriter.WriteHeader(s)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// observe logs each request as one JSON line: successes at debug, refusals at info,
+// server failures at error. Bodies and credentials are never logged.
+func (h *Handler) observe(r *http.Request, rec *recorder, start time.Time) {
+	level := slog.LevelDebug
+	switch {
+	case rec.status >= 500:
+		level = slog.LevelError
+	case rec.status >= 400:
+		level = slog.LevelInfo
+	}
+	h.cfg.Log.Log(r.Context(), level, "authzen", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+		"duration_ms", float64(time.Since(start).Microseconds())/1000, "principal", rec.principal,
+		"request_id", requestID(r.Context()))
+}
+
+// metadata serves the PDP metadata document. It needs no credentials: it names
+// endpoints, nothing about policy, and a PEP reads it before it has a token to use.
+func (h *Handler) metadata(w http.ResponseWriter, r *http.Request) {
+	base := h.base
+	if base == nil {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base = &url.URL{Scheme: scheme, Host: r.Host}
+	}
+	b := base.String()
+	writeJSON(w, map[string]string{
+		"policy_decision_point":       b,
+		"access_evaluation_endpoint":  b + EvaluationPath,
+		"access_evaluations_endpoint": b + EvaluationsPath,
+	})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// admit runs what every evaluation request goes through before its body is read:
+// the backend, authentication, then the roles of gRPC's Evaluate. It answers the
+// request itself when it refuses it.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (*jobs.Service, bool) {
+	svc := h.jobs.Load()
+	if svc == nil {
+		writeProblem(w, r, server.Failure{Code: codes.Unavailable, Message: "starting: waiting for the database"}, 0)
+		return nil, false
+	}
+	p, err := h.cfg.Auth.AuthenticateHTTP(r)
+	if err == nil {
+		if rec, ok := w.(*recorder); ok {
+			rec.principal = p.ID
+		}
+		err = server.Authorize(evaluateMethod, p)
+	}
+	if err != nil {
+		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), 0)
+		return nil, false
+	}
+	return svc, true
+}
+
+// readBody reads a JSON request body within the size limit into v, and answers the
+// request itself when it cannot.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	fail := func(status int, field, msg string) bool {
+		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, invalid(field, msg)), status)
+		return false
+	}
+	// The AuthZEN certification scenario (c-2-4-3) wants 400, not 415, for another
+	// content type.
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return fail(http.StatusBadRequest, "Content-Type", "must be application/json")
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return fail(http.StatusBadRequest, "Content-Type", "charset must be utf-8")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return fail(http.StatusRequestEntityTooLarge, "body", fmt.Sprintf("larger than %d bytes", h.cfg.MaxBodyBytes))
+	case err != nil:
+		return fail(http.StatusBadRequest, "body", "could not be read")
+	case len(bytes.TrimSpace(body)) == 0:
+		return fail(http.StatusBadRequest, "body", "required: a JSON object")
+	case !utf8.Valid(body):
+		return fail(http.StatusBadRequest, "body", "not valid UTF-8")
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	if err := d.Decode(v); err != nil {
+		return fail(http.StatusBadRequest, jsonField(err), jsonProblem(err))
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return fail(http.StatusBadRequest, "body", "more than one JSON value")
+	}
+	return true
+}
+
+// jsonField names the member a decoding error is about, or "body".
+func jsonField(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return te.Field
+	}
+	return "body"
+}
+
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("malformed JSON at byte %d: %s", se.Offset, se.Error())
+	case errors.As(err, &te) && te.Field == "":
+		return "must be a JSON object"
+	case errors.As(err, &te):
+		return fmt.Sprintf("must be a JSON %s, not %s", jsonType(te.Type.Kind().String()), te.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "malformed JSON: unexpected end"
+	}
+	return "malformed JSON: " + err.Error()
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "struct", "map", "ptr":
+		return "object"
+	case "slice":
+		return "array"
+	case "bool":
+		return "boolean"
+	case "string":
+		return "string"
+	}
+	return kind
+}
+
+// evaluation serves POST /access/v1/evaluation.
+func (h *Handler) evaluation(w http.ResponseWriter, r *http.Request) {
+	svc, ok := h.admit(w, r)
+	if !ok {
+		return
+	}
+	var ev evaluation
+	if !h.readBody(w, r, &ev) {
+		return
+	}
+	ev.normalize()
+	res, err := h.evaluate(r.Context(), svc, ev, "")
+	if err != nil {
+		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), 0)
+		return
+	}
+	writeJSON(w, res)
+}
+
+// evaluate answers one evaluation; it stores nothing.
+func (h *Handler) evaluate(ctx context.Context, svc *jobs.Service, ev evaluation, at string) (response, error) {
+	req, src, err := ev.job(at)
+	if err != nil {
+		return response{}, err
+	}
+	res, err := svc.Evaluate(ctx, req, "")
+	if err != nil {
+		return response{}, requestField(err, at, src)
+	}
+	return answer(res), nil
+}
+
+// evaluations serves POST /access/v1/evaluations. Without items it is the single
+// evaluation; with them, each item takes the top-level values as defaults and is
+// evaluated in order. A failed item answers decision false with the error in its
+// context, as the specification's errors section asks; a failure of the whole
+// request is a problem.
+func (h *Handler) evaluations(w http.ResponseWriter, r *http.Request) {
+	svc, ok := h.admit(w, r)
+	if !ok {
+		return
+	}
+	var b batch
+	if !h.readBody(w, r, &b) {
+		return
+	}
+	sem := executeAll
+	if b.Options.Semantic != nil {
+		sem = *b.Options.Semantic
+	}
+	fail := func(err error) { writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), 0) }
+	switch sem {
+	case executeAll, denyOnFirstDeny, permitOnFirstPermit:
+	default:
+		fail(invalid("options.evaluations_semantic", "must be execute_all, deny_on_first_deny or permit_on_first_permit"))
+		return
+	}
+	b.normalize()
+	if len(b.Evaluations) == 0 {
+		res, err := h.evaluate(r.Context(), svc, b.evaluation, "")
+		if err != nil {
+			fail(err)
+			return
+		}
+		writeJSON(w, res)
+		return
+	}
+	if len(b.Evaluations) > h.cfg.MaxEvaluations {
+		fail(invalid("evaluations", fmt.Sprintf("at most %d items", h.cfg.MaxEvaluations)))
+		return
+	}
+	out := make([]response, 0, len(b.Evaluations))
+	for i, item := range b.Evaluations {
+		if err := r.Context().Err(); err != nil {
+			fail(err)
+			return
+		}
+		item.normalize()
+		res, err := h.evaluate(r.Context(), svc, withDefaults(b.evaluation, item), fmt.Sprintf("evaluations[%d].", i))
+		if err != nil {
+			je, ok := jobs.AsError(err)
+			if !ok { // not the item's fault: the whole request fails, closed
+				fail(err)
+				return
+			}
+			f := server.Classify(r.Context(), h.cfg.Log, je)
+			res = response{Context: &decisionContext{Error: &itemErr{Status: statusOf(f.Code), Reason: f.Reason,
+				Field: f.Field, Message: f.Message}}}
+		}
+		out = append(out, res)
+		if (sem == denyOnFirstDeny && !res.Decision) || (sem == permitOnFirstPermit && res.Decision) {
+			break
+		}
+	}
+	writeJSON(w, struct {
+		Evaluations []response `json:"evaluations"`
+	}{out})
+}
