@@ -114,14 +114,9 @@ func (s *Service) onJob(ctx context.Context, p Principal, c call, may standingFu
 	var plain *Error // a refusal whose transaction rolled back, so nothing recorded it yet
 	err := s.write(ctx, c.jobID, func(ctx context.Context, tx store.Tx, now int64) error {
 		plain = nil
-		j, err := tx.GetJob(ctx, c.jobID, true)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return &errNoStanding{}
-		case err != nil:
+		j, err := loadWithStanding(ctx, tx, p, c.jobID, may, true)
+		if err != nil {
 			return err
-		case !may(p, &j):
-			return &errNoStanding{exists: true}
 		}
 		err = fn(ctx, tx, &j, now)
 		if e, ok := err.(*Error); ok {
@@ -169,17 +164,27 @@ func (s *Service) recordRefusal(ctx context.Context, e *Error, p Principal, c ca
 	}
 }
 
+// loadWithStanding reads the job (locking it for a write) and establishes p's standing
+// on it: errNoStanding when it does not exist or p has none.
+func loadWithStanding(ctx context.Context, tx store.Tx, p Principal, id string, may standingFunc, forUpdate bool) (store.Job, error) {
+	j, err := tx.GetJob(ctx, id, forUpdate)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return j, &errNoStanding{}
+	case err != nil:
+		return j, err
+	case !may(p, &j):
+		return j, &errNoStanding{exists: true}
+	}
+	return j, nil
+}
+
 // onJobRead is onJob for a call that only reads: fn runs in a read-only transaction.
 func (s *Service) onJobRead(ctx context.Context, p Principal, c call, may standingFunc, fn func(ctx context.Context, tx store.Tx, j *store.Job) error) error {
 	err := s.read(ctx, "job", c.jobID, func(ctx context.Context, tx store.Tx) error {
-		j, err := tx.GetJob(ctx, c.jobID, false)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return &errNoStanding{}
-		case err != nil:
+		j, err := loadWithStanding(ctx, tx, p, c.jobID, may, false)
+		if err != nil {
 			return err
-		case !may(p, &j):
-			return &errNoStanding{exists: true}
 		}
 		return fn(ctx, tx, &j)
 	})
