@@ -43,7 +43,7 @@ fuzz: ## Longer fuzzing campaigns: policy parser and evaluator, JCS, evidence ch
 
 build: ## Build bin/agate.
 	@[ -x bin/agate ] || echo "building bin/agate: the first build downloads modules and compiles for a few minutes"
-	$(GO) build -o bin/agate ./cmd/agate
+	$(GO) build -buildvcs=auto -o bin/agate ./cmd/agate
 
 run: build ## Start the server on embedded SQLite with the example policy and dev tokens.
 	./bin/agate serve --policy examples/policy.yaml --tokens examples/tokens.yaml
