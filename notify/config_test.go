@@ -3,6 +3,7 @@ package notify_test
 import (
 	"errors"
 	"io/fs"
+	"os"
 	"strings"
 	"testing"
 
@@ -91,5 +92,18 @@ func TestParseDestinationsErrors(t *testing.T) {
 	}
 	if _, err := notify.LoadFile("/nonexistent/notifications.yaml"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("LoadFile of a missing file: %v", err)
+	}
+}
+
+// The README's example file is valid.
+func TestExampleFile(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../examples/notifications.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := notify.Parse(raw, func(string) ([]byte, error) { return []byte(secret('e') + "\n" + secret('f') + "\n"), nil })
+	if err != nil || len(ds) != 3 {
+		t.Fatalf("examples/notifications.yaml: %v", err)
 	}
 }
