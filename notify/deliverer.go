@@ -229,11 +229,17 @@ func (d *Deliverer) RunOnce(ctx context.Context) (int, error) {
 		}
 		byJob[i] = append(byJob[i], n)
 	}
+	perRow := d.cfg.Timeout * time.Duration(max(1, len(d.cfg.Destinations)))
 	var wg sync.WaitGroup
 	for _, ns := range byJob {
 		wg.Go(func() {
 			slices.SortStableFunc(ns, func(a, b store.Notification) int { return cmp.Compare(a.CreatedAt, b.CreatedAt) })
 			for _, n := range ns {
+				if d.cfg.Clock().Add(perRow).UnixMicro() > n.ClaimUntil {
+					// Its lease could lapse mid-send and another deliverer take it: leave it to
+					// lapse instead, so no two send it at once.
+					return
+				}
 				d.deliver(ctx, n)
 			}
 		})

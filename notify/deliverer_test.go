@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -293,3 +294,48 @@ func TestRefusedAddresses(t *testing.T) {
 		}
 	}
 }
+
+// A failing destination's URL (a credential, for Slack) and secrets reach neither the
+// stored error nor the log.
+func TestFailuresRevealNoCredentials(t *testing.T) {
+	t.Parallel()
+	st := storetest.OpenSQLite(t)
+	svc := newJobs(t, st)
+	r := newReceiver(t, "", nil)
+	url := r.URL + "/services/T0PSECRET"
+	r.Close() // nothing listens there any more: the request fails
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	d := deliverer(t, st, notify.Config{MaxAttempts: 2, Log: log},
+		destination(t, fmt.Sprintf("  - {name: ops, url: '%s', secrets: [%s], allow_private_network: true}", url, secret('z'))))
+	pending(t, svc, "secret-1")
+	for range 2 {
+		if _, err := d.RunOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(25 * time.Millisecond) // past the first backoff
+	}
+	n := notifications(t, st, store.NotificationQuery{})[0]
+	mu.Lock()
+	defer mu.Unlock()
+	if n.State != store.NotificationDead || !strings.Contains(n.LastError, "ops: dial tcp") {
+		t.Fatalf("settled as %+v", n)
+	}
+	for _, leak := range []string{"T0PSECRET", strings.TrimPrefix(secret('z'), "whsec_")} {
+		if strings.Contains(n.LastError, leak) || strings.Contains(logs.String(), leak) {
+			t.Errorf("%q leaked:\nerror %s\nlog %s", leak, n.LastError, logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), "dead-lettered") {
+		t.Errorf("no dead-letter line in the log:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -27,6 +27,9 @@ func (c serveConfig) loadDestinations(log *slog.Logger) ([]*notify.Destination, 
 	if err != nil {
 		return nil, fmt.Errorf("--notifications: %w", err)
 	}
+	if c.NotifyLease <= c.NotifyTimeout*time.Duration(len(dests)) {
+		return nil, fmt.Errorf("--notify-lease: %s must be longer than --notify-timeout (%s) times the %d destinations", c.NotifyLease, c.NotifyTimeout, len(dests))
+	}
 	names := make([]string, len(dests))
 	for i, d := range dests {
 		names[i] = d.String()

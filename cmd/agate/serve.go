@@ -237,7 +237,10 @@ func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *ser
 	}
 	go tracker.Run(ctx, cfg.SnapshotRefresh)
 	go ev.Run(ctx)
-	go deliverer.Run(ctx)
+	dctx, dstop := context.WithCancel(ctx)
+	delivering := make(chan struct{})
+	go func() { deliverer.Run(dctx); close(delivering) }()
+	closers = append(closers, func() { dstop(); <-delivering }) // before the store closes
 	go srv.WatchHealth(ctx, time.Second)
 	go followActive(ctx, tracker, metrics)
 	go reloadOnHUP(ctx, cfg, svc, auth, log)
