@@ -139,3 +139,45 @@ func parsePattern(s string) (topicPattern, string) {
 	}
 	return topicPattern{raw: s, tokens: tokens}, ""
 }
+
+// TopicPattern is a topic pattern as policies write `when.topic`, for code outside the
+// engine that selects jobs by topic the same way (notification destinations).
+type TopicPattern struct{ p topicPattern }
+
+// ParseTopicPattern parses a NATS-style pattern: `*` matches exactly one token, `>` one
+// or more trailing tokens. Errors wrap ErrInvalidTopic.
+func ParseTopicPattern(s string) (TopicPattern, error) {
+	p, msg := parsePattern(s)
+	if msg != "" {
+		return TopicPattern{}, fmt.Errorf("%w: %s", ErrInvalidTopic, msg)
+	}
+	return TopicPattern{p}, nil
+}
+
+// String returns the pattern as written.
+func (t TopicPattern) String() string { return t.p.raw }
+
+// Match reports whether the concrete topic matches the pattern, as Evaluate matches
+// rules. The zero TopicPattern matches nothing.
+func (t TopicPattern) Match(topic string) bool {
+	toks := t.p.tokens
+	if len(toks) == 0 {
+		return false
+	}
+	for i, pt := range toks {
+		head, rest, more := strings.Cut(topic, ".")
+		switch {
+		case pt == ">":
+			return topic != "" // one or more tokens remain
+		case topic == "":
+			return false
+		case pt != "*" && pt != head:
+			return false
+		}
+		if !more {
+			return i == len(toks)-1
+		}
+		topic = rest
+	}
+	return false // topic has tokens beyond the pattern
+}

@@ -184,7 +184,8 @@ func idInUse(ctx context.Context, tx store.Tx, p Principal, jobID string, now in
 // are of new jobs, so the insert comes first: the new jobs cost two statements in all,
 // one inserting their rows and one their first events. Reading first would add a round
 // trip, and under SERIALIZABLE a predicate lock on which concurrent batches' inserts
-// conflict. Jobs whose id is stored already, or repeats an earlier one in the batch, then
+// conflict. The notifications of the new jobs that wait for approval add one statement
+// when there are any. Jobs whose id is stored already, or repeats an earlier one in the batch, then
 // run through applyKnown in order, and see the rows the batch inserted.
 func applyBatch(ctx context.Context, tx store.Tx, ds []*decideJob, now int64) ([]DecideResult, []error, error) {
 	outs, answers := make([]DecideResult, len(ds)), make([]error, len(ds))
@@ -217,6 +218,9 @@ func applyBatch(ctx context.Context, tx store.Tx, ds []*decideJob, now int64) ([
 		outs[i], done[i] = DecideResult{Job: fresh[k]}, true
 	}
 	if err := tx.AppendEvents(ctx, events); err != nil {
+		return nil, nil, err
+	}
+	if err := notifyAll(ctx, tx, events); err != nil { // one statement for the batch's pending jobs
 		return nil, nil, err
 	}
 	for i, d := range ds {

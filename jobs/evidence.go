@@ -53,8 +53,10 @@ func refusalEvent(j *store.Job, p Principal, at int64, code, reason string) evid
 	return e
 }
 
-// appendEvent links e to its chain, validates and seals it, and stores it. An
-// incomplete event fails the transaction it belongs to (fail closed).
+// appendEvent links e to its chain, validates and seals it, and stores it, with the
+// notification it announces (see notifyKind) in the same transaction: every transition
+// passes here, so none is announced unless it commits, and none that commits is missed.
+// An incomplete event fails the transaction it belongs to (fail closed).
 func appendEvent(ctx context.Context, tx store.Tx, e *evidence.Event) error {
 	seq, prev, err := tx.ChainHead(ctx, e.JobID)
 	if err != nil {
@@ -63,7 +65,10 @@ func appendEvent(ctx context.Context, tx store.Tx, e *evidence.Event) error {
 	if err := seal(e, seq, prev); err != nil {
 		return err
 	}
-	return tx.AppendEvent(ctx, *e)
+	if err := tx.AppendEvent(ctx, *e); err != nil {
+		return err
+	}
+	return notify(ctx, tx, e)
 }
 
 // seal gives e its id and seals it after the chain head (seq, prev).

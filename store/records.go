@@ -110,3 +110,48 @@ type Checkpoint struct {
 	Seq int64 // from 1; each checkpoint links to the one at Seq - 1
 	evidence.Checkpoint
 }
+
+// NotificationState is where a notification is in its delivery.
+type NotificationState string
+
+// The notification states.
+const (
+	// NotificationPending: not yet delivered to every destination it matches; a
+	// deliverer claims it when NextAt has come.
+	NotificationPending NotificationState = "pending"
+	// NotificationDelivered: every matching destination accepted it.
+	NotificationDelivered NotificationState = "delivered"
+	// NotificationDead: it failed MaxAttempts times and waits for an operator.
+	NotificationDead NotificationState = "dead"
+)
+
+// Notification is one row of the transactional outbox: a transition someone waits for,
+// written in the transition's own transaction, and its delivery state. What it tells is
+// read at delivery from the evidence event EventID and the job JobID, which never change,
+// so every attempt sends the same body. Times are µs since the Unix epoch; 0 = unset.
+type Notification struct {
+	ID        string // the webhook-id: the same on every attempt and for every destination
+	JobID     string
+	EventID   string // the transition's evidence event
+	Kind      string // pending_approval, approved, rejected, expired, cancelled, conflict, published
+	CreatedAt int64
+
+	State       NotificationState
+	Attempts    int      // failed attempts so far
+	NextAt      int64    // due: not claimed before
+	ClaimedBy   string   // the deliverer holding the lease; "" for none
+	ClaimUntil  int64    // the lease ends
+	DeliveredTo []string // destinations that accepted it, skipped on a retry
+	LastError   string
+	DoneAt      int64 // when it became delivered or dead
+}
+
+// NotificationQuery selects notifications, ordered by (DoneAt, ID), strictly after the
+// cursor (AfterDoneAt, AfterID). Empty fields do not filter.
+type NotificationQuery struct {
+	State       NotificationState
+	JobID       string
+	AfterDoneAt int64
+	AfterID     string
+	Limit       int
+}

@@ -64,6 +64,7 @@ type Tx interface {
 	ApprovalTx
 	EvidenceTx
 	CheckpointTx
+	NotificationTx
 }
 
 // SnapshotTx stores policy snapshots and the active-snapshot pointer.
@@ -156,4 +157,33 @@ type CheckpointTx interface {
 	// ListCheckpoints returns up to limit checkpoints with Seq > afterSeq in Seq order
 	// (all of them when limit <= 0), each with its heads sorted by job id.
 	ListCheckpoints(ctx context.Context, afterSeq int64, limit int) ([]Checkpoint, error)
+}
+
+// NotificationTx stores the transactional outbox of notifications and their delivery
+// state. Rows are written by the transitions' own transactions, so a rolled-back
+// transition leaves none, and changed by deliverers under leases.
+type NotificationTx interface {
+	// InsertNotifications stores each of ns as given (callers set State pending), at the
+	// cost of one statement per batch; ErrConflict (and the transaction must not commit)
+	// when any of their ids exists.
+	InsertNotifications(ctx context.Context, ns []Notification) error
+	// ClaimNotifications leases to owner, until until, up to limit pending notifications
+	// that are due (NextAt <= now) and not leased (ClaimUntil <= now), oldest due first,
+	// and returns them as claimed. Two transactions never both claim a row: under
+	// SERIALIZABLE the later one fails, runs again, and sees the lease.
+	ClaimNotifications(ctx context.Context, owner string, now, until int64, limit int) ([]Notification, error)
+	// SettleNotification records the outcome of a delivery of a notification owner
+	// claimed (n's State, Attempts, NextAt, DeliveredTo, LastError and DoneAt) and frees
+	// its lease. ErrConflict, changing nothing, when the row is no longer pending and
+	// claimed by owner (its lease lapsed and another deliverer claimed it).
+	SettleNotification(ctx context.Context, owner string, n Notification) error
+	// ListNotifications returns up to q.Limit notifications matching q (see
+	// NotificationQuery).
+	ListNotifications(ctx context.Context, q NotificationQuery) ([]Notification, error)
+	// CountNotifications counts notifications by state; states with none are absent.
+	CountNotifications(ctx context.Context) (map[NotificationState]int, error)
+	// PruneNotifications deletes up to limit notifications that are delivered or dead
+	// with DoneAt < before, or pending and created before before (no deliverer took them
+	// within the retention), and returns how many it deleted.
+	PruneNotifications(ctx context.Context, before int64, limit int) (int, error)
 }

@@ -57,6 +57,17 @@ type serveConfig struct {
 	MaxStreamTime           time.Duration
 	MaxPublicStreams        int // unauthenticated streams (health Watch, reflection) at once
 	MaxConcurrentStreams    int // streams per HTTP/2 connection
+
+	// Notifications: see notifications.go.
+	NotificationsFile          string // destinations file; "" delivers nothing (rows are still written, and pruned)
+	NotifyAllowPrivateNetworks bool   // every destination may reach loopback and private addresses
+	NotifyMaxAttempts          int
+	NotifyBackoff              time.Duration
+	NotifyBackoffMax           time.Duration
+	NotifyTimeout              time.Duration
+	NotifyLease                time.Duration
+	NotifyPoll                 time.Duration
+	NotifyRetention            time.Duration
 }
 
 func defaultServeConfig() serveConfig {
@@ -77,6 +88,13 @@ func defaultServeConfig() serveConfig {
 		MaxPublicStreams:     64,
 		MaxConcurrentStreams: 100,
 		MaxClockSkew:         audit.DefaultMaxClockSkew,
+		NotifyMaxAttempts:    10,
+		NotifyBackoff:        5 * time.Second,
+		NotifyBackoffMax:     time.Hour,
+		NotifyTimeout:        10 * time.Second,
+		NotifyLease:          2 * time.Minute,
+		NotifyPoll:           time.Second,
+		NotifyRetention:      7 * 24 * time.Hour,
 	}
 }
 
@@ -144,6 +162,15 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) *string {
 	num(&c.MaxPublicStreams, "max-public-streams", "unauthenticated streams (health Watch, reflection) open at once; more are refused RESOURCE_EXHAUSTED")
 	num(&c.MaxConcurrentStreams, "max-concurrent-streams", "concurrent calls per client connection")
 	dur(&c.MaxStreamTime, "max-stream-time", "longest a streaming call (ExportEvidence, health Watch, reflection) may run; clients reconnect or resume")
+	str(&c.NotificationsFile, "notifications", "webhook destinations file (YAML; see the README's Notifications section); empty delivers no notifications")
+	boolean(&c.NotifyAllowPrivateNetworks, "notify-allow-private-networks", "let every webhook destination reach loopback and private addresses (per destination: allow_private_network)")
+	num(&c.NotifyMaxAttempts, "notify-max-attempts", "failed attempts after which a notification is dead-lettered")
+	dur(&c.NotifyBackoff, "notify-backoff", "wait after a notification's first failed attempt, doubled after each (with jitter)")
+	dur(&c.NotifyBackoffMax, "notify-backoff-max", "longest wait between attempts of a notification")
+	dur(&c.NotifyTimeout, "notify-timeout", "longest one webhook request may take, connection included")
+	dur(&c.NotifyLease, "notify-lease", "how long a replica's claim on a notification holds; must outlast its requests to every destination")
+	dur(&c.NotifyPoll, "notify-poll", "how often each replica looks for notifications to deliver")
+	dur(&c.NotifyRetention, "notify-retention", "how long delivered and dead-lettered notifications are kept")
 	return configFile
 }
 
@@ -278,7 +305,9 @@ func (c serveConfig) Validate() error {
 	for name, d := range map[string]time.Duration{"snapshot-refresh": c.SnapshotRefresh,
 		"shutdown-grace": c.ShutdownGrace, "max-call-time": c.MaxCallTime,
 		"seal-interval": c.SealInterval, "evidence-settle": c.EvidenceSettle, "max-stream-time": c.MaxStreamTime,
-		"max-clock-skew": c.MaxClockSkew} {
+		"max-clock-skew": c.MaxClockSkew, "notify-backoff": c.NotifyBackoff, "notify-backoff-max": c.NotifyBackoffMax,
+		"notify-timeout": c.NotifyTimeout, "notify-lease": c.NotifyLease, "notify-poll": c.NotifyPoll,
+		"notify-retention": c.NotifyRetention} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("--%s: must be a positive duration", name))
 		}
@@ -294,6 +323,12 @@ func (c serveConfig) Validate() error {
 	}
 	if c.DecideInFlight < 0 {
 		errs = append(errs, errors.New("--decide-batch-inflight: must be 0 or more"))
+	}
+	if c.NotifyMaxAttempts <= 0 {
+		errs = append(errs, errors.New("--notify-max-attempts: must be positive"))
+	}
+	if c.NotifyLease <= c.NotifyTimeout {
+		errs = append(errs, errors.New("--notify-lease: must be longer than --notify-timeout"))
 	}
 	if c.MaxPublicStreams <= 0 {
 		errs = append(errs, errors.New("--max-public-streams: must be positive"))

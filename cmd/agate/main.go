@@ -42,6 +42,8 @@ const usage = `usage:
                                          verify evidence against signed checkpoints
   agate evidence public-key [--evidence-key FILE] [--db DB]
                                          print the checkpoint key to pin
+  agate notifications dead-letter --db DB [--limit N] [--json]
+                                         list notifications that kept failing
   agate version                          print the version, commit and Go version
 `
 
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runPolicy(args[1:], stdout, stderr)
 	case "evidence":
 		return runEvidence(ctx, args[1:], stdout, stderr)
+	case "notifications":
+		return runNotifications(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, buildinfo.String())
 		return nil

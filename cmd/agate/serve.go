@@ -24,6 +24,7 @@ import (
 	"github.com/agate-pdp/agate/authzen"
 	"github.com/agate-pdp/agate/buildinfo"
 	"github.com/agate-pdp/agate/jobs"
+	"github.com/agate-pdp/agate/notify"
 	"github.com/agate-pdp/agate/server"
 	"github.com/agate-pdp/agate/snapshots"
 	"github.com/agate-pdp/agate/store"
@@ -59,6 +60,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		if _, err := os.ReadFile(cfg.PolicyFile); err != nil {
 			return fmt.Errorf("--policy: %w", err)
 		}
+	}
+	dests, err := cfg.loadDestinations(log)
+	if err != nil {
+		return err
 	}
 	tlsCfg, err := loadTLS(cfg)
 	if err != nil {
@@ -128,7 +133,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			startc <- started{nil, err}
 			return
 		}
-		stop, err := startBackend(ctx, cfg, st, srv, az.handler, auth, metrics, reg, log)
+		stop, err := startBackend(ctx, cfg, st, srv, az.handler, auth, metrics, reg, dests, log)
 		startc <- started{stop, err}
 	}()
 
@@ -173,7 +178,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 // services to srv. stop closes what it opened and the store, after the gRPC server has
 // drained.
 func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *server.Server, az *authzen.Handler, auth *server.Authenticator,
-	metrics *server.Metrics, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
+	metrics *server.Metrics, reg prometheus.Registerer, dests []*notify.Destination, log *slog.Logger) (stop func(), err error) {
 	var closers []func()
 	closeAll := func() {
 		for _, c := range slices.Backward(closers) {
@@ -218,6 +223,10 @@ func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *ser
 	if a, ok := tracker.Current(); ok {
 		metrics.SetActiveSnapshot(a.Snapshot.ID)
 	}
+	deliverer, err := cfg.newDeliverer(ev.Store, dests, reg, log)
+	if err != nil {
+		return nil, err
+	}
 	if err := srv.Attach(server.Backend{Jobs: svc, Audit: ev.Auditor, Store: ev.Store}); err != nil {
 		return nil, err
 	}
@@ -228,6 +237,10 @@ func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *ser
 	}
 	go tracker.Run(ctx, cfg.SnapshotRefresh)
 	go ev.Run(ctx)
+	dctx, dstop := context.WithCancel(ctx)
+	delivering := make(chan struct{})
+	go func() { deliverer.Run(dctx); close(delivering) }()
+	closers = append(closers, func() { dstop(); <-delivering }) // before the store closes
 	go srv.WatchHealth(ctx, time.Second)
 	go followActive(ctx, tracker, metrics)
 	go reloadOnHUP(ctx, cfg, svc, auth, log)

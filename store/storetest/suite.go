@@ -38,6 +38,10 @@ func Run(t *testing.T, open Opener) {
 		{"ReadIsConsistent", testReadIsConsistent},
 		{"ConcurrentIncrements", testConcurrentIncrements},
 		{"WriteSkew", testWriteSkew},
+		{"NotificationsInsert", testNotificationsInsert},
+		{"NotificationsClaim", testNotificationsClaim},
+		{"NotificationsClaimRace", testNotificationsClaimRace},
+		{"NotificationsPrune", testNotificationsPrune},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
