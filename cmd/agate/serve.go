@@ -228,6 +228,7 @@ func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *ser
 	}
 	go tracker.Run(ctx, cfg.SnapshotRefresh)
 	go ev.Run(ctx)
+	go svc.RunExpiry(ctx, cfg.ExpiryInterval)
 	go srv.WatchHealth(ctx, time.Second)
 	go followActive(ctx, tracker, metrics)
 	go reloadOnHUP(ctx, cfg, svc, auth, log)
