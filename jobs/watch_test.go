@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"strconv"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -247,7 +247,7 @@ func TestWatchSendsWhatStandingAllows(t *testing.T) {
 		e := buildWith(t, st, testPolicy, fc.Now, fc, jobs.Config{Watch: watchCfg})
 		outsiders := []jobs.Principal{
 			{ID: "noroles@example.com"},
-			{ID: mallory.ID, Roles: mallory.Roles}, // decide, submitted nothing
+			{ID: mallory.ID, Roles: mallory.Roles},                      // decide, submitted nothing
 			{ID: "treasurer@example.com", Roles: []string{"treasurer"}}, // approves transfers only
 			{ID: "policy@example.com", Roles: []string{"policy-admin"}},
 		}
@@ -306,7 +306,7 @@ func TestWatchLateCommit(t *testing.T) {
 		waitUntil(t, "the stream", func() bool { return holds(w.got(), []string{first.ID + " decision"}) })
 		beats := w.heartbeats()
 		waitUntil(t, "the stream", func() bool { return w.heartbeats() > beats+1 }) // polled past it
-		late := b.decide(t, report) // at t0, before first's time
+		late := b.decide(t, report)                                                 // at t0, before first's time
 		var rest []string
 		for range 15 {
 			rest = append(rest, b.decide(t, report).ID+" decision")
