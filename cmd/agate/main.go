@@ -1,6 +1,6 @@
 // Command agate is Agate's one binary: the policy decision point server (`agate serve`),
-// the policy tools (`agate policy check|test`) and the evidence tools (`agate evidence
-// verify|public-key`).
+// the policy tools (`agate policy check|test`), the evidence tools (`agate evidence
+// verify|public-key`) and the approver's client (`agate approvals`).
 package main
 
 import (
@@ -42,6 +42,9 @@ const usage = `usage:
                                          verify evidence against signed checkpoints
   agate evidence public-key [--evidence-key FILE] [--db DB]
                                          print the checkpoint key to pin
+  agate approvals list|show|approve|reject [JOB] [flags]
+                                         the approver's queue: list, show a job, approve or reject it
+                                         (agate approvals -h for flags)
   agate version                          print the version, commit and Go version
 `
 
@@ -69,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runPolicy(args[1:], stdout, stderr)
 	case "evidence":
 		return runEvidence(ctx, args[1:], stdout, stderr)
+	case "approvals":
+		return runApprovals(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, buildinfo.String())
 		return nil
