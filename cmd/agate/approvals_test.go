@@ -164,7 +164,9 @@ func TestApprovalsCLI(t *testing.T) {
 	var listed struct {
 		Pending []struct {
 			Job struct {
-				Job     struct{ JobID string `json:"job_id"` } `json:"job"`
+				Job struct {
+					JobID string `json:"job_id"`
+				} `json:"job"`
 				JobHash string `json:"job_hash"`
 			} `json:"job"`
 		} `json:"pending_approvals"`

@@ -197,7 +197,8 @@ func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *ser
 	}
 	closers = append(closers, ev.Close)
 	svc, err := jobs.New(jobs.Config{Store: ev.Store, Tracker: tracker, Cache: cache, Log: log,
-		Batch: jobs.Batch{Window: cfg.DecideBatchWindow, MaxRows: cfg.DecideBatchMax, InFlight: cfg.decideInFlight()}})
+		Batch: jobs.Batch{Window: cfg.DecideBatchWindow, MaxRows: cfg.DecideBatchMax, InFlight: cfg.decideInFlight()},
+		Watch: jobs.WatchConfig{Settle: cfg.EvidenceSettle}}) // watch cursors pass events as QueryEvidence pages do
 	if err != nil {
 		return nil, err
 	}
