@@ -142,12 +142,19 @@ func (m commitMode) realEnv(t *testing.T, st store.Store, policy string) *env {
 
 func build(t *testing.T, st store.Store, policy string, now func() time.Time, fc *fakeClock, batch jobs.Batch) *env {
 	t.Helper()
+	return buildWith(t, st, policy, now, fc, jobs.Config{Batch: batch})
+}
+
+// buildWith is build with more of the service's configuration: cfg's store, tracker,
+// cache and clock are filled in.
+func buildWith(t *testing.T, st store.Store, policy string, now func() time.Time, fc *fakeClock, cfg jobs.Config) *env {
+	t.Helper()
 	cache, err := snapshots.NewCache(8)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := jobs.New(jobs.Config{Store: st, Tracker: snapshots.NewTracker(st, cache, nil), Cache: cache,
-		Clock: now, Batch: batch})
+	cfg.Store, cfg.Tracker, cfg.Cache, cfg.Clock = st, snapshots.NewTracker(st, cache, nil), cache, now
+	svc, err := jobs.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,3 +9,7 @@ func QueuedDecides(s *Service) int {
 	n, _ := s.batcher.state()
 	return n
 }
+
+// SetWatchPaging makes s's watch streams read page events per statement and at most
+// pages statements per poll.
+func SetWatchPaging(s *Service, page, pages int) { s.watch.page, s.watch.pages = page, pages }

@@ -22,6 +22,8 @@ type Config struct {
 	// Outsiders bounds the calls a principal may make on jobs it has no standing on
 	// (or that do not exist); the zero value is the default.
 	Outsiders OutsiderLimit
+	// Watch tunes watch streams (see Service.Watch); the zero value is the default.
+	Watch WatchConfig
 }
 
 // Service runs the job lifecycle. It holds no state of its own beyond caches: any replica
@@ -35,6 +37,7 @@ type Service struct {
 	batcher *batcher // nil when batching is off
 	// outsiders limits, per principal, refused calls without standing
 	outsiders *limiter
+	watch     WatchConfig
 }
 
 // New checks cfg, fills in defaults and returns a Service.
@@ -49,7 +52,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, errors.New("jobs: Config.Batch.Window must not be negative")
 	}
 	s := &Service{store: cfg.Store, tracker: cfg.Tracker, cache: cfg.Cache, clock: cfg.Clock, log: cfg.Log,
-		outsiders: newLimiter(cfg.Outsiders)}
+		outsiders: newLimiter(cfg.Outsiders), watch: cfg.Watch.withDefaults()}
 	if s.cache == nil {
 		c, err := snapshots.NewCache(snapshots.DefaultCacheSize)
 		if err != nil {

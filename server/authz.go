@@ -29,6 +29,7 @@ var methodRoles = map[string][]string{
 	"/agate.v1.DecisionService/Cancel":               {anyAuthenticated},
 	"/agate.v1.DecisionService/GetJob":               {anyAuthenticated},
 	"/agate.v1.DecisionService/ListPendingApprovals": {anyAuthenticated},
+	"/agate.v1.DecisionService/WatchJobs":            {anyAuthenticated},
 	"/agate.v1.PolicyService/PutPolicy":              {RolePolicyAdmin},
 	"/agate.v1.PolicyService/ActivateSnapshot":       {RolePolicyAdmin},
 	"/agate.v1.PolicyService/ValidatePolicy":         {RolePolicyAdmin},

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -131,6 +132,10 @@ var authzMatrix = []matrixRow{
 	}, unauth, ok, notFound, notFound, ok, notFound, ok, notFound, ok, ok, notFound, ok, ok, ok, ok, unauth),
 	row("ListPendingApprovals", pending, listsPending,
 		unauth, empty, empty, empty, sees, empty, empty, empty, sees, sees, empty, sees, sees, sees, sees, unauth),
+	row("WatchJobs (a pending job)", pending, watchSees,
+		unauth, sees, empty, empty, sees, empty, sees, empty, sees, sees, empty, sees, sees, sees, sees, unauth),
+	row("WatchJobs (an approved job)", approved, watchSees,
+		unauth, sees, empty, sees, sees, empty, sees, empty, sees, sees, empty, sees, sees, sees, sees, unauth),
 	row("Publish", approved, func(ctx context.Context, c *matrixConn, j *matrixJobRef) error {
 		_, err := c.dec.Publish(ctx, &agatev1.PublishRequest{JobId: j.id, JobHash: j.hash})
 		return err
@@ -201,6 +206,30 @@ func listsPending(ctx context.Context, c *matrixConn, j *matrixJobRef) error {
 	}
 }
 
+// watchSees answers sees or empty: whether a watch stream opened after the fixture job's
+// transitions tells the caller about it. The stream's first poll reads them (an empty
+// cursor starts the settle time in the past), so a heartbeat arriving without them
+// means the caller sees nothing of the job.
+func watchSees(ctx context.Context, c *matrixConn, j *matrixJobRef) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	stream, err := c.dec.WatchJobs(ctx, &agatev1.WatchJobsRequest{})
+	if err != nil {
+		return err
+	}
+	for {
+		msg, err := stream.Recv()
+		switch {
+		case err != nil:
+			return err
+		case msg.GetChange() == nil:
+			return errEmpty
+		case msg.GetChange().GetJob().GetJob().GetJobId() == j.id:
+			return errSees
+		}
+	}
+}
+
 var errSees, errEmpty = errors.New(sees), errors.New(empty)
 
 const matrixPolicy = `version: v1
@@ -249,7 +278,7 @@ func startMatrixServer(t *testing.T, st store.Store) *matrixServer {
 		t.Fatal(err)
 	}
 	svc, err := jobs.New(jobs.Config{Store: st, Tracker: snapshots.NewTracker(st, cache, nil), Cache: cache,
-		Outsiders: jobs.OutsiderLimit{Burst: 1 << 20}})
+		Outsiders: jobs.OutsiderLimit{Burst: 1 << 20}, Watch: jobs.WatchConfig{Poll: 5 * time.Millisecond, Heartbeat: time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/grpc"
+
 	agatev1 "github.com/agate-pdp/agate/gen/agate/v1"
 	"github.com/agate-pdp/agate/jobs"
 )
@@ -170,4 +172,26 @@ func (d *decisionService) ListPendingApprovals(ctx context.Context, req *agatev1
 			&agatev1.PendingApproval{Job: jobView(view), TimeLeftSeconds: left})
 	}
 	return resp, nil
+}
+
+// WatchJobs streams the transitions of the jobs the caller has standing on; who sees
+// which is the lifecycle's to decide, per event.
+func (d *decisionService) WatchJobs(req *agatev1.WatchJobsRequest, stream grpc.ServerStreamingServer[agatev1.WatchJobsResponse]) error {
+	ctx := stream.Context()
+	err := d.s.jobs.Watch(ctx, principalFrom(ctx), req.GetCursor(), func(it jobs.WatchItem) error {
+		msg := &agatev1.WatchJobsResponse{Cursor: it.Cursor}
+		if c := it.Change; c != nil {
+			view := c.Job.View()
+			msg.Change = &agatev1.JobChange{EventId: c.EventID, Kind: string(c.Kind), At: c.At,
+				Principal: c.Principal, Status: statusEnum(c.Status), Job: jobView(view)}
+			if view.Status == jobs.StatusPendingApproval {
+				msg.Change.TimeLeftSeconds = max((view.ExpiresAt-d.s.now().UnixMicro())/1e6, 0)
+			}
+		}
+		return stream.Send(msg)
+	})
+	if err != nil {
+		return d.fail(ctx, err)
+	}
+	return nil
 }

@@ -104,6 +104,11 @@ type JobTx interface {
 	ListJobs(ctx context.Context, q JobQuery) ([]Job, error)
 	// CountJobs counts jobs in any of statuses whose PolicySnapshot is not snapshot.
 	CountJobs(ctx context.Context, statuses []Status, notSnapshot string) (int, error)
+	// DueJobs returns the ids of up to limit jobs in status whose deadline has passed at
+	// now (0 < ExpiresAt <= now), earliest deadline first (ExpiresAt, then ID). It locks
+	// nothing: a caller acting on them locks each job (GetJob forUpdate) and checks its
+	// status and deadline again, since another transaction may have changed it since.
+	DueJobs(ctx context.Context, status Status, now int64, limit int) ([]string, error)
 }
 
 // ApprovalTx stores approvals: one row per (job, decision revision, approver).

@@ -43,6 +43,7 @@ type serveConfig struct {
 	MaxCallTime       time.Duration
 	SealInterval      time.Duration // how often this replica seals new evidence into a checkpoint
 	EvidenceSettle    time.Duration // how old events must be before QueryEvidence pages over them
+	ExpiryInterval    time.Duration // how often this replica expires pending jobs past their deadline
 	LogLevel          string
 
 	DecideBatchWindow time.Duration // group commit: how long a batch waits for company
@@ -81,6 +82,7 @@ func defaultServeConfig() serveConfig {
 		MaxCallTime:          30 * time.Second,
 		SealInterval:         audit.DefaultSealInterval,
 		EvidenceSettle:       audit.DefaultSettle,
+		ExpiryInterval:       time.Second,
 		LogLevel:             "info",
 		DecideBatchWindow:    time.Millisecond,
 		DecideBatchMax:       64,
@@ -151,6 +153,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) *string {
 	dur(&c.MaxCallTime, "max-call-time", "longest any call may run")
 	dur(&c.SealInterval, "seal-interval", "how often this replica seals new evidence into a signed checkpoint")
 	dur(&c.EvidenceSettle, "evidence-settle", "how old events must be before QueryEvidence pages over them: longer than a transaction takes to commit, plus the replicas' clock skew")
+	dur(&c.ExpiryInterval, "expiry-interval", "how often this replica moves pending jobs past their approval deadline to expired (every replica sweeps; a job expires within about this long of its deadline)")
 	num(&c.SnapshotCacheSize, "snapshot-cache", "compiled snapshots kept in memory")
 	dur(&c.DecideBatchWindow, "decide-batch-window", "how long a Decide batch waits for more Decides while the database is busy")
 	num(&c.DecideBatchMax, "decide-batch-max", "most Decides committed in one transaction; 0 or 1 turns group commit off")
@@ -307,7 +310,7 @@ func (c serveConfig) Validate() error {
 		"seal-interval": c.SealInterval, "evidence-settle": c.EvidenceSettle, "max-stream-time": c.MaxStreamTime,
 		"max-clock-skew": c.MaxClockSkew, "notify-backoff": c.NotifyBackoff, "notify-backoff-max": c.NotifyBackoffMax,
 		"notify-timeout": c.NotifyTimeout, "notify-lease": c.NotifyLease, "notify-poll": c.NotifyPoll,
-		"notify-retention": c.NotifyRetention} {
+		"notify-retention": c.NotifyRetention, "expiry-interval": c.ExpiryInterval} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("--%s: must be a positive duration", name))
 		}

@@ -1,6 +1,6 @@
 // Command agate is Agate's one binary: the policy decision point server (`agate serve`),
-// the policy tools (`agate policy check|test`) and the evidence tools (`agate evidence
-// verify|public-key`).
+// the policy tools (`agate policy check|test`), the evidence tools (`agate evidence
+// verify|public-key`) and the approver's client (`agate approvals`).
 package main
 
 import (
@@ -44,6 +44,9 @@ const usage = `usage:
                                          print the checkpoint key to pin
   agate notifications dead-letter --db DB [--limit N] [--json]
                                          list notifications that kept failing
+  agate approvals list|show|approve|reject [JOB] [flags]
+                                         the approver's queue: list, show a job, approve or reject it
+                                         (agate approvals -h for flags)
   agate version                          print the version, commit and Go version
 `
 
@@ -73,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runEvidence(ctx, args[1:], stdout, stderr)
 	case "notifications":
 		return runNotifications(ctx, args[1:], stdout, stderr)
+	case "approvals":
+		return runApprovals(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, buildinfo.String())
 		return nil

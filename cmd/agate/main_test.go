@@ -113,6 +113,7 @@ func TestServeConfigValidate(t *testing.T) {
 		{"negative batch max", []string{"--tokens", "t", "--decide-batch-max", "-1"}, "--decide-batch-max"},
 		{"negative batch window", []string{"--tokens", "t", "--decide-batch-window", "-1ms"}, "--decide-batch-window"},
 		{"zero seal interval", []string{"--tokens", "t", "--seal-interval", "0s"}, "--seal-interval"},
+		{"zero expiry interval", []string{"--tokens", "t", "--expiry-interval", "0s"}, "--expiry-interval"},
 		{"inflight not a number", []string{"--tokens", "t", "--decide-batch-inflight", "two"}, "decide-batch-inflight"},
 		{"negative inflight", []string{"--tokens", "t", "--decide-batch-inflight", "-2"}, "--decide-batch-inflight"},
 		{"pprof not a bool", []string{"--tokens", "t", "--pprof=maybe"}, "pprof"},

@@ -202,7 +202,8 @@ func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *ser
 	}
 	closers = append(closers, ev.Close)
 	svc, err := jobs.New(jobs.Config{Store: ev.Store, Tracker: tracker, Cache: cache, Log: log,
-		Batch: jobs.Batch{Window: cfg.DecideBatchWindow, MaxRows: cfg.DecideBatchMax, InFlight: cfg.decideInFlight()}})
+		Batch: jobs.Batch{Window: cfg.DecideBatchWindow, MaxRows: cfg.DecideBatchMax, InFlight: cfg.decideInFlight()},
+		Watch: jobs.WatchConfig{Settle: cfg.EvidenceSettle}}) // watch cursors pass events as QueryEvidence pages do
 	if err != nil {
 		return nil, err
 	}
@@ -241,6 +242,7 @@ func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *ser
 	delivering := make(chan struct{})
 	go func() { deliverer.Run(dctx); close(delivering) }()
 	closers = append(closers, func() { dstop(); <-delivering }) // before the store closes
+	go svc.RunExpiry(ctx, cfg.ExpiryInterval)
 	go srv.WatchHealth(ctx, time.Second)
 	go followActive(ctx, tracker, metrics)
 	go reloadOnHUP(ctx, cfg, svc, auth, log)

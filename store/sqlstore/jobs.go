@@ -144,6 +144,27 @@ func (t *Tx) ListJobs(ctx context.Context, jq store.JobQuery) ([]store.Job, erro
 	return out, t.err(rows.Err())
 }
 
+// DueJobs implements store.JobTx. The index jobs_status_expires answers it.
+func (t *Tx) DueJobs(ctx context.Context, status store.Status, now int64, limit int) ([]string, error) {
+	q := t.query()
+	q.where("status = %s", string(status))
+	q.where("expires_at > 0 AND expires_at <= %s", now)
+	rows, err := t.q.Query(ctx, `SELECT job_id FROM jobs`+q.sql()+` ORDER BY expires_at, job_id`+q.limit(limit), q.args...)
+	if err != nil {
+		return nil, t.err(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, t.err(err)
+		}
+		out = append(out, id)
+	}
+	return out, t.err(rows.Err())
+}
+
 // CountJobs implements store.JobTx. No statuses counts jobs in any status.
 func (t *Tx) CountJobs(ctx context.Context, statuses []store.Status, notSnapshot string) (int, error) {
 	q := t.query()

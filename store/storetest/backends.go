@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/agate-pdp/agate/store"
+	"github.com/agate-pdp/agate/store/postgres"
 	"github.com/agate-pdp/agate/store/postgres/pgtest"
 	"github.com/agate-pdp/agate/store/sqlite"
 )
@@ -54,6 +55,52 @@ func ForEachBackend(t *testing.T, fn func(t *testing.T, s store.Store)) {
 	slices.Sort(names)
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) { fn(t, b[name](t)) })
+	}
+}
+
+// ReplicaOpener returns n stores on one new, migrated database, as n replicas of one
+// deployment hold; each is closed when t ends.
+type ReplicaOpener func(t *testing.T, n int) []store.Store
+
+// SQLiteReplicas opens n stores on one new SQLite file: separate connection pools, so
+// their write transactions exclude each other through the file's lock, as separate
+// processes' would.
+func SQLiteReplicas(t *testing.T, n int) []store.Store {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "agate.db")
+	out := make([]store.Store, n)
+	for i := range out {
+		s, err := sqlite.Open(t.Context(), path, sqlite.Options{MaxAttempts: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		out[i] = s
+	}
+	return out
+}
+
+// PostgresReplicas opens n stores on one new PostgreSQL database (skipped like
+// OpenPostgres when PostgreSQL is missing).
+func PostgresReplicas(t *testing.T, n int) []store.Store {
+	t.Helper()
+	url := pgtest.URL(t)
+	out := make([]store.Store, n)
+	for i := range out {
+		out[i] = pgtest.OpenURL(t, url, postgres.Options{MaxConns: 8})
+	}
+	return out
+}
+
+// ForEachBackendReplicas runs fn as one subtest per backend with n stores on one fresh
+// database. fn may call t.Parallel.
+func ForEachBackendReplicas(t *testing.T, n int, fn func(t *testing.T, stores []store.Store)) {
+	t.Helper()
+	for _, b := range []struct {
+		name string
+		open ReplicaOpener
+	}{{"postgres", PostgresReplicas}, {"sqlite", SQLiteReplicas}} {
+		t.Run(b.name, func(t *testing.T) { fn(t, b.open(t, n)) })
 	}
 }
 

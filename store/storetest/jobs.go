@@ -203,3 +203,63 @@ func filterJobs(all []store.Job, q store.JobQuery) []store.Job {
 	}
 	return out
 }
+
+// testJobsDue: DueJobs finds exactly the jobs in a status whose deadline has passed,
+// earliest deadline first, ties by id, and honours the limit; a job whose deadline is
+// now is due, one a microsecond later is not, and a job without a deadline never is.
+func testJobsDue(t *testing.T, s store.Store) {
+	now := base + 100
+	type row struct {
+		id      string
+		status  store.Status
+		expires int64
+		due     bool
+	}
+	rows := []row{
+		{"job_due_b", store.StatusPendingApproval, base + 10, true},
+		{"job_due_a", store.StatusPendingApproval, base + 10, true}, // tie: by id
+		{"job_due_now", store.StatusPendingApproval, now, true},
+		{"job_due_early", store.StatusPendingApproval, base + 1, true},
+		{"job_due_later", store.StatusPendingApproval, now + 1, false},
+		{"job_due_none", store.StatusPendingApproval, 0, false},
+		{"job_due_approved", store.StatusApproved, base + 1, false},
+		{"job_due_expired", store.StatusExpired, base + 1, false},
+	}
+	write(t, s, func(ctx context.Context, tx store.Tx) error {
+		for _, r := range rows {
+			j := fullJob(r.id, base)
+			j.Status, j.ExpiresAt = r.status, r.expires
+			if err := tx.InsertJob(ctx, j); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	want := []string{"job_due_early", "job_due_a", "job_due_b", "job_due_now"}
+	read(t, s, func(ctx context.Context, tx store.Tx) error {
+		for _, c := range []struct {
+			limit int
+			want  []string
+		}{{0, want}, {10, want}, {2, want[:2]}, {1, want[:1]}} {
+			got, err := tx.DueJobs(ctx, store.StatusPendingApproval, now, c.limit)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("DueJobs(pending, now, limit %d) = %v, want %v", c.limit, got, c.want)
+			}
+		}
+		got, err := tx.DueJobs(ctx, store.StatusApproved, now, 0)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got, []string{"job_due_approved"}) {
+			t.Errorf("DueJobs(approved) = %v, want [job_due_approved]", got)
+		}
+		got, err = tx.DueJobs(ctx, store.StatusPendingApproval, base, 0)
+		if err != nil || len(got) != 0 {
+			t.Errorf("DueJobs before any deadline = %v, %v; want none", got, err)
+		}
+		return nil
+	})
+}

@@ -21,6 +21,7 @@ func Run(t *testing.T, open Opener) {
 		{"JobUpdate", testJobUpdate},
 		{"JobListCount", testJobListCount},
 		{"JobInsertMany", testJobInsertMany},
+		{"JobsDue", testJobsDue},
 		{"EventsAppendMany", testEventsAppendMany},
 		{"Approvals", testApprovals},
 		{"EventsChain", testEventsChain},

@@ -21,6 +21,213 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// WatchJobsRequest starts or resumes a watch stream.
+type WatchJobsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cursor of the last response received; empty starts a few seconds (the settle
+	// time) in the past, so that a caller that lists first and then watches misses
+	// nothing in between.
+	Cursor        string `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchJobsRequest) Reset() {
+	*x = WatchJobsRequest{}
+	mi := &file_agate_v1_decision_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchJobsRequest) ProtoMessage() {}
+
+func (x *WatchJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agate_v1_decision_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchJobsRequest.ProtoReflect.Descriptor instead.
+func (*WatchJobsRequest) Descriptor() ([]byte, []int) {
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *WatchJobsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+// WatchJobsResponse is one transition, or a heartbeat.
+type WatchJobsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Opaque resume point: a WatchJobs with it delivers every transition after this
+	// response (and perhaps some before it).
+	Cursor string `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// The transition; unset for a heartbeat.
+	Change        *JobChange `protobuf:"bytes,2,opt,name=change,proto3" json:"change,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchJobsResponse) Reset() {
+	*x = WatchJobsResponse{}
+	mi := &file_agate_v1_decision_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchJobsResponse) ProtoMessage() {}
+
+func (x *WatchJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agate_v1_decision_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchJobsResponse.ProtoReflect.Descriptor instead.
+func (*WatchJobsResponse) Descriptor() ([]byte, []int) {
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WatchJobsResponse) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *WatchJobsResponse) GetChange() *JobChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+// JobChange is one transition of a job.
+type JobChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the transition's evidence event; unique, the key to deduplicate by.
+	EventId string `protobuf:"bytes,1,opt,name=event_id,proto3" json:"event_id,omitempty"`
+	// Evidence kind: "decision", "approval", "rejection", "expiry", "cancel",
+	// "conflict", "publish", "replay" or "outcome".
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// When it happened, in microseconds since the Unix epoch.
+	At int64 `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	// The authenticated principal that caused it; "agate:expiry" for an expiry.
+	Principal string `protobuf:"bytes,4,opt,name=principal,proto3" json:"principal,omitempty"`
+	// The job's status right after the transition.
+	Status JobStatus `protobuf:"varint,5,opt,name=status,proto3,enum=agate.v1.JobStatus" json:"status,omitempty"`
+	// The job as it was when the stream read the transition (it may have moved on
+	// since), with approvals so far and job_hash.
+	Job *JobView `protobuf:"bytes,6,opt,name=job,proto3" json:"job,omitempty"`
+	// Whole seconds until expires_at when the response was sent, for a pending job;
+	// at least 0.
+	TimeLeftSeconds int64 `protobuf:"varint,7,opt,name=time_left_seconds,proto3" json:"time_left_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *JobChange) Reset() {
+	*x = JobChange{}
+	mi := &file_agate_v1_decision_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobChange) ProtoMessage() {}
+
+func (x *JobChange) ProtoReflect() protoreflect.Message {
+	mi := &file_agate_v1_decision_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobChange.ProtoReflect.Descriptor instead.
+func (*JobChange) Descriptor() ([]byte, []int) {
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *JobChange) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *JobChange) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *JobChange) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *JobChange) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *JobChange) GetStatus() JobStatus {
+	if x != nil {
+		return x.Status
+	}
+	return JobStatus_JOB_STATUS_UNSPECIFIED
+}
+
+func (x *JobChange) GetJob() *JobView {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *JobChange) GetTimeLeftSeconds() int64 {
+	if x != nil {
+		return x.TimeLeftSeconds
+	}
+	return 0
+}
+
 // DecideRequest asks for a decision on a job.
 type DecideRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -33,7 +240,7 @@ type DecideRequest struct {
 
 func (x *DecideRequest) Reset() {
 	*x = DecideRequest{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[0]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +252,7 @@ func (x *DecideRequest) String() string {
 func (*DecideRequest) ProtoMessage() {}
 
 func (x *DecideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[0]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +265,7 @@ func (x *DecideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideRequest.ProtoReflect.Descriptor instead.
 func (*DecideRequest) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{0}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DecideRequest) GetJob() *Job {
@@ -108,7 +315,7 @@ type DecideResponse struct {
 
 func (x *DecideResponse) Reset() {
 	*x = DecideResponse{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[1]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -120,7 +327,7 @@ func (x *DecideResponse) String() string {
 func (*DecideResponse) ProtoMessage() {}
 
 func (x *DecideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[1]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -133,7 +340,7 @@ func (x *DecideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideResponse.ProtoReflect.Descriptor instead.
 func (*DecideResponse) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{1}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DecideResponse) GetJobId() string {
@@ -250,7 +457,7 @@ type ApproveRequest struct {
 
 func (x *ApproveRequest) Reset() {
 	*x = ApproveRequest{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[2]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +469,7 @@ func (x *ApproveRequest) String() string {
 func (*ApproveRequest) ProtoMessage() {}
 
 func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[2]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +482,7 @@ func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveRequest.ProtoReflect.Descriptor instead.
 func (*ApproveRequest) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{2}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ApproveRequest) GetJobId() string {
@@ -328,7 +535,7 @@ type ApproveResponse struct {
 
 func (x *ApproveResponse) Reset() {
 	*x = ApproveResponse{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[3]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -340,7 +547,7 @@ func (x *ApproveResponse) String() string {
 func (*ApproveResponse) ProtoMessage() {}
 
 func (x *ApproveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[3]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -353,7 +560,7 @@ func (x *ApproveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveResponse.ProtoReflect.Descriptor instead.
 func (*ApproveResponse) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{3}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ApproveResponse) GetJobId() string {
@@ -434,7 +641,7 @@ type RejectRequest struct {
 
 func (x *RejectRequest) Reset() {
 	*x = RejectRequest{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[4]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +653,7 @@ func (x *RejectRequest) String() string {
 func (*RejectRequest) ProtoMessage() {}
 
 func (x *RejectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[4]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +666,7 @@ func (x *RejectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectRequest.ProtoReflect.Descriptor instead.
 func (*RejectRequest) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{4}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RejectRequest) GetJobId() string {
@@ -505,7 +712,7 @@ type RejectResponse struct {
 
 func (x *RejectResponse) Reset() {
 	*x = RejectResponse{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[5]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +724,7 @@ func (x *RejectResponse) String() string {
 func (*RejectResponse) ProtoMessage() {}
 
 func (x *RejectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[5]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +737,7 @@ func (x *RejectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectResponse.ProtoReflect.Descriptor instead.
 func (*RejectResponse) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{5}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RejectResponse) GetJobId() string {
@@ -589,7 +796,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[6]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +808,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[6]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +821,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{6}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PublishRequest) GetJobId() string {
@@ -645,7 +852,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[7]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +864,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[7]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +877,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{7}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PublishResponse) GetJob() *JobView {
@@ -704,7 +911,7 @@ type ReportOutcomeRequest struct {
 
 func (x *ReportOutcomeRequest) Reset() {
 	*x = ReportOutcomeRequest{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[8]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +923,7 @@ func (x *ReportOutcomeRequest) String() string {
 func (*ReportOutcomeRequest) ProtoMessage() {}
 
 func (x *ReportOutcomeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[8]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +936,7 @@ func (x *ReportOutcomeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportOutcomeRequest.ProtoReflect.Descriptor instead.
 func (*ReportOutcomeRequest) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{8}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReportOutcomeRequest) GetJobId() string {
@@ -779,7 +986,7 @@ type ReportOutcomeResponse struct {
 
 func (x *ReportOutcomeResponse) Reset() {
 	*x = ReportOutcomeResponse{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[9]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +998,7 @@ func (x *ReportOutcomeResponse) String() string {
 func (*ReportOutcomeResponse) ProtoMessage() {}
 
 func (x *ReportOutcomeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[9]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +1011,7 @@ func (x *ReportOutcomeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportOutcomeResponse.ProtoReflect.Descriptor instead.
 func (*ReportOutcomeResponse) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{9}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReportOutcomeResponse) GetJobId() string {
@@ -858,7 +1065,7 @@ type ListReplayableRequest struct {
 
 func (x *ListReplayableRequest) Reset() {
 	*x = ListReplayableRequest{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[10]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +1077,7 @@ func (x *ListReplayableRequest) String() string {
 func (*ListReplayableRequest) ProtoMessage() {}
 
 func (x *ListReplayableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[10]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +1090,7 @@ func (x *ListReplayableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReplayableRequest.ProtoReflect.Descriptor instead.
 func (*ListReplayableRequest) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{10}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListReplayableRequest) GetOlderThanSeconds() int64 {
@@ -921,7 +1128,7 @@ type ListReplayableResponse struct {
 
 func (x *ListReplayableResponse) Reset() {
 	*x = ListReplayableResponse{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[11]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1140,7 @@ func (x *ListReplayableResponse) String() string {
 func (*ListReplayableResponse) ProtoMessage() {}
 
 func (x *ListReplayableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[11]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1153,7 @@ func (x *ListReplayableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReplayableResponse.ProtoReflect.Descriptor instead.
 func (*ListReplayableResponse) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{11}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListReplayableResponse) GetJobs() []*JobView {
@@ -984,7 +1191,7 @@ type ReplayRequest struct {
 
 func (x *ReplayRequest) Reset() {
 	*x = ReplayRequest{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[12]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1203,7 @@ func (x *ReplayRequest) String() string {
 func (*ReplayRequest) ProtoMessage() {}
 
 func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[12]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1216,7 @@ func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayRequest.ProtoReflect.Descriptor instead.
 func (*ReplayRequest) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{12}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReplayRequest) GetJobId() string {
@@ -1061,7 +1268,7 @@ type ReplayResponse struct {
 
 func (x *ReplayResponse) Reset() {
 	*x = ReplayResponse{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[13]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1280,7 @@ func (x *ReplayResponse) String() string {
 func (*ReplayResponse) ProtoMessage() {}
 
 func (x *ReplayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[13]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1293,7 @@ func (x *ReplayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayResponse.ProtoReflect.Descriptor instead.
 func (*ReplayResponse) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{13}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReplayResponse) GetJob() *JobView {
@@ -1116,7 +1323,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[14]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1335,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[14]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1348,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{14}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelRequest) GetJobId() string {
@@ -1177,7 +1384,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[15]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1396,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[15]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1409,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{15}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelResponse) GetJobId() string {
@@ -1251,7 +1458,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[16]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1470,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[16]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1483,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{16}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -1297,7 +1504,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[17]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1516,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[17]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1529,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{17}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetJobResponse) GetJob() *JobView {
@@ -1356,7 +1563,7 @@ type ListPendingApprovalsRequest struct {
 
 func (x *ListPendingApprovalsRequest) Reset() {
 	*x = ListPendingApprovalsRequest{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[18]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1575,7 @@ func (x *ListPendingApprovalsRequest) String() string {
 func (*ListPendingApprovalsRequest) ProtoMessage() {}
 
 func (x *ListPendingApprovalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[18]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1588,7 @@ func (x *ListPendingApprovalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingApprovalsRequest.ProtoReflect.Descriptor instead.
 func (*ListPendingApprovalsRequest) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{18}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListPendingApprovalsRequest) GetTopic() string {
@@ -1440,7 +1647,7 @@ type PendingApproval struct {
 
 func (x *PendingApproval) Reset() {
 	*x = PendingApproval{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[19]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1452,7 +1659,7 @@ func (x *PendingApproval) String() string {
 func (*PendingApproval) ProtoMessage() {}
 
 func (x *PendingApproval) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[19]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +1672,7 @@ func (x *PendingApproval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingApproval.ProtoReflect.Descriptor instead.
 func (*PendingApproval) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{19}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PendingApproval) GetJob() *JobView {
@@ -1495,7 +1702,7 @@ type ListPendingApprovalsResponse struct {
 
 func (x *ListPendingApprovalsResponse) Reset() {
 	*x = ListPendingApprovalsResponse{}
-	mi := &file_agate_v1_decision_service_proto_msgTypes[20]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1714,7 @@ func (x *ListPendingApprovalsResponse) String() string {
 func (*ListPendingApprovalsResponse) ProtoMessage() {}
 
 func (x *ListPendingApprovalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agate_v1_decision_service_proto_msgTypes[20]
+	mi := &file_agate_v1_decision_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1727,7 @@ func (x *ListPendingApprovalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingApprovalsResponse.ProtoReflect.Descriptor instead.
 func (*ListPendingApprovalsResponse) Descriptor() ([]byte, []int) {
-	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{20}
+	return file_agate_v1_decision_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListPendingApprovalsResponse) GetPendingApprovals() []*PendingApproval {
@@ -1541,7 +1748,20 @@ var File_agate_v1_decision_service_proto protoreflect.FileDescriptor
 
 const file_agate_v1_decision_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fagate/v1/decision_service.proto\x12\bagate.v1\x1a\x12agate/v1/job.proto\"0\n" +
+	"\x1fagate/v1/decision_service.proto\x12\bagate.v1\x1a\x12agate/v1/job.proto\"*\n" +
+	"\x10WatchJobsRequest\x12\x16\n" +
+	"\x06cursor\x18\x01 \x01(\tR\x06cursor\"X\n" +
+	"\x11WatchJobsResponse\x12\x16\n" +
+	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12+\n" +
+	"\x06change\x18\x02 \x01(\v2\x13.agate.v1.JobChangeR\x06change\"\xe9\x01\n" +
+	"\tJobChange\x12\x1a\n" +
+	"\bevent_id\x18\x01 \x01(\tR\bevent_id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\x12\x1c\n" +
+	"\tprincipal\x18\x04 \x01(\tR\tprincipal\x12+\n" +
+	"\x06status\x18\x05 \x01(\x0e2\x13.agate.v1.JobStatusR\x06status\x12#\n" +
+	"\x03job\x18\x06 \x01(\v2\x11.agate.v1.JobViewR\x03job\x12,\n" +
+	"\x11time_left_seconds\x18\a \x01(\x03R\x11time_left_seconds\"0\n" +
 	"\rDecideRequest\x12\x1f\n" +
 	"\x03job\x18\x01 \x01(\v2\r.agate.v1.JobR\x03job\"\x92\x04\n" +
 	"\x0eDecideResponse\x12\x16\n" +
@@ -1653,7 +1873,7 @@ const file_agate_v1_decision_service_proto_rawDesc = "" +
 	"\x11time_left_seconds\x18\x02 \x01(\x03R\x11time_left_seconds\"\x91\x01\n" +
 	"\x1cListPendingApprovalsResponse\x12G\n" +
 	"\x11pending_approvals\x18\x01 \x03(\v2\x19.agate.v1.PendingApprovalR\x11pending_approvals\x12(\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\x0fnext_page_token2\xd0\x05\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\x0fnext_page_token2\x98\x06\n" +
 	"\x0fDecisionService\x12;\n" +
 	"\x06Decide\x12\x17.agate.v1.DecideRequest\x1a\x18.agate.v1.DecideResponse\x12>\n" +
 	"\aApprove\x12\x18.agate.v1.ApproveRequest\x1a\x19.agate.v1.ApproveResponse\x12;\n" +
@@ -1664,7 +1884,8 @@ const file_agate_v1_decision_service_proto_rawDesc = "" +
 	"\x06Replay\x12\x17.agate.v1.ReplayRequest\x1a\x18.agate.v1.ReplayResponse\x12;\n" +
 	"\x06Cancel\x12\x17.agate.v1.CancelRequest\x1a\x18.agate.v1.CancelResponse\x12;\n" +
 	"\x06GetJob\x12\x17.agate.v1.GetJobRequest\x1a\x18.agate.v1.GetJobResponse\x12e\n" +
-	"\x14ListPendingApprovals\x12%.agate.v1.ListPendingApprovalsRequest\x1a&.agate.v1.ListPendingApprovalsResponseB\x96\x01\n" +
+	"\x14ListPendingApprovals\x12%.agate.v1.ListPendingApprovalsRequest\x1a&.agate.v1.ListPendingApprovalsResponse\x12F\n" +
+	"\tWatchJobs\x12\x1a.agate.v1.WatchJobsRequest\x1a\x1b.agate.v1.WatchJobsResponse0\x01B\x96\x01\n" +
 	"\fcom.agate.v1B\x14DecisionServiceProtoP\x01Z/github.com/agate-pdp/agate/gen/agate/v1;agatev1\xa2\x02\x03AXX\xaa\x02\bAgate.V1\xca\x02\bAgate\\V1\xe2\x02\x14Agate\\V1\\GPBMetadata\xea\x02\tAgate::V1b\x06proto3"
 
 var (
@@ -1679,81 +1900,89 @@ func file_agate_v1_decision_service_proto_rawDescGZIP() []byte {
 	return file_agate_v1_decision_service_proto_rawDescData
 }
 
-var file_agate_v1_decision_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_agate_v1_decision_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_agate_v1_decision_service_proto_goTypes = []any{
-	(*DecideRequest)(nil),                // 0: agate.v1.DecideRequest
-	(*DecideResponse)(nil),               // 1: agate.v1.DecideResponse
-	(*ApproveRequest)(nil),               // 2: agate.v1.ApproveRequest
-	(*ApproveResponse)(nil),              // 3: agate.v1.ApproveResponse
-	(*RejectRequest)(nil),                // 4: agate.v1.RejectRequest
-	(*RejectResponse)(nil),               // 5: agate.v1.RejectResponse
-	(*PublishRequest)(nil),               // 6: agate.v1.PublishRequest
-	(*PublishResponse)(nil),              // 7: agate.v1.PublishResponse
-	(*ReportOutcomeRequest)(nil),         // 8: agate.v1.ReportOutcomeRequest
-	(*ReportOutcomeResponse)(nil),        // 9: agate.v1.ReportOutcomeResponse
-	(*ListReplayableRequest)(nil),        // 10: agate.v1.ListReplayableRequest
-	(*ListReplayableResponse)(nil),       // 11: agate.v1.ListReplayableResponse
-	(*ReplayRequest)(nil),                // 12: agate.v1.ReplayRequest
-	(*ReplayResponse)(nil),               // 13: agate.v1.ReplayResponse
-	(*CancelRequest)(nil),                // 14: agate.v1.CancelRequest
-	(*CancelResponse)(nil),               // 15: agate.v1.CancelResponse
-	(*GetJobRequest)(nil),                // 16: agate.v1.GetJobRequest
-	(*GetJobResponse)(nil),               // 17: agate.v1.GetJobResponse
-	(*ListPendingApprovalsRequest)(nil),  // 18: agate.v1.ListPendingApprovalsRequest
-	(*PendingApproval)(nil),              // 19: agate.v1.PendingApproval
-	(*ListPendingApprovalsResponse)(nil), // 20: agate.v1.ListPendingApprovalsResponse
-	(*Job)(nil),                          // 21: agate.v1.Job
-	(Decision)(0),                        // 22: agate.v1.Decision
-	(JobStatus)(0),                       // 23: agate.v1.JobStatus
-	(*ApprovalRequirement)(nil),          // 24: agate.v1.ApprovalRequirement
-	(*Approval)(nil),                     // 25: agate.v1.Approval
-	(*JobView)(nil),                      // 26: agate.v1.JobView
-	(Outcome)(0),                         // 27: agate.v1.Outcome
+	(*WatchJobsRequest)(nil),             // 0: agate.v1.WatchJobsRequest
+	(*WatchJobsResponse)(nil),            // 1: agate.v1.WatchJobsResponse
+	(*JobChange)(nil),                    // 2: agate.v1.JobChange
+	(*DecideRequest)(nil),                // 3: agate.v1.DecideRequest
+	(*DecideResponse)(nil),               // 4: agate.v1.DecideResponse
+	(*ApproveRequest)(nil),               // 5: agate.v1.ApproveRequest
+	(*ApproveResponse)(nil),              // 6: agate.v1.ApproveResponse
+	(*RejectRequest)(nil),                // 7: agate.v1.RejectRequest
+	(*RejectResponse)(nil),               // 8: agate.v1.RejectResponse
+	(*PublishRequest)(nil),               // 9: agate.v1.PublishRequest
+	(*PublishResponse)(nil),              // 10: agate.v1.PublishResponse
+	(*ReportOutcomeRequest)(nil),         // 11: agate.v1.ReportOutcomeRequest
+	(*ReportOutcomeResponse)(nil),        // 12: agate.v1.ReportOutcomeResponse
+	(*ListReplayableRequest)(nil),        // 13: agate.v1.ListReplayableRequest
+	(*ListReplayableResponse)(nil),       // 14: agate.v1.ListReplayableResponse
+	(*ReplayRequest)(nil),                // 15: agate.v1.ReplayRequest
+	(*ReplayResponse)(nil),               // 16: agate.v1.ReplayResponse
+	(*CancelRequest)(nil),                // 17: agate.v1.CancelRequest
+	(*CancelResponse)(nil),               // 18: agate.v1.CancelResponse
+	(*GetJobRequest)(nil),                // 19: agate.v1.GetJobRequest
+	(*GetJobResponse)(nil),               // 20: agate.v1.GetJobResponse
+	(*ListPendingApprovalsRequest)(nil),  // 21: agate.v1.ListPendingApprovalsRequest
+	(*PendingApproval)(nil),              // 22: agate.v1.PendingApproval
+	(*ListPendingApprovalsResponse)(nil), // 23: agate.v1.ListPendingApprovalsResponse
+	(JobStatus)(0),                       // 24: agate.v1.JobStatus
+	(*JobView)(nil),                      // 25: agate.v1.JobView
+	(*Job)(nil),                          // 26: agate.v1.Job
+	(Decision)(0),                        // 27: agate.v1.Decision
+	(*ApprovalRequirement)(nil),          // 28: agate.v1.ApprovalRequirement
+	(*Approval)(nil),                     // 29: agate.v1.Approval
+	(Outcome)(0),                         // 30: agate.v1.Outcome
 }
 var file_agate_v1_decision_service_proto_depIdxs = []int32{
-	21, // 0: agate.v1.DecideRequest.job:type_name -> agate.v1.Job
-	22, // 1: agate.v1.DecideResponse.decision:type_name -> agate.v1.Decision
-	23, // 2: agate.v1.DecideResponse.status:type_name -> agate.v1.JobStatus
-	24, // 3: agate.v1.DecideResponse.required_approval:type_name -> agate.v1.ApprovalRequirement
-	23, // 4: agate.v1.ApproveResponse.status:type_name -> agate.v1.JobStatus
-	25, // 5: agate.v1.ApproveResponse.approval:type_name -> agate.v1.Approval
-	25, // 6: agate.v1.ApproveResponse.approvals:type_name -> agate.v1.Approval
-	23, // 7: agate.v1.RejectResponse.status:type_name -> agate.v1.JobStatus
-	26, // 8: agate.v1.PublishResponse.job:type_name -> agate.v1.JobView
-	27, // 9: agate.v1.ReportOutcomeRequest.outcome:type_name -> agate.v1.Outcome
-	23, // 10: agate.v1.ReportOutcomeResponse.status:type_name -> agate.v1.JobStatus
-	27, // 11: agate.v1.ReportOutcomeResponse.outcome:type_name -> agate.v1.Outcome
-	26, // 12: agate.v1.ListReplayableResponse.jobs:type_name -> agate.v1.JobView
-	26, // 13: agate.v1.ReplayResponse.job:type_name -> agate.v1.JobView
-	23, // 14: agate.v1.CancelResponse.status:type_name -> agate.v1.JobStatus
-	26, // 15: agate.v1.GetJobResponse.job:type_name -> agate.v1.JobView
-	26, // 16: agate.v1.PendingApproval.job:type_name -> agate.v1.JobView
-	19, // 17: agate.v1.ListPendingApprovalsResponse.pending_approvals:type_name -> agate.v1.PendingApproval
-	0,  // 18: agate.v1.DecisionService.Decide:input_type -> agate.v1.DecideRequest
-	2,  // 19: agate.v1.DecisionService.Approve:input_type -> agate.v1.ApproveRequest
-	4,  // 20: agate.v1.DecisionService.Reject:input_type -> agate.v1.RejectRequest
-	6,  // 21: agate.v1.DecisionService.Publish:input_type -> agate.v1.PublishRequest
-	8,  // 22: agate.v1.DecisionService.ReportOutcome:input_type -> agate.v1.ReportOutcomeRequest
-	10, // 23: agate.v1.DecisionService.ListReplayable:input_type -> agate.v1.ListReplayableRequest
-	12, // 24: agate.v1.DecisionService.Replay:input_type -> agate.v1.ReplayRequest
-	14, // 25: agate.v1.DecisionService.Cancel:input_type -> agate.v1.CancelRequest
-	16, // 26: agate.v1.DecisionService.GetJob:input_type -> agate.v1.GetJobRequest
-	18, // 27: agate.v1.DecisionService.ListPendingApprovals:input_type -> agate.v1.ListPendingApprovalsRequest
-	1,  // 28: agate.v1.DecisionService.Decide:output_type -> agate.v1.DecideResponse
-	3,  // 29: agate.v1.DecisionService.Approve:output_type -> agate.v1.ApproveResponse
-	5,  // 30: agate.v1.DecisionService.Reject:output_type -> agate.v1.RejectResponse
-	7,  // 31: agate.v1.DecisionService.Publish:output_type -> agate.v1.PublishResponse
-	9,  // 32: agate.v1.DecisionService.ReportOutcome:output_type -> agate.v1.ReportOutcomeResponse
-	11, // 33: agate.v1.DecisionService.ListReplayable:output_type -> agate.v1.ListReplayableResponse
-	13, // 34: agate.v1.DecisionService.Replay:output_type -> agate.v1.ReplayResponse
-	15, // 35: agate.v1.DecisionService.Cancel:output_type -> agate.v1.CancelResponse
-	17, // 36: agate.v1.DecisionService.GetJob:output_type -> agate.v1.GetJobResponse
-	20, // 37: agate.v1.DecisionService.ListPendingApprovals:output_type -> agate.v1.ListPendingApprovalsResponse
-	28, // [28:38] is the sub-list for method output_type
-	18, // [18:28] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	2,  // 0: agate.v1.WatchJobsResponse.change:type_name -> agate.v1.JobChange
+	24, // 1: agate.v1.JobChange.status:type_name -> agate.v1.JobStatus
+	25, // 2: agate.v1.JobChange.job:type_name -> agate.v1.JobView
+	26, // 3: agate.v1.DecideRequest.job:type_name -> agate.v1.Job
+	27, // 4: agate.v1.DecideResponse.decision:type_name -> agate.v1.Decision
+	24, // 5: agate.v1.DecideResponse.status:type_name -> agate.v1.JobStatus
+	28, // 6: agate.v1.DecideResponse.required_approval:type_name -> agate.v1.ApprovalRequirement
+	24, // 7: agate.v1.ApproveResponse.status:type_name -> agate.v1.JobStatus
+	29, // 8: agate.v1.ApproveResponse.approval:type_name -> agate.v1.Approval
+	29, // 9: agate.v1.ApproveResponse.approvals:type_name -> agate.v1.Approval
+	24, // 10: agate.v1.RejectResponse.status:type_name -> agate.v1.JobStatus
+	25, // 11: agate.v1.PublishResponse.job:type_name -> agate.v1.JobView
+	30, // 12: agate.v1.ReportOutcomeRequest.outcome:type_name -> agate.v1.Outcome
+	24, // 13: agate.v1.ReportOutcomeResponse.status:type_name -> agate.v1.JobStatus
+	30, // 14: agate.v1.ReportOutcomeResponse.outcome:type_name -> agate.v1.Outcome
+	25, // 15: agate.v1.ListReplayableResponse.jobs:type_name -> agate.v1.JobView
+	25, // 16: agate.v1.ReplayResponse.job:type_name -> agate.v1.JobView
+	24, // 17: agate.v1.CancelResponse.status:type_name -> agate.v1.JobStatus
+	25, // 18: agate.v1.GetJobResponse.job:type_name -> agate.v1.JobView
+	25, // 19: agate.v1.PendingApproval.job:type_name -> agate.v1.JobView
+	22, // 20: agate.v1.ListPendingApprovalsResponse.pending_approvals:type_name -> agate.v1.PendingApproval
+	3,  // 21: agate.v1.DecisionService.Decide:input_type -> agate.v1.DecideRequest
+	5,  // 22: agate.v1.DecisionService.Approve:input_type -> agate.v1.ApproveRequest
+	7,  // 23: agate.v1.DecisionService.Reject:input_type -> agate.v1.RejectRequest
+	9,  // 24: agate.v1.DecisionService.Publish:input_type -> agate.v1.PublishRequest
+	11, // 25: agate.v1.DecisionService.ReportOutcome:input_type -> agate.v1.ReportOutcomeRequest
+	13, // 26: agate.v1.DecisionService.ListReplayable:input_type -> agate.v1.ListReplayableRequest
+	15, // 27: agate.v1.DecisionService.Replay:input_type -> agate.v1.ReplayRequest
+	17, // 28: agate.v1.DecisionService.Cancel:input_type -> agate.v1.CancelRequest
+	19, // 29: agate.v1.DecisionService.GetJob:input_type -> agate.v1.GetJobRequest
+	21, // 30: agate.v1.DecisionService.ListPendingApprovals:input_type -> agate.v1.ListPendingApprovalsRequest
+	0,  // 31: agate.v1.DecisionService.WatchJobs:input_type -> agate.v1.WatchJobsRequest
+	4,  // 32: agate.v1.DecisionService.Decide:output_type -> agate.v1.DecideResponse
+	6,  // 33: agate.v1.DecisionService.Approve:output_type -> agate.v1.ApproveResponse
+	8,  // 34: agate.v1.DecisionService.Reject:output_type -> agate.v1.RejectResponse
+	10, // 35: agate.v1.DecisionService.Publish:output_type -> agate.v1.PublishResponse
+	12, // 36: agate.v1.DecisionService.ReportOutcome:output_type -> agate.v1.ReportOutcomeResponse
+	14, // 37: agate.v1.DecisionService.ListReplayable:output_type -> agate.v1.ListReplayableResponse
+	16, // 38: agate.v1.DecisionService.Replay:output_type -> agate.v1.ReplayResponse
+	18, // 39: agate.v1.DecisionService.Cancel:output_type -> agate.v1.CancelResponse
+	20, // 40: agate.v1.DecisionService.GetJob:output_type -> agate.v1.GetJobResponse
+	23, // 41: agate.v1.DecisionService.ListPendingApprovals:output_type -> agate.v1.ListPendingApprovalsResponse
+	1,  // 42: agate.v1.DecisionService.WatchJobs:output_type -> agate.v1.WatchJobsResponse
+	32, // [32:43] is the sub-list for method output_type
+	21, // [21:32] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_agate_v1_decision_service_proto_init() }
@@ -1768,7 +1997,7 @@ func file_agate_v1_decision_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agate_v1_decision_service_proto_rawDesc), len(file_agate_v1_decision_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	DecisionService_Cancel_FullMethodName               = "/agate.v1.DecisionService/Cancel"
 	DecisionService_GetJob_FullMethodName               = "/agate.v1.DecisionService/GetJob"
 	DecisionService_ListPendingApprovals_FullMethodName = "/agate.v1.DecisionService/ListPendingApprovals"
+	DecisionService_WatchJobs_FullMethodName            = "/agate.v1.DecisionService/WatchJobs"
 )
 
 // DecisionServiceClient is the client API for DecisionService service.
@@ -127,6 +128,19 @@ type DecisionServiceClient interface {
 	// left. Jobs past their ttl move to expired and drop out. Writes no evidence.
 	// Errors: INVALID_ARGUMENT (filters, page_size, page_token).
 	ListPendingApprovals(ctx context.Context, in *ListPendingApprovalsRequest, opts ...grpc.CallOption) (*ListPendingApprovalsResponse, error)
+	// WatchJobs streams the transitions (decision, approval, rejection, expiry, cancel,
+	// conflict, publish, replay, outcome) of the jobs the caller has standing on, made
+	// on any replica, as they happen: an approver sees the jobs its roles may approve, the
+	// dispatcher jobs becoming ready to publish and their publish lifecycle, a submitter
+	// its own jobs, auditors and operators every job. A caller without standing on a job
+	// learns nothing about it. Refusals, repeats and policy activations are not sent.
+	// Every response carries a cursor; a new call with it resumes after that response.
+	// Delivery is at least once: a resumed stream may repeat transitions of the last few
+	// seconds (the settle time), so deduplicate by event_id. Without changes the stream
+	// sends a heartbeat (cursor only) every few seconds. Streams end at the server's
+	// maximum stream time; reconnect with the last cursor.
+	// Errors: INVALID_ARGUMENT (INVALID_FIELD: cursor).
+	WatchJobs(ctx context.Context, in *WatchJobsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchJobsResponse], error)
 }
 
 type decisionServiceClient struct {
@@ -237,6 +251,25 @@ func (c *decisionServiceClient) ListPendingApprovals(ctx context.Context, in *Li
 	return out, nil
 }
 
+func (c *decisionServiceClient) WatchJobs(ctx context.Context, in *WatchJobsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchJobsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DecisionService_ServiceDesc.Streams[0], DecisionService_WatchJobs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchJobsRequest, WatchJobsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DecisionService_WatchJobsClient = grpc.ServerStreamingClient[WatchJobsResponse]
+
 // DecisionServiceServer is the server API for DecisionService service.
 // All implementations must embed UnimplementedDecisionServiceServer
 // for forward compatibility.
@@ -333,6 +366,19 @@ type DecisionServiceServer interface {
 	// left. Jobs past their ttl move to expired and drop out. Writes no evidence.
 	// Errors: INVALID_ARGUMENT (filters, page_size, page_token).
 	ListPendingApprovals(context.Context, *ListPendingApprovalsRequest) (*ListPendingApprovalsResponse, error)
+	// WatchJobs streams the transitions (decision, approval, rejection, expiry, cancel,
+	// conflict, publish, replay, outcome) of the jobs the caller has standing on, made
+	// on any replica, as they happen: an approver sees the jobs its roles may approve, the
+	// dispatcher jobs becoming ready to publish and their publish lifecycle, a submitter
+	// its own jobs, auditors and operators every job. A caller without standing on a job
+	// learns nothing about it. Refusals, repeats and policy activations are not sent.
+	// Every response carries a cursor; a new call with it resumes after that response.
+	// Delivery is at least once: a resumed stream may repeat transitions of the last few
+	// seconds (the settle time), so deduplicate by event_id. Without changes the stream
+	// sends a heartbeat (cursor only) every few seconds. Streams end at the server's
+	// maximum stream time; reconnect with the last cursor.
+	// Errors: INVALID_ARGUMENT (INVALID_FIELD: cursor).
+	WatchJobs(*WatchJobsRequest, grpc.ServerStreamingServer[WatchJobsResponse]) error
 	mustEmbedUnimplementedDecisionServiceServer()
 }
 
@@ -372,6 +418,9 @@ func (UnimplementedDecisionServiceServer) GetJob(context.Context, *GetJobRequest
 }
 func (UnimplementedDecisionServiceServer) ListPendingApprovals(context.Context, *ListPendingApprovalsRequest) (*ListPendingApprovalsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPendingApprovals not implemented")
+}
+func (UnimplementedDecisionServiceServer) WatchJobs(*WatchJobsRequest, grpc.ServerStreamingServer[WatchJobsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchJobs not implemented")
 }
 func (UnimplementedDecisionServiceServer) mustEmbedUnimplementedDecisionServiceServer() {}
 func (UnimplementedDecisionServiceServer) testEmbeddedByValue()                         {}
@@ -574,6 +623,17 @@ func _DecisionService_ListPendingApprovals_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DecisionService_WatchJobs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchJobsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DecisionServiceServer).WatchJobs(m, &grpc.GenericServerStream[WatchJobsRequest, WatchJobsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DecisionService_WatchJobsServer = grpc.ServerStreamingServer[WatchJobsResponse]
+
 // DecisionService_ServiceDesc is the grpc.ServiceDesc for DecisionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -622,6 +682,12 @@ var DecisionService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _DecisionService_ListPendingApprovals_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchJobs",
+			Handler:       _DecisionService_WatchJobs_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "agate/v1/decision_service.proto",
 }
