@@ -215,6 +215,21 @@ func TestNotificationCrash(t *testing.T) {
 				return out
 			}
 			waitUntil(t, 60*time.Second, "every notification answered", func() bool { return len(answered()) == n })
+			// A receiver's answer and the row's settling are not one step: wait for both.
+			waitUntil(t, 30*time.Second, "every notification settled", func() bool {
+				st, err := openNotifyStore(db)
+				if err != nil {
+					return false
+				}
+				defer st.Close()
+				settled := false
+				_ = st.Read(context.Background(), func(ctx context.Context, tx store.Tx) error {
+					counts, err := tx.CountNotifications(ctx)
+					settled = err == nil && counts[store.NotificationDelivered] == n
+					return err
+				})
+				return settled
+			})
 			a.stop()
 
 			ids := map[string]string{} // job id → the one webhook-id its notification has

@@ -288,10 +288,14 @@ func (d *Deliverer) deliver(ctx context.Context, n store.Notification) {
 				"next", time.UnixMicro(n.NextAt).UTC(), "err", n.LastError)
 		}
 	}
-	err = d.cfg.Store.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
+	// What a receiver answered is recorded even when shutdown has begun: a delivery left
+	// unsettled is sent again by the next lease holder, a needless duplicate.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err = d.cfg.Store.ReadWrite(sctx, func(ctx context.Context, tx store.Tx) error {
 		return tx.SettleNotification(ctx, d.cfg.Owner, n)
 	})
-	if err != nil && ctx.Err() == nil {
+	if err != nil {
 		d.cfg.Log.Warn("notifications: settling", "id", n.ID, "err", err)
 	}
 }
