@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -203,18 +204,27 @@ func (b *batcher) run(batch []*decideCall) {
 	}
 	var outs []DecideResult
 	var answers []error
-	err := b.s.store.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) (err error) {
-		defer func() {
-			// A panic here would take the process down with it; failing the batch
-			// instead lets each job run alone on its caller's goroutine, where the
-			// server's recovery handles it.
-			if p := recover(); p != nil {
-				err = fmt.Errorf("jobs: panic in a batch: %v", p)
-			}
-		}()
-		outs, answers, err = applyBatch(ctx, tx, ds, b.s.nowMicro()) // now per attempt, as for a transaction of one
-		return err
-	})
+	var err error
+	// A job id that a concurrent transaction inserted (two batches racing on one new id)
+	// is ErrConflict: the next attempt's snapshot sees that row, so the batch runs again,
+	// as a lone Decide does, rather than sending every batch-mate off to run alone.
+	for range conflictRetries {
+		err = b.s.store.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) (err error) {
+			defer func() {
+				// A panic here would take the process down with it; failing the batch
+				// instead lets each job run alone on its caller's goroutine, where the
+				// server's recovery handles it.
+				if p := recover(); p != nil {
+					err = fmt.Errorf("jobs: panic in a batch: %v", p)
+				}
+			}()
+			outs, answers, err = applyBatch(ctx, tx, ds, b.s.nowMicro()) // now per attempt, as for a transaction of one
+			return err
+		})
+		if !errors.Is(err, store.ErrConflict) {
+			break
+		}
+	}
 	if err != nil && ctx.Err() == nil {
 		b.s.log.Debug("batch transaction failed; writing its jobs one by one", "jobs", len(live), "err", err)
 	}
@@ -233,9 +243,26 @@ func (b *batcher) run(batch []*decideCall) {
 
 // callersContext returns a context that ends when every call's context has ended:
 // while anyone still waits, the batch carries on, and a caller that leaves early
-// does not take its batch-mates' writes with it.
+// does not take its batch-mates' writes with it. When every caller has a deadline, the
+// batch has the latest of them, so the store sees a deadline as a lone Decide would.
 func callersContext(calls []*decideCall) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
+	var latest time.Time
+	for _, c := range calls {
+		d, ok := c.ctx.Deadline()
+		if !ok {
+			latest = time.Time{}
+			break
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	parent, cancelDeadline := context.Background(), context.CancelFunc(func() {})
+	if !latest.IsZero() {
+		parent, cancelDeadline = context.WithDeadline(parent, latest)
+	}
+	ctx, cancelCtx := context.WithCancel(parent)
+	cancel := func() { cancelCtx(); cancelDeadline() }
 	var left atomic.Int64
 	left.Store(int64(len(calls)))
 	stops := make([]func() bool, len(calls))

@@ -171,6 +171,25 @@ func TestBatchFailureFallsBackPerJob(t *testing.T) {
 			}
 		})
 
+		t.Run("a lost insert race reruns the batch, not each job", func(t *testing.T) {
+			// ErrConflict is a concurrent transaction's insert of one of the batch's new
+			// ids; the next attempt sees it, so the batch runs again as a whole.
+			reqs := []jobs.DecideRequest{payment.request(newID("race")), report.request(newID("race")), export.request(newID("race"))}
+			before := g.writes.Load()
+			calls, release := lineUp(t, e, g, context.Background(), reqs...)
+			g.failNext(store.ErrConflict)
+			release()
+			for _, c := range calls {
+				c.wait(t)
+				wantNoErr(t, c.err)
+				e.wantKinds(t, c.req.JobID, "decision")
+			}
+			// The holder, the batch that lost the race, and the batch again.
+			if n := g.writes.Load() - before; n != 3 {
+				t.Fatalf("%d write transactions, want 3", n)
+			}
+		})
+
 		t.Run("a bad job does not fail its batch-mates", func(t *testing.T) {
 			// A job in conflict whose stored trace id is gone: its re-decision's evidence
 			// is incomplete, which fails any transaction it is in.

@@ -1,8 +1,10 @@
 package jobs
 
 import (
+	"context"
 	"math"
 	"testing"
+	"time"
 )
 
 func TestMatchTopic(t *testing.T) {
@@ -71,5 +73,27 @@ func TestCheckDecideLabels(t *testing.T) {
 	r.Labels["m"] = map[string]any{}
 	if err := checkDecide(&r); err == nil {
 		t.Fatal("a map label was accepted")
+	}
+}
+
+// A batch's context has the latest of its callers' deadlines, or none when one of them
+// has none; it ends only when every caller has gone.
+func TestCallersContextDeadline(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	with := func(d time.Duration) context.Context {
+		ctx, cancel := context.WithDeadline(context.Background(), now.Add(d))
+		t.Cleanup(cancel)
+		return ctx
+	}
+	ctx, stop := callersContext([]*decideCall{{ctx: with(time.Minute)}, {ctx: with(time.Hour)}})
+	if d, ok := ctx.Deadline(); !ok || !d.Equal(now.Add(time.Hour)) {
+		t.Errorf("deadline %v %v, want the latest caller's", d, ok)
+	}
+	stop()
+	ctx, stop = callersContext([]*decideCall{{ctx: with(time.Minute)}, {ctx: context.Background()}})
+	defer stop()
+	if _, ok := ctx.Deadline(); ok {
+		t.Error("a deadline although one caller has none")
 	}
 }
