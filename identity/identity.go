@@ -90,6 +90,16 @@ func Confusable(a, b string) bool {
 	return ka == kb || confusables.Skeleton(ka) == confusables.Skeleton(kb)
 }
 
+// Skeleton returns the UTS #39 confusable skeleton of id's canonical form: two ids with
+// one skeleton could be taken for each other by a reader.
+func Skeleton(id string) (string, error) {
+	k, err := Key(id)
+	if err != nil {
+		return "", err
+	}
+	return confusables.Skeleton(k), nil
+}
+
 // Same reports whether a and b name one identity. An id without a canonical form is the
 // same as nothing, so a malformed id can never satisfy a comparison.
 func Same(a, b string) bool {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/agate-pdp/agate/identity"
 	"github.com/agate-pdp/agate/snapshots"
 	"github.com/agate-pdp/agate/store"
 )
@@ -97,6 +99,19 @@ func (p Principal) HasRole(r string) bool { return slices.Contains(p.Roles, r) }
 // SystemPrincipal is the principal recorded for transitions Agate makes on its own, such
 // as expiring overdue jobs while listing the approval queue.
 const SystemPrincipal = "agate"
+
+// IsSystemID reports whether id is, or could be taken for, one of Agate's own
+// principals ("agate", "agate:expiry", "agate:policy-file"): no person or service may be
+// called so, or the evidence of its acts would read as Agate's.
+func IsSystemID(id string) bool {
+	sk, err := identity.Skeleton(id)
+	if err != nil {
+		return false
+	}
+	sys, _ := identity.Skeleton(SystemPrincipal)
+	prefix, _ := identity.Skeleton(SystemPrincipal + ":")
+	return sk == sys || strings.HasPrefix(sk, prefix)
+}
 
 // conflictRetries bounds how often a transaction that lost an insert race (a concurrent
 // Decide of the same new job, a concurrent append to the policy chain) runs again.

@@ -25,6 +25,10 @@ type WatchConfig struct {
 	// Heartbeat is the longest a stream stays silent: without a change for that long it
 	// sends its cursor alone; default 5 s.
 	Heartbeat time.Duration
+	// Resume is how far back a cursor may resume from; default 7 days. A cursor is only a
+	// time, which anyone can write, so without a bound one stream could make the store
+	// read the whole history; a client away longer lists the jobs again.
+	Resume time.Duration
 
 	page, pages int // events per statement, statements per poll (tests shrink them)
 }
@@ -32,6 +36,9 @@ type WatchConfig struct {
 func (c WatchConfig) withDefaults() WatchConfig {
 	if c.Poll <= 0 {
 		c.Poll = 500 * time.Millisecond
+	}
+	if c.Resume <= 0 {
+		c.Resume = 7 * 24 * time.Hour
 	}
 	if c.Settle <= 0 {
 		c.Settle = 5 * time.Second
@@ -93,8 +100,14 @@ func (s *Service) Watch(ctx context.Context, p Principal, cursor string, send fu
 		return err
 	}
 	w := &watcher{s: s, p: p, cfg: s.watch, seen: map[string]int64{}}
-	if cursor == "" {
-		from = s.nowMicro() - w.cfg.Settle.Microseconds()
+	now := s.nowMicro()
+	switch {
+	case cursor == "":
+		from = now - w.cfg.Settle.Microseconds()
+	case from < now-w.cfg.Resume.Microseconds():
+		return invalid("cursor", "is older than the %s a stream may resume from: list the jobs again and watch without a cursor", w.cfg.Resume)
+	case from > now+time.Minute.Microseconds():
+		return invalid("cursor", "is in the future")
 	}
 	w.pos = position{at: from}
 	tick := time.NewTicker(w.cfg.Poll)

@@ -127,7 +127,7 @@ func looksLikeJWT(tok string) bool {
 type oidcAuth struct {
 	cfg      oidcConfig
 	method   string          // auth_method: "oidc:" + issuer
-	reserved map[string]bool // canonical ids of the tokens file's principals
+	reserved map[string]bool // confusable skeletons of the tokens file's principal ids
 	client   *http.Client
 	now      func() time.Time
 	keys     *jwksCache
@@ -258,11 +258,12 @@ func (a *oidcAuth) principalID(claims map[string]json.RawMessage) (string, error
 	if name == "email" && !claimTrue(claims["email_verified"]) {
 		return "", errors.New("email_verified is not true")
 	}
-	key, err := identity.Key(id)
+	sk, err := identity.Skeleton(id)
 	if err != nil {
 		return "", fmt.Errorf("claim %q %w", name, err)
 	}
-	if a.reserved[key] || key == jobs.SystemPrincipal || strings.HasPrefix(key, jobs.SystemPrincipal+":") {
+	// Not only the same id: one a reader could take for it (a Cyrillic о in "bob").
+	if a.reserved[sk] || jobs.IsSystemID(id) {
 		return "", fmt.Errorf("claim %q names a principal of the tokens file or Agate itself", name)
 	}
 	return id, nil
@@ -312,10 +313,11 @@ type jwksCache struct {
 	now        func() time.Time
 	minRefresh time.Duration
 
-	mu      sync.Mutex
-	url     string
-	keys    []jose.JSONWebKey
-	fetched time.Time // last fetch attempt
+	fetching sync.Mutex // one fetch at a time; held across the network, never by readers
+	mu       sync.Mutex // guards what follows, never held across the network
+	url      string
+	keys     []jose.JSONWebKey
+	fetched  time.Time // last fetch attempt
 }
 
 func (k *jwksCache) setURL(u string) {
@@ -372,16 +374,23 @@ func verifyWith(jws *jose.JSONWebSignature, kid string, keys []jose.JSONWebKey) 
 // refresh fetches the key set unless it was fetched less than minRefresh ago; callers
 // that wait for the lock behind a fetch get its result.
 func (k *jwksCache) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
+	// Tokens under cached keys never wait here: VerifySignature reads the keys under
+	// mu alone, and only callers that need a fetch queue behind the one in flight.
+	k.fetching.Lock()
+	defer k.fetching.Unlock()
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	if !k.fetched.IsZero() && k.now().Sub(k.fetched) < k.minRefresh {
-		return k.keys, nil
+		keys := k.keys
+		k.mu.Unlock()
+		return keys, nil
 	}
 	k.fetched = k.now()
+	url := k.url
+	k.mu.Unlock()
 	// As for discovery: a caller's own short deadline must not spend the refresh.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), oidcFetchTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -409,6 +418,8 @@ func (k *jwksCache) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
 			keys = append(keys, key)
 		}
 	}
+	k.mu.Lock()
 	k.keys = keys
+	k.mu.Unlock()
 	return keys, nil
 }

@@ -74,6 +74,9 @@ func parseIdentities(raw []byte) (*Identities, error) {
 		if err != nil {
 			return nil, fmt.Errorf("principals[%d].id %w", i, err)
 		}
+		if jobs.IsSystemID(p.ID) {
+			return nil, fmt.Errorf("principals[%d].id %q is, or looks like, one of Agate's own principals (agate, agate:…)", i, p.ID)
+		}
 		if j, dup := byKey[key]; dup {
 			return nil, fmt.Errorf("principals[%d].id %q and principals[%d].id %q name one identity (ids compare case- and width-insensitively)",
 				j, f.Principals[j].ID, i, p.ID)
@@ -124,9 +127,11 @@ func parseIdentities(raw []byte) (*Identities, error) {
 		if err := checkOIDC(f.OIDC); err != nil {
 			return nil, err
 		}
-		reserved := make(map[string]bool, len(byKey))
-		for k := range byKey {
-			reserved[k] = true
+		reserved := make(map[string]bool, len(f.Principals)) // confusable skeletons of the file's ids
+		for _, p := range f.Principals {
+			if sk, err := identity.Skeleton(p.ID); err == nil {
+				reserved[sk] = true
+			}
 		}
 		ids.oidc = newOIDCAuth(*f.OIDC, reserved)
 	}

@@ -405,20 +405,31 @@ func printJob(w io.Writer, s shown) {
 	fmt.Fprintln(w, "payload:")
 	var pretty bytes.Buffer
 	if err := json.Indent(&pretty, j.GetPayload(), "  ", "  "); err != nil {
-		fmt.Fprintf(w, "  %s\n", safe(string(j.GetPayload())))
+		fmt.Fprintf(w, "  %s\n", safe(string(j.GetPayload()))) // not JSON: no layout to keep
 		return
 	}
-	fmt.Fprintf(w, "  %s\n", safe(pretty.String()))
+	fmt.Fprintf(w, "  %s\n", safeBlock(pretty.String()))
 }
 
 // safe escapes every rune a terminal would not print as itself (control characters,
-// escape sequences, bidirectional overrides, zero-width marks), keeping newlines.
-func safe(s string) string {
+// escape sequences, bidirectional overrides, zero-width marks), line breaks included.
+func safe(s string) string { return escape(s, false) }
+
+// safeBlock is safe for the pretty-printed payload, whose line breaks are its layout:
+// JSON strings cannot hold a raw line break, so none can come from the payload's data.
+func safeBlock(s string) string { return escape(s, true) }
+
+// escape writes s with every character a terminal would interpret, or that could start
+// a line that looks like the CLI's own output, escaped: a reason or a label from the
+// server never draws a fake status or payload block.
+func escape(s string, lines bool) string {
 	var b strings.Builder
 	for _, r := range s {
 		switch {
-		case r == '\n':
+		case r == '\n' && lines:
 			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
 		case r == unicode.ReplacementChar, !unicode.IsPrint(r) && r != ' ':
 			fmt.Fprintf(&b, `\u%04x`, r)
 		default:
