@@ -100,6 +100,8 @@ type Server struct {
 	now     func() time.Time
 
 	codec         *requestCodec // decodes requests; records invalid UTF-8 for the interceptors
+	maxRecv       int           // largest request accepted, in bytes
+	maxCall       time.Duration // longest a unary call runs
 	limits        StreamLimits
 	streams       map[string]bool // streaming methods, for streamTap; written before Serve
 	publicStreams chan struct{}   // a semaphore of MaxPublicStreams slots
@@ -134,7 +136,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Limits.setDefaults()
 	s := &Server{auth: cfg.Auth, metrics: cfg.Metrics, log: cfg.Log, health: health.NewServer(), now: cfg.Clock,
-		codec: newRequestCodec(), limits: cfg.Limits, publicStreams: make(chan struct{}, cfg.Limits.MaxPublicStreams)}
+		codec: newRequestCodec(), maxRecv: cfg.MaxRecvBytes, maxCall: cfg.MaxCallTime, limits: cfg.Limits, publicStreams: make(chan struct{}, cfg.Limits.MaxPublicStreams)}
 
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider()
