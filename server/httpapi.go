@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -134,12 +135,52 @@ func (h *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.s.streams[method] {
 		limit = h.s.limits.MaxStreamTime
 		r = h.s.limitHTTPStream(r)
+	} else {
+		if !h.s.http.begin() {
+			fail(errStopping)
+			return
+		}
+		defer h.s.http.wg.Done()
 	}
 	// A client that stops reading cannot hold the connection past the call's limit; the
 	// grace lets the final status be written.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(limit + httpWriteGrace))
 	h.transcoder.ServeHTTP(w, r)
 }
+
+// httpCalls counts the HTTP API's unary calls in flight, so that Shutdown can let
+// them finish before the gRPC server stops; once it has begun, new calls are refused.
+type httpCalls struct {
+	mu      sync.Mutex
+	closing bool
+	wg      sync.WaitGroup
+}
+
+func (c *httpCalls) begin() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.wg.Add(1)
+	return true
+}
+
+func (c *httpCalls) drain(ctx context.Context) {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	done := make(chan struct{})
+	go func() { c.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// errStopping answers an HTTP call that arrives once the server has begun to stop, as
+// the gRPC port refuses new calls then.
+var errStopping = status.Error(codes.Unavailable, "shutting down: retry on another replica")
 
 // httpWriteGrace is how long past a call's limit its answer may take to write.
 const httpWriteGrace = 10 * time.Second

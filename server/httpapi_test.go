@@ -535,3 +535,41 @@ func mustJSON(t *testing.T, m proto.Message) string {
 	}
 	return string(b)
 }
+
+// TestHTTPCallsDrain: Shutdown waits for the HTTP API's unary calls in flight (grpc-go
+// would cut them), up to its deadline, and refuses new ones from its start.
+func TestHTTPCallsDrain(t *testing.T) {
+	t.Parallel()
+	var c httpCalls
+	if !c.begin() {
+		t.Fatal("begin refused before shutdown")
+	}
+	drained := make(chan struct{})
+	go func() { c.drain(context.Background()); close(drained) }()
+	select {
+	case <-drained:
+		t.Fatal("drain returned with a call in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+	c.wg.Done()
+	<-drained
+	if c.begin() {
+		t.Error("a call began after drain")
+	}
+	var stuck httpCalls
+	stuck.begin()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	stuck.drain(ctx) // returns at the deadline
+}
+
+// TestHTTPAPIAfterShutdown: once the server stops, HTTP calls answer 503 UNAVAILABLE.
+func TestHTTPAPIAfterShutdown(t *testing.T) {
+	t.Parallel()
+	f := startHTTPServer(t, nil)
+	f.srv.Shutdown(context.Background())
+	a := call(t, f.url, "agate.v1.DecisionService/GetJob", "tok-svc", `{"job_id": "x"}`)
+	if a.status != http.StatusServiceUnavailable || a.err(t).Code != "unavailable" {
+		t.Errorf("%d %s", a.status, a.raw)
+	}
+}
