@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -571,5 +572,55 @@ func TestHTTPAPIAfterShutdown(t *testing.T) {
 	a := call(t, f.url, "agate.v1.DecisionService/GetJob", "tok-svc", `{"job_id": "x"}`)
 	if a.status != http.StatusServiceUnavailable || a.err(t).Code != "unavailable" {
 		t.Errorf("%d %s", a.status, a.raw)
+	}
+}
+
+// TestHTTPAPIClientCertificates: over HTTPS, a client certificate authenticates an HTTP
+// call as it does a gRPC one. The handler's own check reads the connection's TLS state,
+// so a call with the certificate alone succeeds only if the interceptors, which
+// authenticate again from the transcoded call, see that state too.
+func TestHTTPAPIClientCertificates(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	cfg := testConfig(t, authTokens)
+	cfg.TLS = ca.serverTLS(t, false)
+	srv, _ := serve(t, cfg)
+	h, err := srv.HTTPHandler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(h)
+	hs.TLS = cfg.TLS.Clone()
+	hs.EnableHTTP2 = true
+	hs.StartTLS()
+	t.Cleanup(hs.Close)
+	for _, tc := range []struct {
+		name, cert, token string
+		status            int
+	}{
+		{"certificate alone", "spiffe://example.org/auditor", "", http.StatusOK},
+		{"certificate and its principal's token", "spiffe://example.org/auditor", "tok-audit", http.StatusOK},
+		{"a stolen token over another's certificate", "spiffe://example.org/auditor", "tok-dispatch", http.StatusUnauthorized},
+		{"an unmapped certificate alone", "spiffe://example.org/somebody", "", http.StatusUnauthorized},
+		{"the dispatcher's certificate: no role for snapshots", "Dispatcher.Internal", "", http.StatusForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tlsCfg := &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{ca.issue(t, false, tc.cert)}}
+			client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: true}}
+			req, _ := http.NewRequest(http.MethodPost, hs.URL+"/agate.v1.PolicyService/ListSnapshots", strings.NewReader(`{}`))
+			req.Header.Set("Content-Type", "application/json")
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			res, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != tc.status {
+				t.Errorf("%d %s, want %d", res.StatusCode, body, tc.status)
+			}
+		})
 	}
 }
