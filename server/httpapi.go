@@ -7,7 +7,6 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -74,7 +73,7 @@ func (s *Server) HTTPHandler() (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: building the HTTP API: %w", err)
 	}
-	return &httpAPI{s: s, transcoder: t, errs: connect.NewErrorWriter()}, nil
+	return &httpAPI{s: s, transcoder: t, errs: connect.NewErrorWriter(), methods: s.httpMethods()}, nil
 }
 
 // jsonCodec reports a body it cannot read as INVALID_ARGUMENT, as the gRPC port
@@ -92,6 +91,7 @@ type httpAPI struct {
 	s          *Server
 	transcoder *vanguard.Transcoder
 	errs       *connect.ErrorWriter
+	methods    map[string]bool // the RPCs served, by gRPC method name
 }
 
 func (h *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -107,7 +107,7 @@ func (h *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.StatusUnsupportedMediaType)
 		return
 	}
-	if !h.s.isHTTPMethod(method) {
+	if !h.methods[method] {
 		h.s.httpUnknown(w, r)
 		return
 	}
@@ -204,23 +204,16 @@ func (s *Server) limitHTTPStream(r *http.Request) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), httpStreamLimitKey{}, true))
 }
 
-// isHTTPMethod reports whether method is one of httpServices' RPCs.
-func (s *Server) isHTTPMethod(method string) bool {
-	svc, name, ok := strings.Cut(strings.TrimPrefix(method, "/"), "/")
-	if !ok || name == "" || strings.Contains(name, "/") {
-		return false
-	}
-	for _, want := range httpServices {
-		if svc != want {
-			continue
-		}
-		for _, m := range s.grpc.GetServiceInfo()[svc].Methods {
-			if m.Name == name {
-				return true
-			}
+// httpMethods lists httpServices' RPCs by their gRPC method name.
+func (s *Server) httpMethods() map[string]bool {
+	out := map[string]bool{}
+	info := s.grpc.GetServiceInfo()
+	for _, svc := range httpServices {
+		for _, m := range info[svc].Methods {
+			out["/"+svc+"/"+m.Name] = true
 		}
 	}
-	return false
+	return out
 }
 
 // httpUnknown answers a path that names no RPC, as the gRPC port answers an unknown
