@@ -54,7 +54,9 @@ func (s *Server) limitStream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 		}
 	}
 	err := h(srv, &utf8Stream{ServerStream: ss, s: s})
-	if err != nil && errors.Is(context.Cause(ctx), errStreamTooLong) {
+	atLimit := errors.Is(context.Cause(ctx), errStreamTooLong) ||
+		(ctx.Value(httpStreamLimitKey{}) != nil && errors.Is(ctx.Err(), context.DeadlineExceeded))
+	if err != nil && atLimit {
 		return status.Error(codes.DeadlineExceeded,
 			fmt.Sprintf("stream reached the server's maximum duration of %s; reconnect or resume", s.limitFor(info.FullMethod)))
 	}

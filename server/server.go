@@ -100,6 +100,9 @@ type Server struct {
 	now     func() time.Time
 
 	codec         *requestCodec // decodes requests; records invalid UTF-8 for the interceptors
+	maxRecv       int           // largest request accepted, in bytes
+	maxCall       time.Duration // longest a unary call runs
+	http          httpCalls     // unary calls in flight on the HTTP API, drained before the gRPC server stops
 	limits        StreamLimits
 	streams       map[string]bool // streaming methods, for streamTap; written before Serve
 	publicStreams chan struct{}   // a semaphore of MaxPublicStreams slots
@@ -134,7 +137,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Limits.setDefaults()
 	s := &Server{auth: cfg.Auth, metrics: cfg.Metrics, log: cfg.Log, health: health.NewServer(), now: cfg.Clock,
-		codec: newRequestCodec(), limits: cfg.Limits, publicStreams: make(chan struct{}, cfg.Limits.MaxPublicStreams)}
+		codec: newRequestCodec(), maxRecv: cfg.MaxRecvBytes, maxCall: cfg.MaxCallTime, limits: cfg.Limits, publicStreams: make(chan struct{}, cfg.Limits.MaxPublicStreams)}
 
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider()
@@ -292,8 +295,13 @@ func (s *Server) noteUp() {
 
 // Shutdown marks the server NOT_SERVING, lets in-flight calls finish, and stops hard
 // when ctx ends first, so a stuck call cannot hold a deploy hostage.
+//
+// Unary calls on the HTTP API are let finish first: grpc-go ends a call that arrived
+// through ServeHTTP as soon as a graceful stop begins. Its streams end then; their
+// clients resume with their cursor.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.health.Shutdown()
+	s.http.drain(ctx)
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()

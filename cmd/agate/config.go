@@ -25,6 +25,7 @@ type serveConfig struct {
 	HTTPAddr    string
 	AuthZENAddr string // the AuthZEN HTTP API's listener; "" serves none
 	AuthZENURL  string // the public base URL the AuthZEN metadata names; "" derives it per request
+	HTTPAPIAddr string // Agate's own API over HTTP (the Connect protocol); "" serves none
 	DB          string
 	PolicyFile  string
 	TokensFile  string
@@ -136,6 +137,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) *string {
 	str(&c.GRPCAddr, "grpc-addr", "gRPC listen address")
 	str(&c.HTTPAddr, "http-addr", "HTTP listen address for /metrics, /healthz, /readyz")
 	str(&c.AuthZENAddr, "authzen-addr", "listen address of the AuthZEN Authorization API (HTTP, TLS with --tls-cert); empty serves none")
+	str(&c.HTTPAPIAddr, "http-api-addr", "listen address of Agate's API over HTTP/JSON, the Connect protocol (TLS with --tls-cert); empty serves none")
 	str(&c.AuthZENURL, "authzen-url", "public https base URL of the AuthZEN API, named in its metadata (default: the URL each metadata request used)")
 	str(&c.DB, "db", "database: a SQLite file path, or a postgres:// / postgresql:// URL (PostgreSQL or CockroachDB)")
 	str(&c.PolicyFile, "policy", "policy file to activate at start and on SIGHUP (optional)")
@@ -284,6 +286,9 @@ func (c serveConfig) Validate() error {
 	addr("http-addr", c.HTTPAddr)
 	if c.AuthZENAddr != "" {
 		addr("authzen-addr", c.AuthZENAddr)
+	}
+	if c.HTTPAPIAddr != "" {
+		addr("http-api-addr", c.HTTPAPIAddr)
 	}
 	if c.AuthZENURL != "" {
 		if c.AuthZENAddr == "" {

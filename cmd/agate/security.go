@@ -71,6 +71,11 @@ func (c serveConfig) validateSecurity() []error {
 			"give --tls-cert and --tls-key, listen on a loopback address, or, when TLS ends in front of Agate, "+
 			"say so with --insecure-plaintext-tokens", c.AuthZENAddr))
 	}
+	if c.HTTPAPIAddr != "" && c.TLSCert == "" && !c.InsecurePlaintextTokens && !loopbackOnly(c.HTTPAPIAddr) {
+		errs = append(errs, fmt.Errorf("--http-api-addr %s: bearer tokens would cross the network in plaintext; "+
+			"give --tls-cert and --tls-key, listen on a loopback address, or, when TLS ends in front of Agate, "+
+			"say so with --insecure-plaintext-tokens", c.HTTPAPIAddr))
+	}
 	if c.Pprof && !loopbackOnly(c.HTTPAddr) {
 		errs = append(errs, fmt.Errorf("--pprof: needs a loopback --http-addr (not %s): profiles reveal the process's "+
 			"internals and are served without authentication; reach them through an SSH tunnel or kubectl port-forward", c.HTTPAddr))

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -107,10 +108,19 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		httpLis.Close()
 		return err
 	}
+	api, err := listenHTTPAPI(cfg, srv, tlsCfg, log)
+	if err != nil {
+		grpcLis.Close()
+		httpLis.Close()
+		if az.lis != nil { // bound, never served
+			az.lis.Close()
+		}
+		return err
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- srv.Serve(grpcLis) }()
 	go func() {
 		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
@@ -118,8 +128,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}()
 	az.serve(errc)
+	api.serve(errc)
 	log.Info("agate listening", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
-		"authzen", az.addr(), "db", redactURL(cfg.DB))
+		"authzen", az.addr(), "http_api", api.addr(), "db", redactURL(cfg.DB))
 
 	// Until the database answers, health says NOT_SERVING and calls answer UNAVAILABLE.
 	type started struct {
@@ -160,7 +171,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	cancel() // a start still waiting for the database gives up
 	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer scancel()
+	// The HTTP API's calls run in the gRPC server: both drain together, and its hard
+	// stop at the deadline ends them too.
+	var draining sync.WaitGroup
+	draining.Go(func() { api.shutdown(sctx) })
 	srv.Shutdown(sctx)
+	draining.Wait()
 	_ = httpSrv.Shutdown(sctx)
 	az.shutdown(sctx)
 	if startc != nil { // the start was cut short: close whatever it had opened
