@@ -1,6 +1,7 @@
 package server
 
 import (
+	"iter"
 	"sync"
 	"unicode/utf8"
 
@@ -87,25 +88,11 @@ func isInvalidUTF8(err error) bool {
 // valid UTF-8, and names it as request validation does: "job.actor", "job.labels.env"
 // (a map value, by its key), "job.labels" (a map key, which is not repeated back).
 func invalidUTF8Path(b []byte, md protoreflect.MessageDescriptor) (string, bool) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return "", false
-		}
-		b = b[n:]
+	for num, v := range bytesFields(b) {
 		fd := md.Fields().ByNumber(num)
-		if typ != protowire.BytesType || fd == nil {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return "", false
-			}
-			b = b[n:]
+		if fd == nil {
 			continue
 		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return "", false
-		}
-		b = b[n:]
 		name := string(fd.Name())
 		switch {
 		case fd.IsMap():
@@ -130,24 +117,7 @@ func invalidUTF8Path(b []byte, md protoreflect.MessageDescriptor) (string, bool)
 // stops at the first problem.
 func mapEntryPath(b []byte, fd protoreflect.FieldDescriptor) (string, bool) {
 	key, haveKey := "", false
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return "", false
-		}
-		b = b[n:]
-		if typ != protowire.BytesType {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return "", false
-			}
-			b = b[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return "", false
-		}
-		b = b[n:]
+	for num, v := range bytesFields(b) {
 		sub, bad := "", false
 		switch num {
 		case 1:
@@ -174,6 +144,36 @@ func mapEntryPath(b []byte, fd protoreflect.FieldDescriptor) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// bytesFields yields the number and value of each length-delimited field of the wire
+// message b, skipping the others; it stops at the first malformed field, so a caller
+// that finds nothing reports nothing, as the decoder would have failed anyway.
+func bytesFields(b []byte) iter.Seq2[protowire.Number, []byte] {
+	return func(yield func(protowire.Number, []byte) bool) {
+		for len(b) > 0 {
+			num, typ, n := protowire.ConsumeTag(b)
+			if n < 0 {
+				return
+			}
+			b = b[n:]
+			if typ != protowire.BytesType {
+				if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+					return
+				}
+				b = b[n:]
+				continue
+			}
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return
+			}
+			b = b[n:]
+			if !yield(num, v) {
+				return
+			}
+		}
+	}
 }
 
 // subPath is ".path" within a message of type md, or "" inside JSON-like values
