@@ -25,6 +25,7 @@ type index struct {
 	table, name string
 	primary     bool
 	cols        []string
+	where       string // a partial index's predicate; "" for none
 }
 
 // entry is what a snapshot keeps of one index entry: a digest of what it holds (the
@@ -59,19 +60,19 @@ func newMonitor(ctx context.Context, url string) (*monitor, error) {
 // loadIndexes reads the schema's indexes (after Agate has migrated it).
 func (m *monitor) loadIndexes(ctx context.Context) error {
 	rows, err := m.conn.Query(ctx, `SELECT c.relname, i.relname, ix.indisprimary,
-		array_agg(a.attname::text ORDER BY k.ord)
+		array_agg(a.attname::text ORDER BY k.ord), COALESCE(pg_get_expr(ix.indpred, ix.indrelid), '')
 		FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid JOIN pg_class c ON c.oid = ix.indrelid
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		CROSS JOIN LATERAL unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
 		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
 		WHERE n.nspname = 'public' AND c.relname NOT IN ('schema_migrations', 'schema_lock')
-		GROUP BY 1, 2, 3 ORDER BY 1, 3 DESC, 2`)
+		GROUP BY 1, 2, 3, 5 ORDER BY 1, 3 DESC, 2`)
 	if err != nil {
 		return err
 	}
 	m.indexes, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (index, error) {
 		var ix index
-		err := r.Scan(&ix.table, &ix.name, &ix.primary, &ix.cols)
+		err := r.Scan(&ix.table, &ix.name, &ix.primary, &ix.cols, &ix.where)
 		return ix, err
 	})
 	if err != nil {
@@ -136,6 +137,9 @@ func (m *monitor) snapshot(ctx context.Context) (snapshot, error) {
 		q := fmt.Sprintf(`SELECT ROW(%[1]s)::text, '', pg_column_size(ROW(%[1]s)) FROM %[2]s`, cols, ix.table)
 		if ix.primary {
 			q = fmt.Sprintf(`SELECT ROW(%[1]s)::text, md5(t::text), pg_column_size(t.*) FROM %[2]s t`, cols, ix.table)
+		}
+		if ix.where != "" {
+			q += " WHERE " + ix.where
 		}
 		rows, err := m.conn.Query(ctx, q)
 		if err != nil {
