@@ -95,10 +95,11 @@ func report(w io.Writer, cfg config, rs []result) {
 			per(t.kvBytes, r.ops), per(r.wal, r.ops), rate)
 	}
 
-	fmt.Fprintf(w, "\n#### Index entries written per call (added + removed; primary keys: rows written)\n\n")
+	fmt.Fprintf(w, "\n#### Index entries written per call (added + removed; primary keys: rows written), and the mean size of an entry written (a primary key's: the whole row)\n\n")
 	var names []string
 	cols := map[string]string{}
 	cell := map[string]map[int]int64{}
+	bytes, written := map[string]int64{}, map[string]int64{} // of the entries added or rewritten
 	for i, r := range rs {
 		for _, c := range r.kv {
 			name := c.ix.table + "." + c.ix.name
@@ -108,20 +109,22 @@ func report(w io.Writer, cfg config, rs []result) {
 				cols[name] = strings.Join(c.ix.cols, ", ")
 			}
 			cell[name][i] += c.added + c.removed + c.changed
+			bytes[name] += c.bytesAdded + c.bytesChanged
+			written[name] += c.added + c.changed
 		}
 	}
 	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(a, b) })
-	fmt.Fprint(w, "| index (key columns) |")
+	fmt.Fprint(w, "| index (key columns) | bytes per entry |")
 	for i := range rs {
 		fmt.Fprintf(w, " %d |", i+1)
 	}
-	fmt.Fprint(w, "\n| --- |")
+	fmt.Fprint(w, "\n| --- | ---: |")
 	for range rs {
 		fmt.Fprint(w, " ---: |")
 	}
 	fmt.Fprintln(w)
 	for _, n := range names {
-		fmt.Fprintf(w, "| %s (%s) |", n, cols[n])
+		fmt.Fprintf(w, "| %s (%s) | %s |", n, cols[n], per(bytes[n], int(max(written[n], 1))))
 		for i, r := range rs {
 			fmt.Fprintf(w, " %s |", per(cell[n][i], r.ops))
 		}
