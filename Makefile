@@ -68,10 +68,13 @@ tools: ## Build the pinned grpcurl and buf once, so their first use is not a lon
 bench: ## Go benchmarks (engine, job hash, storage).
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-.PHONY: bench-load bench-peers
+.PHONY: bench-load bench-peers bench-dbwork
 
 bench-load: ## Load harness: ghz, the approval pipeline and pgbench on SQLite and PostgreSQL (≈5 min).
 	bash bench/load.sh
+
+bench-dbwork: ## Database work per call on PostgreSQL: statements, rows, index entries, bytes, WAL (≈1 min, light).
+	bash bench/dbwork.sh
 
 bench-peers: ## Agate beside OPA: engine benchmarks and Evaluate against OPA's REST server (not in CI).
 	bash bench/peers.sh

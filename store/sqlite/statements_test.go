@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,5 +93,58 @@ func TestLockingReadBringsHeadAndActive(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// recordingQuerier remembers the last query it ran.
+type recordingQuerier struct {
+	sqlstore.Querier
+	sql  string
+	args []any
+}
+
+func (r *recordingQuerier) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
+	r.sql, r.args = q, args
+	return r.Querier.Query(ctx, q, args...)
+}
+
+// The expiry sweeper's question is answered by the partial index jobs_due, which holds
+// only the jobs whose deadline means something.
+func TestDueJobsUsesPartialIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "agate.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	for _, status := range []store.Status{store.StatusPendingApproval, store.StatusApproved} {
+		err = s.inTx(ctx, s.w, nil, func(sqlTx *sql.Tx) error {
+			q := &recordingQuerier{Querier: sqlstore.StdQuerier(sqlTx)}
+			if _, err := sqlstore.NewTx(q, dialect).DueJobs(ctx, status, 1, 10); err != nil {
+				return err
+			}
+			rows, err := sqlTx.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q.sql, q.args...)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+					return err
+				}
+				plan = append(plan, detail)
+			}
+			if !strings.Contains(strings.Join(plan, "; "), "jobs_due") {
+				t.Errorf("DueJobs(%s) plan %q does not use jobs_due", status, plan)
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -256,6 +256,14 @@ func testJobsDue(t *testing.T, s store.Store) {
 		if !slices.Equal(got, []string{"job_due_approved"}) {
 			t.Errorf("DueJobs(approved) = %v, want [job_due_approved]", got)
 		}
+		// A status without a meaningful deadline is outside the index, and still answered.
+		got, err = tx.DueJobs(ctx, store.StatusExpired, now, 0)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got, []string{"job_due_expired"}) {
+			t.Errorf("DueJobs(expired) = %v, want [job_due_expired]", got)
+		}
 		got, err = tx.DueJobs(ctx, store.StatusPendingApproval, base, 0)
 		if err != nil || len(got) != 0 {
 			t.Errorf("DueJobs before any deadline = %v, %v; want none", got, err)
