@@ -160,7 +160,10 @@ func checkAudit(t *testing.T, a *agate, tl *tally) string {
 		return sealed
 	})
 	v, err := ev.VerifyEvidence(as(ctx, tokAudit), &agatev1.VerifyEvidenceRequest{})
-	if err != nil || !v.Ok || v.EventsVerified != total || v.ChainsVerified != jobs+1 || v.CheckpointsVerified == 0 {
+	if err != nil {
+		t.Fatalf("VerifyEvidence: %v", err)
+	}
+	if !v.Ok || v.EventsVerified != total || v.ChainsVerified != jobs+1 || v.CheckpointsVerified == 0 {
 		t.Errorf("VerifyEvidence = %v, %v; want ok over %d events in %d chains", v, err, total, jobs+1)
 	}
 	t.Logf("verified %d events in %d chains, %d checkpoints", v.EventsVerified, v.ChainsVerified, v.CheckpointsVerified)

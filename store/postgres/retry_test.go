@@ -181,8 +181,10 @@ func TestDeadlockRetried(t *testing.T) {
 	wg.Wait()
 	// The deadlock victim runs again; that retry may also meet a serialization failure
 	// behind the winner's commit and run once more, so 3 runs is the least, not the count.
-	if deadlocks.Load() != 1 || calls.Load() < 3 {
-		t.Errorf("%d deadlocks, %d callback runs; want 1 and at least 3", deadlocks.Load(), calls.Load())
+	// On a loaded machine the detector may fire again in a retry; what must hold is that
+	// at least one deadlock happened and each transaction applied exactly once (below).
+	if deadlocks.Load() < 1 || calls.Load() < 3 {
+		t.Errorf("%d deadlocks, %d callback runs; want at least 1 and at least 3", deadlocks.Load(), calls.Load())
 	}
 	err = s.Read(t.Context(), func(ctx context.Context, tx store.Tx) error {
 		for _, id := range ids {
