@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/agate-pdp/agate/canonical"
+	"github.com/agate-pdp/agate/decision"
 	agatev1 "github.com/agate-pdp/agate/gen/agate/v1"
 	"github.com/agate-pdp/agate/identity"
 	"github.com/agate-pdp/agate/jobs"
@@ -39,7 +40,7 @@ const (
 	capabilityAccessRequest = "urn:openid:authzen:capability:access-request"
 	problemPrefix           = "urn:openid:authzen:access-request:error:"
 	evalPrefix              = "eval_"
-	taskPrefix              = "arq_"
+	taskPrefix              = server.AccessRequestJobPrefix
 	// DefaultDenialTTL is how long a requestable denial may be submitted.
 	DefaultDenialTTL  = 10 * time.Minute
 	maxIdempotencyKey = 255
@@ -585,6 +586,19 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Payload, err = jobPayload(ev, metaJSON); err != nil {
 		fail(probInvalidBinding, invalid("body", err.Error()))
+		return
+	}
+	// Only a requestable denial may be submitted: a forged evaluation_id of content
+	// the policy allows or denies outright stores nothing.
+	pre, err := svc.Evaluate(r.Context(), jobs.DecideRequest{Topic: req.Topic, Actor: req.Actor, Labels: req.Labels, Payload: req.Payload}, "")
+	if err != nil {
+		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, requestField(err, "", src)), 0)
+		return
+	}
+	if pre.Result.Decision != decision.RequireHuman {
+		fail(probNotRequestable, &jobs.Error{Code: jobs.CodeFailedPrecondition, Reason: jobs.ReasonNotPending,
+			Msg:  "the policy decides " + pre.Result.Decision.String() + " for this request, not require_human: nothing to request",
+			Meta: map[string]string{"status": pre.Result.Decision.String()}})
 		return
 	}
 	if req.JobID, err = taskID(p, key); err != nil {
