@@ -44,6 +44,9 @@ const (
 	// DefaultDenialTTL is how long a requestable denial may be submitted.
 	DefaultDenialTTL  = 10 * time.Minute
 	maxIdempotencyKey = 255
+	// denialSkew is the clock-skew tolerance on a denial's expires_at: the draft's
+	// typical 30 s (Implementation Considerations, Time and Clock Skew).
+	denialSkew = 30
 )
 
 // The ARAP problem types (draft section "Error Responses").
@@ -525,7 +528,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		fail(probInvalidBinding, invalid("denial.expires_at", "must be context.access_request.expires_at of the denial, unchanged"))
 		return
 	}
-	if h.cfg.Clock().Unix() > ref.ExpiresAt {
+	if h.cfg.Clock().Unix() > ref.ExpiresAt+denialSkew {
 		fail(probExpiredDenial, invalid("denial.expires_at", "the requestable denial expired at "+s.Denial.ExpiresAt+"; evaluate again"))
 		return
 	}
