@@ -528,10 +528,6 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		fail(probInvalidBinding, invalid("denial.expires_at", "must be context.access_request.expires_at of the denial, unchanged"))
 		return
 	}
-	if h.cfg.Clock().Unix() > ref.ExpiresAt+denialSkew {
-		fail(probExpiredDenial, invalid("denial.expires_at", "the requestable denial expired at "+s.Denial.ExpiresAt+"; evaluate again"))
-		return
-	}
 	s.normalize()
 	ev := s.evaluation
 	if _, err := ev.stripMachinery(""); err != nil {
@@ -566,16 +562,6 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 			"the subject, resource, action or context differ from the denied evaluation's (binding_hash mismatch)"))
 		return
 	}
-	if act, ok := svc.Active(); !ok || act.Snapshot.ID != ref.Snapshot {
-		active := ""
-		if ok {
-			active = act.Snapshot.ID
-		}
-		fail(probExpiredDenial, &jobs.Error{Code: jobs.CodeFailedPrecondition, Reason: jobs.ReasonSnapshotDrift,
-			Msg:  "the policy changed since the denial; evaluate again",
-			Meta: map[string]string{"expected_snapshot": ref.Snapshot, "active_snapshot": active}})
-		return
-	}
 	denial, _ := json.Marshal(s.Denial)
 	meta := arMeta{RequestedAccess: nullless(s.RequestedAccess), Client: nullless(s.Client), Denial: denial}
 	if len(extra) > 0 {
@@ -589,6 +575,15 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Payload, err = jobPayload(ev, metaJSON); err != nil {
 		fail(probInvalidBinding, invalid("body", err.Error()))
+		return
+	}
+	if err := h.fresh(svc, ref, s.Denial.ExpiresAt); err != nil {
+		// A retry of a submission accepted in time finds its task however old the
+		// denial is now: the key is kept at least 24 h after the task is final (§6.1).
+		if key != "" && h.retried(w, r, svc, p, key, req) {
+			return
+		}
+		fail(probExpiredDenial, err)
 		return
 	}
 	// Only a requestable denial may be submitted: a forged evaluation_id of content
@@ -621,17 +616,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	out, err := h.taskOf(r, &res.Job, true)
-	if err != nil {
-		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), 0)
-		return
-	}
-	status := http.StatusCreated
-	if out.Task.Status == "pending" {
-		status = http.StatusAccepted
-	}
-	w.Header().Set("Location", out.Task.StatusEndpoint)
-	writeJSONStatus(w, status, out)
+	h.answerTask(w, r, &res.Job)
 }
 
 func nullless(raw json.RawMessage) json.RawMessage {
@@ -731,4 +716,60 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	writeJSON(w, out)
+}
+
+// fresh reports why a denial can no longer be submitted: its expires_at has passed
+// (with the clock-skew tolerance), or the policy changed since.
+func (h *Handler) fresh(svc *jobs.Service, ref evalRef, expires string) error {
+	if h.cfg.Clock().Unix() > ref.ExpiresAt+denialSkew {
+		return invalid("denial.expires_at", "the requestable denial expired at "+expires+"; evaluate again")
+	}
+	if act, ok := svc.Active(); !ok || act.Snapshot.ID != ref.Snapshot {
+		active := ""
+		if ok {
+			active = act.Snapshot.ID
+		}
+		return &jobs.Error{Code: jobs.CodeFailedPrecondition, Reason: jobs.ReasonSnapshotDrift,
+			Msg:  "the policy changed since the denial; evaluate again",
+			Meta: map[string]string{"expected_snapshot": ref.Snapshot, "active_snapshot": active}}
+	}
+	return nil
+}
+
+// retried answers a submission whose denial is no longer fresh when it repeats one the
+// caller made in time with the same key: the same task, or duplicate_request for
+// another body. It reports false, answering nothing, when there is no such task.
+func (h *Handler) retried(w http.ResponseWriter, r *http.Request, svc *jobs.Service, p jobs.Principal, key string, req jobs.DecideRequest) bool {
+	id, err := taskID(p, key)
+	if err != nil {
+		return false
+	}
+	v, err := svc.GetJob(r.Context(), p, id)
+	if err != nil || !identity.Same(p.ID, v.Job.SubmittedBy) {
+		return false
+	}
+	hash, err := canonical.JobHash(req.Topic, req.Actor, req.Labels, req.Payload)
+	if err != nil || hash != v.Job.Hash {
+		h.arapProblem(w, r, probDuplicate, &jobs.Error{Code: jobs.CodeAborted, Reason: jobs.ReasonJobHashMismatch,
+			Field: "Idempotency-Key", Msg: "Idempotency-Key reused with another body",
+			Meta: map[string]string{"expected_job_hash": v.Job.Hash, "presented_job_hash": hash}})
+		return true
+	}
+	h.answerTask(w, r, &v.Job)
+	return true
+}
+
+// answerTask answers a submission with its task: 202 while pending, else 201.
+func (h *Handler) answerTask(w http.ResponseWriter, r *http.Request, j *store.Job) {
+	out, err := h.taskOf(r, j, true)
+	if err != nil {
+		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), 0)
+		return
+	}
+	status := http.StatusCreated
+	if out.Task.Status == "pending" {
+		status = http.StatusAccepted
+	}
+	w.Header().Set("Location", out.Task.StatusEndpoint)
+	writeJSONStatus(w, status, out)
 }
