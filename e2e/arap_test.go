@@ -201,3 +201,42 @@ func runARAP(t *testing.T, a *agate, base string) {
 		t.Fatalf("VerifyEvidence: %v %v", ver, err)
 	}
 }
+
+// TestReadmeARAP runs the README's ARAP walkthrough, unchanged but for the addresses and
+// the binary's path, with bash, curl and jq, against the binary.
+func TestReadmeARAP(t *testing.T) {
+	t.Parallel()
+	for _, tool := range []string{"bash", "curl", "jq"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("the walkthrough needs %s", tool)
+		}
+	}
+	readme := readFile(t, filepath.Join(root, "README.md"))
+	start, end := strings.Index(readme, "<!-- arap-walkthrough -->"), strings.Index(readme, "<!-- /arap-walkthrough -->")
+	if start < 0 || end < start {
+		t.Fatal("README.md has no <!-- arap-walkthrough --> section")
+	}
+	var script strings.Builder
+	for _, block := range strings.Split(readme[start:end], "```sh\n")[1:] {
+		script.WriteString(strings.SplitN(block, "```", 2)[0])
+	}
+	addr := freeAddr(t)
+	a := startAgate(t, filepath.Join(t.TempDir(), "agate.db"), "--authzen-addr", addr)
+	s := strings.NewReplacer("127.0.0.1:7072", addr, "127.0.0.1:7070", a.grpcAddr, "./bin/agate", agateBinary(t)).Replace(script.String())
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", s)
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("walkthrough: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var allowed int
+	for _, l := range lines {
+		if strings.HasPrefix(l, `{"decision":true,"approval":"arq_`) {
+			allowed++
+		}
+	}
+	if !strings.Contains(string(out), `"reason":"approval_required"`) || !strings.Contains(string(out), `"pending"`) || allowed != 2 {
+		t.Fatalf("walkthrough output:\n%s", out)
+	}
+}
