@@ -272,8 +272,11 @@ func (h *Handler) reevaluate(ctx context.Context, svc *jobs.Service, p jobs.Prin
 	res, err := svc.Publish(ctx, p, jobs.PublishRequest{JobID: appr.ID, JobHash: hash})
 	if err != nil {
 		je, ok := jobs.AsError(err)
-		if !ok || je.Code == jobs.CodeInvalidArgument && je.Field != "job_id" {
+		switch {
+		case !ok, je.Code == jobs.CodeInvalidArgument && je.Field != "job_id":
 			return response{}, err
+		case je.Retryable(), je.Code == jobs.CodeResourceExhausted, je.Code == jobs.CodeDataLoss:
+			return response{}, err // not the approval's fault: a problem, so the PEP retries
 		}
 		return notApproved(je, server.Classify(ctx, h.cfg.Log, je)), nil
 	}
@@ -298,6 +301,13 @@ func notApproved(je *jobs.Error, f server.Failure) response {
 		reason = "out_of_scope"
 	case jobs.ReasonAlreadyRejected:
 		reason = "policy_denied"
+	case jobs.ReasonNotPending:
+		switch je.Meta["status"] {
+		case string(store.StatusExpired), string(store.StatusCancelled), string(store.StatusConflict):
+			reason = "approval_expired" // expired, cancelled or superseded
+		case string(store.StatusRejected):
+			reason = "policy_denied"
+		}
 	}
 	return response{Context: &decisionContext{Reason: reason, NextAction: "none",
 		Error: &itemErr{Status: statusOf(f.Code), Reason: f.Reason, Message: f.Message}}}
@@ -408,6 +418,9 @@ func (h *Handler) taskOf(r *http.Request, j *store.Job, withResult bool) (taskRe
 
 // isTask reports whether j was created by an access request.
 func isTask(j *store.Job) bool {
+	if !strings.HasPrefix(j.ID, taskPrefix) {
+		return false
+	}
 	var pl map[string]json.RawMessage
 	if json.Unmarshal(j.Payload, &pl) != nil {
 		return false
