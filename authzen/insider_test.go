@@ -306,3 +306,37 @@ func TestInsiderOversizedSubmission(t *testing.T) {
 		t.Fatalf("oversized: %d %v", code, out)
 	}
 }
+
+// TestInsiderReplayAcrossSnapshot: a denial obtained under one policy cannot be
+// submitted once another is active, and an approval obtained under one cannot be
+// enforced under another: Publish is strict about the snapshot, and the job's
+// evidence shows the refusal, not a publish.
+func TestInsiderReplayAcrossSnapshot(t *testing.T) {
+	a := newARAPServer(t)
+	old := a.denial(t, "tok-pep", edit)
+	a.putPolicy(t, "testdata/arap/policy-v2.yaml")
+	if code, out := a.call(t, http.MethodPost, "/access/v1/requests", "tok-pep", "k-old", old); code != http.StatusGone || out["reason"] != "SNAPSHOT_DRIFT" {
+		t.Fatalf("a denial from the previous snapshot: %d %v", code, out)
+	}
+	task := a.submit(t, "tok-pep", "k-new", a.denial(t, "tok-pep", edit))
+	if _, err := a.svc.Approve(context.Background(), a.ids["approver"], jobs.ApproveRequest{JobID: task, JobHash: a.job(t, task).Hash}); err != nil {
+		t.Fatal(err)
+	}
+	_, st := a.call(t, http.MethodGet, "/access/v1/requests/"+task, "tok-pep", "", nil)
+	res, _ := st["result"].(map[string]any)
+	a.putPolicy(t, "testdata/policy.yaml")
+	re := map[string]any{}
+	for k, v := range edit {
+		re[k] = v
+	}
+	re["context"] = map[string]any{"device": "managed", "approval": res["approval"]}
+	code, out := a.call(t, http.MethodPost, "/access/v1/evaluation", "tok-pep", "", re)
+	c, _ := out["context"].(map[string]any)
+	if code != http.StatusOK || out["decision"] != false || c["reason"] != "approval_expired" {
+		t.Fatalf("an approval from the previous snapshot: %d %v", code, out)
+	}
+	events := a.events(t, task)
+	if count(events, evidence.KindPublish) != 0 || count(events, evidence.KindConflict) == 0 {
+		t.Fatalf("evidence: %v", events)
+	}
+}
