@@ -150,14 +150,14 @@ func TestSameRequestSameAnswer(t *testing.T) {
 // without one, the metadata names the URL the PEP fetched, https over TLS.
 func TestMetadataBaseURL(t *testing.T) {
 	t.Parallel()
-	get := func(t *testing.T, c *http.Client, url string) map[string]string {
+	get := func(t *testing.T, c *http.Client, url string) map[string]any {
 		t.Helper()
 		resp, err := c.Get(url + authzen.MetadataPath)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var m map[string]string
+		var m map[string]any
 		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
 			t.Fatal(err)
 		}

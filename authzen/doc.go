@@ -6,4 +6,10 @@
 // and maps the result back onto an AuthZEN decision. Callers are authenticated by the
 // server's Authenticator and authorized as for gRPC's PolicyService.Evaluate; errors
 // are RFC 9457 problem details carrying the gRPC ErrorInfo reasons.
+//
+// It also serves the draft AuthZEN Access Request and Approval Profile (arap.go): a
+// require_human answer is a requestable denial bound by evaluation_id and the draft's
+// binding_hash; an access request is the job's Decide, keyed by the caller and its
+// Idempotency-Key; task status and cancellation are GetJob and Cancel; and an
+// evaluation presenting the task's approval is the job's Publish.
 package authzen

@@ -21,6 +21,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/agate-pdp/agate/decision"
 	agatev1 "github.com/agate-pdp/agate/gen/agate/v1"
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/server"
@@ -47,6 +48,10 @@ type Config struct {
 	MaxBodyBytes   int64         // largest request body; default 4 MiB, gRPC's request limit
 	MaxCallTime    time.Duration // longest a request may run; default 30 s
 	MaxEvaluations int           // most items in one Access Evaluations request; default 1000
+	// DenialTTL is how long a requestable denial may be submitted as an access
+	// request (context.access_request.expires_at); default DefaultDenialTTL.
+	DenialTTL time.Duration
+	Clock     func() time.Time // default time.Now
 }
 
 // Handler serves the AuthZEN endpoints. Until Attach gives it the job service, the
@@ -73,6 +78,12 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.MaxEvaluations <= 0 {
 		cfg.MaxEvaluations = 1000
+	}
+	if cfg.DenialTTL <= 0 {
+		cfg.DenialTTL = DefaultDenialTTL
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
 	}
 	h := &Handler{cfg: cfg}
 	if cfg.BaseURL != "" {
@@ -162,7 +173,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.only(rec, r, http.MethodPost, h.evaluation)
 	case EvaluationsPath:
 		h.only(rec, r, http.MethodPost, h.evaluations)
+	case RequestsPath:
+		h.only(rec, r, http.MethodPost, h.submit)
 	default:
+		if rest, ok := strings.CutPrefix(r.URL.Path, RequestsPath+"/"); ok {
+			h.tasks(rec, r, rest)
+			return
+		}
 		writeProblem(rec, r, server.Failure{Code: codes.NotFound, Reason: jobs.ReasonNotFound,
 			Message: "no such endpoint; see " + MetadataPath}, 0)
 	}
@@ -217,6 +234,18 @@ func (h *Handler) observe(r *http.Request, rec *recorder, start time.Time) {
 // metadata serves the PDP metadata document. It needs no credentials: it names
 // endpoints, nothing about policy, and a PEP reads it before it has a token to use.
 func (h *Handler) metadata(w http.ResponseWriter, r *http.Request) {
+	b := h.baseURL(r)
+	writeJSON(w, map[string]any{
+		"policy_decision_point":       b,
+		"access_evaluation_endpoint":  b + EvaluationPath,
+		"access_evaluations_endpoint": b + EvaluationsPath,
+		"access_request_endpoint":     b + RequestsPath,
+		"capabilities":                []string{capabilityAccessRequest},
+	})
+}
+
+// baseURL is the configured public base URL, else the scheme and Host r used.
+func (h *Handler) baseURL(r *http.Request) string {
 	base := h.base
 	if base == nil {
 		scheme := "http"
@@ -225,42 +254,51 @@ func (h *Handler) metadata(w http.ResponseWriter, r *http.Request) {
 		}
 		base = &url.URL{Scheme: scheme, Host: r.Host}
 	}
-	b := base.String()
-	writeJSON(w, map[string]string{
-		"policy_decision_point":       b,
-		"access_evaluation_endpoint":  b + EvaluationPath,
-		"access_evaluations_endpoint": b + EvaluationsPath,
-	})
+	return base.String()
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
+func writeJSON(w http.ResponseWriter, v any) { writeJSONStatus(w, http.StatusOK, v) }
+
+func writeJSONStatus(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
+	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// caller is an admitted evaluation caller. evalErr is its refusal for a plain
+// evaluation when it lacks Evaluate's roles: it may then only re-evaluate with an
+// approval, which is a Publish and takes Publish's standing (a dispatcher's).
+type caller struct {
+	p       jobs.Principal
+	evalErr error
+}
+
 // admit runs what every evaluation request goes through before its body is read:
-// the backend, authentication, then the roles of gRPC's Evaluate. It answers the
-// request itself when it refuses it.
-func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (*jobs.Service, bool) {
+// the backend, authentication, then the roles of gRPC's Evaluate, or of Publish for a
+// dispatcher's re-evaluations. It answers the request itself when it refuses it.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (*jobs.Service, caller, bool) {
 	svc := h.jobs.Load()
 	if svc == nil {
 		writeProblem(w, r, server.Failure{Code: codes.Unavailable, Message: "starting: waiting for the database"}, 0)
-		return nil, false
+		return nil, caller{}, false
 	}
 	p, err := h.cfg.Auth.AuthenticateHTTP(r)
+	var c caller
 	if err == nil {
 		if rec, ok := w.(*recorder); ok {
 			rec.principal = p.ID
 		}
-		err = server.Authorize(evaluateMethod, p)
+		c = caller{p: p, evalErr: server.Authorize(evaluateMethod, p)}
+		if c.evalErr != nil && !p.HasRole(jobs.RoleDispatch) {
+			err = c.evalErr
+		}
 	}
 	if err != nil {
 		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), 0)
-		return nil, false
+		return nil, caller{}, false
 	}
-	return svc, true
+	return svc, c, true
 }
 
 // readBody reads a JSON request body within the size limit into v, and answers the
@@ -342,7 +380,7 @@ func jsonType(kind string) string {
 
 // evaluation serves POST /access/v1/evaluation.
 func (h *Handler) evaluation(w http.ResponseWriter, r *http.Request) {
-	svc, ok := h.admit(w, r)
+	svc, c, ok := h.admit(w, r)
 	if !ok {
 		return
 	}
@@ -351,7 +389,7 @@ func (h *Handler) evaluation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev.normalize()
-	res, err := h.evaluate(r.Context(), svc, ev, "")
+	res, err := h.evaluate(r, svc, c, ev, "")
 	if err != nil {
 		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), 0)
 		return
@@ -359,8 +397,21 @@ func (h *Handler) evaluation(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, res)
 }
 
-// evaluate answers one evaluation; it stores nothing.
-func (h *Handler) evaluate(ctx context.Context, svc *jobs.Service, ev evaluation, at string) (response, error) {
+// evaluate answers one evaluation. A plain one stores nothing; a require_human answer
+// is a requestable denial. One that presents an approval (context.approval) is a
+// re-evaluation: the job's Publish.
+func (h *Handler) evaluate(r *http.Request, svc *jobs.Service, c caller, ev evaluation, at string) (response, error) {
+	ctx := r.Context()
+	appr, err := ev.stripMachinery(at)
+	if err != nil {
+		return response{}, err
+	}
+	if appr != nil {
+		return h.reevaluate(ctx, svc, c.p, ev, appr, at)
+	}
+	if c.evalErr != nil {
+		return response{}, c.evalErr
+	}
 	req, src, err := ev.job(at)
 	if err != nil {
 		return response{}, err
@@ -369,7 +420,13 @@ func (h *Handler) evaluate(ctx context.Context, svc *jobs.Service, ev evaluation
 	if err != nil {
 		return response{}, requestField(err, at, src)
 	}
-	return answer(res), nil
+	out := answer(res)
+	if res.Result.Decision == decision.RequireHuman {
+		if err := h.requestable(r, &ev, &out); err != nil {
+			return response{}, err
+		}
+	}
+	return out, nil
 }
 
 // evaluations serves POST /access/v1/evaluations. Without items it is the single
@@ -378,7 +435,7 @@ func (h *Handler) evaluate(ctx context.Context, svc *jobs.Service, ev evaluation
 // context, as the specification's errors section asks; a failure of the whole
 // request is a problem.
 func (h *Handler) evaluations(w http.ResponseWriter, r *http.Request) {
-	svc, ok := h.admit(w, r)
+	svc, c, ok := h.admit(w, r)
 	if !ok {
 		return
 	}
@@ -399,7 +456,7 @@ func (h *Handler) evaluations(w http.ResponseWriter, r *http.Request) {
 	}
 	b.normalize()
 	if len(b.Evaluations) == 0 {
-		res, err := h.evaluate(r.Context(), svc, b.evaluation, "")
+		res, err := h.evaluate(r, svc, c, b.evaluation, "")
 		if err != nil {
 			fail(err)
 			return
@@ -418,7 +475,7 @@ func (h *Handler) evaluations(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		item.normalize()
-		res, err := h.evaluate(r.Context(), svc, withDefaults(b.evaluation, item), fmt.Sprintf("evaluations[%d].", i))
+		res, err := h.evaluate(r, svc, c, withDefaults(b.evaluation, item), fmt.Sprintf("evaluations[%d].", i))
 		if err != nil {
 			je, ok := jobs.AsError(err)
 			if !ok { // not the item's fault: the whole request fails, closed

@@ -315,14 +315,24 @@ type response struct {
 // decisionContext is what Agate adds to a decision: the policy's own decision, the
 // deciding rule, its reason and the snapshot, as gRPC's Evaluate answers them.
 type decisionContext struct {
-	PolicyDecision string    `json:"policy_decision,omitempty"` // allow, deny or require_human
-	RuleID         string    `json:"rule_id,omitempty"`
-	Reason         string    `json:"reason,omitempty"`
-	MatchedRules   []string  `json:"matched_rules,omitempty"`
-	SnapshotID     string    `json:"snapshot_id,omitempty"`
-	JobHash        string    `json:"job_hash,omitempty"`
-	Approval       *approval `json:"approval_required,omitempty"`
-	Error          *itemErr  `json:"error,omitempty"`
+	PolicyDecision string `json:"policy_decision,omitempty"` // allow, deny or require_human
+	RuleID         string `json:"rule_id,omitempty"`
+	// Reason is the rule's reason; in a requestable denial, and a re-evaluation that
+	// is not allowed, the profile's reason code, and the rule's reason is RuleReason.
+	Reason       string       `json:"reason,omitempty"`
+	RuleReason   string       `json:"rule_reason,omitempty"`
+	NextAction   string       `json:"next_action,omitempty"`
+	MatchedRules []string     `json:"matched_rules,omitempty"`
+	SnapshotID   string       `json:"snapshot_id,omitempty"`
+	JobHash      string       `json:"job_hash,omitempty"`
+	Approval     *approvalRef `json:"approval,omitempty"` // a re-evaluation's
+	Required     *approval    `json:"approval_required,omitempty"`
+	// A requestable denial's (ARAP): the binding by reference, and where to submit it.
+	EvaluationID  string             `json:"evaluation_id,omitempty"`
+	EvaluatedAt   string             `json:"evaluated_at,omitempty"`
+	BindingHash   string             `json:"binding_hash,omitempty"`
+	AccessRequest *accessRequestHint `json:"access_request,omitempty"`
+	Error         *itemErr           `json:"error,omitempty"`
 }
 
 // approval is what a require_human decision asks for before the action may run.
@@ -347,7 +357,7 @@ func answer(res jobs.EvaluateResult) response {
 	c := &decisionContext{PolicyDecision: out.Decision.String(), RuleID: out.RuleID, Reason: out.Reason,
 		MatchedRules: out.Matched, SnapshotID: res.Snapshot, JobHash: res.JobHash}
 	if out.Decision == decision.RequireHuman {
-		c.Approval = &approval{Roles: out.Approval.Roles, Quorum: out.Approval.Quorum,
+		c.Required = &approval{Roles: out.Approval.Roles, Quorum: out.Approval.Quorum,
 			TTLSeconds: int64(out.Approval.TTL.Seconds())}
 	}
 	return response{Decision: out.Decision == decision.Allow, Context: c}

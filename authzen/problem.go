@@ -53,10 +53,15 @@ func statusOf(c codes.Code) int {
 // writeProblem answers f as a problem details object with the HTTP status its code
 // maps to, or status when it is not zero.
 func writeProblem(w http.ResponseWriter, r *http.Request, f server.Failure, status int) {
+	writeProblemType(w, r, f, status, "about:blank")
+}
+
+// writeProblemType is writeProblem with a problem type URI other than about:blank.
+func writeProblemType(w http.ResponseWriter, r *http.Request, f server.Failure, status int, typ string) {
 	if status == 0 {
 		status = statusOf(f.Code)
 	}
-	p := problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: f.Message,
+	p := problem{Type: typ, Title: http.StatusText(status), Status: status, Detail: f.Message,
 		Reason: f.Reason, Field: f.Field, Metadata: f.Metadata, RequestID: requestID(r.Context())}
 	if p.Title == "" {
 		p.Title = "Client Closed Request"

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -22,8 +23,18 @@ func (d *decisionService) fail(ctx context.Context, err error) error {
 	return toStatus(ctx, d.s.log, err)
 }
 
+// AccessRequestJobPrefix starts the job ids of AuthZEN access requests, which Agate
+// derives from the submitter and its Idempotency-Key. Decide refuses them, so no
+// principal can take the id a retry of another's access request will name.
+const AccessRequestJobPrefix = "arq_"
+
 func (d *decisionService) Decide(ctx context.Context, req *agatev1.DecideRequest) (*agatev1.DecideResponse, error) {
 	r, err := decideRequest(ctx, req.GetJob())
+	if err == nil && strings.HasPrefix(r.JobID, AccessRequestJobPrefix) {
+		err = &jobs.Error{Code: jobs.CodeInvalidArgument, Reason: jobs.ReasonInvalidField, Field: "job.job_id",
+			Msg:  "job.job_id: ids starting " + AccessRequestJobPrefix + " are reserved for AuthZEN access requests",
+			Meta: map[string]string{"field": "job.job_id"}}
+	}
 	if err != nil {
 		return nil, d.fail(ctx, err)
 	}
