@@ -86,12 +86,12 @@ func TestCallersContextDeadline(t *testing.T) {
 		t.Cleanup(cancel)
 		return ctx
 	}
-	ctx, stop := callersContext([]*decideCall{{ctx: with(time.Minute)}, {ctx: with(time.Hour)}})
+	ctx, stop := callersContext([]context.Context{with(time.Minute), with(time.Hour)})
 	if d, ok := ctx.Deadline(); !ok || !d.Equal(now.Add(time.Hour)) {
 		t.Errorf("deadline %v %v, want the latest caller's", d, ok)
 	}
 	stop()
-	ctx, stop = callersContext([]*decideCall{{ctx: with(time.Minute)}, {ctx: context.Background()}})
+	ctx, stop = callersContext([]context.Context{with(time.Minute), context.Background()})
 	defer stop()
 	if _, ok := ctx.Deadline(); ok {
 		t.Error("a deadline although one caller has none")
