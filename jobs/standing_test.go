@@ -71,10 +71,10 @@ func TestOutsidersAreRateLimited(t *testing.T) {
 // but approvals under such a role are refused: its holders have no standing as approvers.
 func TestStoredServiceRoleApproversAreRefused(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
 		ctx := context.Background()
-		e := newEnv(t, st, testPolicy)
+		e := m.env(t, st, testPolicy)
 		legacy := []byte("version: v1\nrules:\n  - id: legacy\n    when: {topic: legacy.job}\n    decision: require_human\n" +
 			"    approval: {roles: [audit, dispatch, operator, admin]}\n")
 		if _, err := e.svc.PutPolicy(ctx, admin, legacy, true); err == nil {
