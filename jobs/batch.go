@@ -25,10 +25,10 @@ type Batch struct {
 	// MaxRows is the most calls one transaction holds. 0 or 1 turns batching off: each
 	// call has a transaction of its own.
 	MaxRows int
-	// InFlight is how many batch transactions of each kind may run at once (default 1).
-	// More than one helps a database that commits transactions in parallel
-	// (PostgreSQL); SQLite has a single writer, so there a second batch would only wait
-	// for the first.
+	// InFlight is how many Decide batch transactions may run at once (default 1). More
+	// than one helps a database that commits transactions in parallel (PostgreSQL);
+	// SQLite has a single writer, so there a second batch would only wait for the first.
+	// Lifecycle batches run one at a time (see New).
 	InFlight int
 }
 

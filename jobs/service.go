@@ -71,7 +71,14 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Batch.on() {
 		s.decides = newBatcher(cfg.Batch, s.runDecides)
-		s.writes = newBatcher(cfg.Batch, s.runWrites)
+		// Lifecycle batches run one at a time, whatever InFlight says: each reads the
+		// rows, chains and approvals of its jobs, and under SERIALIZABLE PostgreSQL
+		// tracks those reads by index page, so two batches side by side on neighbouring
+		// job ids (time-ordered ids are neighbours) would fail each other. Decide
+		// batches mostly only insert, and run side by side unharmed.
+		lifecycle := cfg.Batch
+		lifecycle.InFlight = 1
+		s.writes = newBatcher(lifecycle, s.runWrites)
 	}
 	return s, nil
 }

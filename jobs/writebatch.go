@@ -179,6 +179,51 @@ type writeBatch struct {
 	approvals []store.Approval
 	events    []evidence.Event
 	notes     []store.Notification
+
+	// The stored approvals and events of the batch's jobs, read for all of them in one
+	// statement each when a call first asks for those of one (nil until then).
+	storedApprovals map[string][]store.Approval
+	storedEvents    map[string][]evidence.Event
+}
+
+// approvalsOf returns the stored approvals of a job of the batch.
+func (b *writeBatch) approvalsOf(ctx context.Context, jobID string) ([]store.Approval, error) {
+	if b.storedApprovals == nil {
+		as, err := b.tx.ListApprovalsOf(ctx, b.ids())
+		if err != nil {
+			return nil, err
+		}
+		b.storedApprovals = make(map[string][]store.Approval, len(b.jobs))
+		for _, a := range as {
+			b.storedApprovals[a.JobID] = append(b.storedApprovals[a.JobID], a)
+		}
+	}
+	return b.storedApprovals[jobID], nil
+}
+
+// eventsOf returns the stored chain of a job of the batch.
+func (b *writeBatch) eventsOf(ctx context.Context, jobID string) ([]evidence.Event, error) {
+	if b.storedEvents == nil {
+		es, err := b.tx.ListChainEvents(ctx, store.ChainQuery{JobIDs: b.ids()})
+		if err != nil {
+			return nil, err
+		}
+		b.storedEvents = make(map[string][]evidence.Event, len(b.jobs))
+		for _, e := range es {
+			b.storedEvents[e.JobID] = append(b.storedEvents[e.JobID], e)
+		}
+	}
+	return b.storedEvents[jobID], nil
+}
+
+// ids lists the batch's jobs.
+func (b *writeBatch) ids() []string {
+	ids := make([]string, 0, len(b.jobs))
+	for id := range b.jobs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // lockBatch locks the jobs of ids (sorted) in one statement.
@@ -297,11 +342,15 @@ func (t *writeTx) InsertApproval(_ context.Context, a store.Approval) error {
 
 // ListApprovals reads the stored approvals and adds those of the batch and the call.
 func (t *writeTx) ListApprovals(ctx context.Context, jobID string, revision int) ([]store.Approval, error) {
-	as, err := t.Tx.ListApprovals(ctx, jobID, revision)
+	if _, ok := t.b.jobs[jobID]; !ok {
+		return t.Tx.ListApprovals(ctx, jobID, revision)
+	}
+	stored, err := t.b.approvalsOf(ctx, jobID)
 	if err != nil {
 		return nil, err
 	}
-	for _, a := range slices.Concat(t.b.approvals, t.approvals) {
+	var as []store.Approval
+	for _, a := range slices.Concat(stored, t.b.approvals, t.approvals) {
 		if a.JobID == jobID && a.Revision == revision {
 			as = append(as, a)
 		}
@@ -335,7 +384,14 @@ func (t *writeTx) AppendEvents(_ context.Context, es []evidence.Event) error {
 
 // ListEvents reads a stored chain and adds what the batch and the call appended to it.
 func (t *writeTx) ListEvents(ctx context.Context, jobID string) ([]evidence.Event, error) {
-	es, err := t.Tx.ListEvents(ctx, jobID)
+	var es []evidence.Event
+	var err error
+	if _, ok := t.b.jobs[jobID]; ok {
+		es, err = t.b.eventsOf(ctx, jobID)
+		es = slices.Clone(es)
+	} else {
+		es, err = t.Tx.ListEvents(ctx, jobID)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -361,6 +417,9 @@ func (t *writeTx) InsertJobs(context.Context, []store.Job) ([]bool, error) {
 }
 func (t *writeTx) UpdateJobs(context.Context, []store.Job) error           { return errNotBatched }
 func (t *writeTx) InsertApprovals(context.Context, []store.Approval) error { return errNotBatched }
+func (t *writeTx) ListApprovalsOf(context.Context, []string) ([]store.Approval, error) {
+	return nil, errNotBatched
+}
 func (t *writeTx) PutSnapshot(context.Context, snapshots.Snapshot) (bool, error) {
 	return false, errNotBatched
 }

@@ -131,6 +131,10 @@ type ApprovalTx interface {
 	InsertApprovals(ctx context.Context, as []Approval) error
 	// ListApprovals returns the approvals of a job revision, oldest first.
 	ListApprovals(ctx context.Context, jobID string, revision int) ([]Approval, error)
+	// ListApprovalsOf returns the approvals of every revision of the jobs of jobIDs, by
+	// job id, then revision, then oldest first: ListApprovals for many jobs at the cost of
+	// one statement.
+	ListApprovalsOf(ctx context.Context, jobIDs []string) ([]Approval, error)
 }
 
 // EvidenceTx appends and reads evidence events. Events are never updated or deleted.

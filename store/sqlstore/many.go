@@ -150,3 +150,30 @@ func (t *Tx) InsertApprovals(ctx context.Context, as []store.Approval) error {
 	}
 	return nil
 }
+
+// ListApprovalsOf implements store.ApprovalTx.
+func (t *Tx) ListApprovalsOf(ctx context.Context, jobIDs []string) ([]store.Approval, error) {
+	var out []store.Approval
+	for chunk := range slices.Chunk(jobIDs, maxBatch) {
+		q := t.query()
+		q.in("job_id", chunk)
+		rows, err := t.q.Query(ctx, `SELECT `+approvalCols+` FROM approvals`+q.sql()+
+			` ORDER BY job_id, revision, at, approver`, q.args...)
+		if err != nil {
+			return nil, t.err(err)
+		}
+		for rows.Next() {
+			var a store.Approval
+			if err := rows.Scan(&a.JobID, &a.Revision, &a.Approver, &a.Role, &a.At, &a.Reason); err != nil {
+				rows.Close()
+				return nil, t.err(err)
+			}
+			out = append(out, a)
+		}
+		rows.Close()
+		if err := t.err(rows.Err()); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

@@ -152,6 +152,19 @@ func testApprovalsInsertMany(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
+	read(t, s, func(ctx context.Context, tx store.Tx) error {
+		got, err := tx.ListApprovalsOf(ctx, []string{"appr_b", "appr_a", "appr_missing"})
+		if err != nil {
+			return err
+		}
+		if want := []store.Approval{as[0], as[2], as[1]}; !reflect.DeepEqual(got, want) {
+			t.Errorf("ListApprovalsOf:\n got %+v\nwant %+v", got, want)
+		}
+		if got, err := tx.ListApprovalsOf(ctx, nil); err != nil || len(got) != 0 {
+			t.Errorf("ListApprovalsOf(nil) = %+v, %v; want nothing", got, err)
+		}
+		return nil
+	})
 	fresh := store.Approval{JobID: "appr_b", Revision: 1, Approver: "bob@example.com", Role: "admin", At: base + 3}
 	for name, batch := range map[string][]store.Approval{
 		"one exists":  {fresh, as[1]},
