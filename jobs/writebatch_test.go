@@ -438,3 +438,47 @@ func TestWriteBatchConcurrentPipeline(t *testing.T) {
 		t.Logf("%s: %d calls in %d write transactions", m.name, 4*n, g.writes.Load()-before)
 	})
 }
+
+// TestInsiderBatchedOutsiderLearnsNothing (the attack, refused): a caller without
+// standing lines its probes up in the batches of someone else's calls, on the job they
+// approve, on another job and on an id nobody used, hoping that sharing a transaction
+// shows it something: an answer that differs between a job that exists and one that does
+// not, or a trace on the jobs' chains. Each probe is answered NOT_FOUND alike, recorded
+// on the prober's own chain only, and the approver's call goes through untouched.
+func TestInsiderBatchedOutsiderLearnsNothing(t *testing.T) {
+	t.Parallel()
+	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+		t.Parallel()
+		g := &gatedStore{Store: st}
+		e := bigBatches.env(t, g, testPolicy)
+		target, other := e.decide(t, payment), e.decide(t, payment)
+		missing := store.Job{ID: newID("nobody-used"), Hash: target.Hash}
+		prober := jobs.Principal{ID: "prober@example.com", Roles: []string{"decide"}}
+		var res, p1, p2, p3 jobs.ApproveResult
+		calls, release := lineUpWrites(t, e, g, context.Background(),
+			approveCall(e, prober, target, &p1), approveCall(e, alice, target, &res),
+			approveCall(e, prober, missing, &p2), approveCall(e, prober, other, &p3))
+		release()
+		for _, c := range calls {
+			c.wait(t)
+		}
+		wantNoErr(t, calls[1].err)
+		if res.Job.Status != store.StatusApproved || len(res.Approvals) != 1 {
+			t.Fatalf("the approver's call: %+v", res)
+		}
+		for _, i := range []int{0, 2, 3} {
+			ee := wantErr(t, calls[i].err, jobs.CodeNotFound, jobs.ReasonNotFound)
+			if len(ee.Meta) != 0 || ee.Field != "" {
+				t.Fatalf("probe %d answered more than not found: %+v", i, ee)
+			}
+		}
+		e.wantKinds(t, target.ID, "decision,approval")
+		e.wantKinds(t, other.ID, "decision")
+		evs := e.wantKinds(t, principalChain(prober), "refusal:NO_STANDING,refusal:NO_STANDING,refusal:NO_STANDING")
+		for i, id := range []string{target.ID, missing.ID, other.ID} {
+			if !strings.Contains(evs[i].Reason, "of job "+id+":") {
+				t.Fatalf("refusal %d: %q, want it to name %s", i, evs[i].Reason, id)
+			}
+		}
+	})
+}
