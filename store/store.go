@@ -92,8 +92,9 @@ type JobTx interface {
 	GetJob(ctx context.Context, id string, forUpdate bool) (Job, error)
 	// GetJobs returns the jobs of ids that exist, ordered by id, and omits the others.
 	// With forUpdate it locks their rows in one statement, in that order, so that two
-	// transactions locking overlapping sets queue rather than deadlock. Ids must be
-	// distinct. It is GetJob for many jobs at the cost of one statement.
+	// transactions locking overlapping sets queue rather than deadlock (beyond 500 ids,
+	// one statement per 500 of ids as given: pass them sorted). Ids must be distinct. It
+	// is GetJob for many jobs at the cost of one statement.
 	GetJobs(ctx context.Context, ids []string, forUpdate bool) ([]Job, error)
 	// InsertJob stores a new job; ErrConflict when the id exists.
 	InsertJob(ctx context.Context, j Job) error
