@@ -344,7 +344,9 @@ func (s *Service) runBatch(ctxs []context.Context, fn func(ctx context.Context, 
 // callersContext returns a context that ends when every one of ctxs has ended: while
 // anyone still waits, the batch carries on, and a caller that leaves early does not take
 // its batch-mates' writes with it. When every caller has a deadline, the batch has the
-// latest of them, so the store sees a deadline as a lone call would.
+// latest of them, so the store sees a deadline as a lone call would. A batch of one
+// keeps its caller's values, so its transaction is traced under the caller's span; a
+// batch of several is traced on its own.
 func callersContext(ctxs []context.Context) (context.Context, func()) {
 	var latest time.Time
 	for _, c := range ctxs {
@@ -358,6 +360,9 @@ func callersContext(ctxs []context.Context) (context.Context, func()) {
 		}
 	}
 	parent, cancelDeadline := context.Background(), context.CancelFunc(func() {})
+	if len(ctxs) == 1 {
+		parent = context.WithoutCancel(ctxs[0])
+	}
 	if !latest.IsZero() {
 		parent, cancelDeadline = context.WithDeadline(parent, latest)
 	}
