@@ -39,7 +39,7 @@ func (s *Service) Publish(ctx context.Context, p Principal, r PublishRequest) (P
 		if err := checkContent(ctx, tx, j, p, now, r.JobHash, c.name); err != nil {
 			return err
 		}
-		if err := checkStored(ctx, tx, j, p, now, c.name); err != nil {
+		if err := s.checkStored(ctx, tx, j, p, now, c.name); err != nil {
 			return err
 		}
 		var reevaluated string
