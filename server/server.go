@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
@@ -26,7 +24,6 @@ import (
 	agatev1 "github.com/agate-pdp/agate/gen/agate/v1"
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/store"
-	"github.com/agate-pdp/agate/telemetry"
 )
 
 // Config is everything the gRPC server is built from.
@@ -104,8 +101,9 @@ type Server struct {
 	maxCall       time.Duration // longest a unary call runs
 	http          httpCalls     // unary calls in flight on the HTTP API, drained before the gRPC server stops
 	limits        StreamLimits
-	streams       map[string]bool // streaming methods, for streamTap; written before Serve
-	publicStreams chan struct{}   // a semaphore of MaxPublicStreams slots
+	streams       map[string]bool          // streaming methods, for streamTap; written before Serve
+	publicStreams chan struct{}            // a semaphore of MaxPublicStreams slots
+	series        map[string]*methodSeries // the request metrics' series by method; written before Serve
 }
 
 // Compile-time checks that the adapters implement the generated services.
@@ -143,12 +141,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Tracer = noop.NewTracerProvider()
 	}
 	opts := []grpc.ServerOption{
-		// OpenTelemetry's gRPC instrumentation: a server span per call, following the RPC
-		// semantic conventions, as the child of the caller's W3C trace context. Health
-		// checks are left out; balancers call them every few seconds.
-		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(cfg.Tracer),
-			otelgrpc.WithPropagators(telemetry.Propagator),
-			otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
+		grpc.StatsHandler(traceHandler(cfg.Tracer)), // spans, or only the caller's trace context when tracing is off
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		grpc.ForceServerCodecV2(s.codec), // invalid UTF-8 becomes INVALID_ARGUMENT, not INTERNAL
 		grpc.MaxConcurrentStreams(cfg.Limits.MaxConcurrentStreams),
@@ -176,6 +169,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
+
 	s.grpc = grpc.NewServer(opts...)
 	agatev1.RegisterDecisionServiceServer(s.grpc, &decisionService{s: s})
 	agatev1.RegisterPolicyServiceServer(s.grpc, &policyService{s: s})
@@ -183,6 +177,7 @@ func New(cfg Config) (*Server, error) {
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.streams = streamMethods(s.grpc)
+	s.series = newSeriesTable(serviceMethods(s.grpc))
 	s.setServing(false)
 	if cfg.Jobs != nil {
 		if err := s.Attach(Backend{Jobs: cfg.Jobs, Audit: cfg.Audit, Store: cfg.Store}); err != nil {
