@@ -118,7 +118,7 @@ type rpcSeries struct {
 // here, rather than by its label values, spares hashing them on every call.
 type methodSeries [codes.Unauthenticated + 1]atomic.Pointer[rpcSeries]
 
-// newSeriesTable returns an empty table for the methods g serves.
+// newSeriesTable returns an empty table for methods.
 func newSeriesTable(methods []string) map[string]*methodSeries {
 	t := make(map[string]*methodSeries, len(methods))
 	for _, m := range methods {
