@@ -1,0 +1,82 @@
+package jobs_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/agate-pdp/agate/jobs"
+	"github.com/agate-pdp/agate/store"
+	"github.com/agate-pdp/agate/store/storetest"
+)
+
+// holdKey marks a caller's context whose own write transactions holdStore holds.
+type holdKey struct{}
+
+// holdStore holds every write transaction run under a context marked with holdKey until
+// open is closed: a batch of several callers runs under a context of its own, so only
+// the marked caller's transactions of its own wait.
+type holdStore struct {
+	store.Store
+	open chan struct{}
+}
+
+func (h *holdStore) ReadWrite(ctx context.Context, fn func(context.Context, store.Tx) error) error {
+	if ctx.Value(holdKey{}) != nil {
+		select {
+		case <-h.open:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return h.Store.ReadWrite(ctx, fn)
+}
+
+// TestBatchFailedBatchKeepsSameJobOrder: a Reject queued before an Approve of the same
+// job must be applied first, batch failure or not: one Reject vetoes the job. When the
+// Reject's batch fails, the batcher frees the job's key as soon as that batch ends, and
+// the Reject runs again alone on its caller's goroutine while the Approve queued behind
+// it forms the next batch: the two race for the row, and the later Approve can win,
+// approving a job whose veto arrived first (the veto is then refused ALREADY_APPROVED).
+// Here the Reject's lone transaction is held until the Approve has returned (or 3s), so
+// the race is lost every time.
+func TestBatchFailedBatchKeepsSameJobOrder(t *testing.T) {
+	t.Parallel()
+	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+		t.Parallel()
+		h := &holdStore{Store: st, open: make(chan struct{})}
+		g := &gatedStore{Store: h}
+		e := bigBatches.env(t, g, testPolicy)
+		j, mate := e.decide(t, payment), e.decide(t, payment)
+		var app, mateRes jobs.ApproveResult
+		approveJ := approveCall(e, alice, j, &app)
+		calls, release := lineUpWrites(t, e, g, context.Background(),
+			lifecycle{"Reject", func(ctx context.Context) (err error) {
+				ctx = context.WithValue(ctx, holdKey{}, true)
+				_, err = e.svc.Reject(ctx, bob, jobs.RejectRequest{JobID: j.ID, JobHash: j.Hash, Reason: "veto"})
+				return err
+			}},
+			approveCall(e, carol, mate, &mateRes),
+			approveJ,
+		)
+		g.breakNext() // the batch of the Reject and the mate fails at its commit
+		release()
+		select {
+		case <-calls[2].done:
+		case <-time.After(3 * time.Second): // the Approve waits for the Reject, as it should
+		}
+		close(h.open)
+		for _, c := range calls {
+			c.wait(t)
+		}
+		wantNoErr(t, calls[1].err)
+		if calls[0].err != nil {
+			t.Errorf("the Reject, queued first, was refused: %v (the Approve queued after it: %v, job %s)",
+				calls[0].err, calls[2].err, app.Job.Status)
+		}
+		wantErr(t, calls[2].err, jobs.CodeFailedPrecondition, jobs.ReasonAlreadyRejected)
+		if got := e.job(t, j.ID); got.Status != store.StatusRejected {
+			t.Fatalf("the job is %s after a veto that arrived before the approval", got.Status)
+		}
+	})
+}
