@@ -80,3 +80,37 @@ func TestBatchFailedBatchKeepsSameJobOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestInsiderPublishedStatusWithoutPublishEvent (the attack): an insider who can write
+// rows sets an approved job's status to approved_and_published (and an allowed one's to
+// allowed_and_published) without any Publish. checkRepeat only compares the caller with
+// the principal of the latest publish or replay event; with none on the chain, any
+// dispatcher's Publish is answered as a retry: AlreadyPublished, the job handed out, and
+// nothing recorded, so the evidence never shows that the job left. A published status
+// whose chain holds no publish must be refused as a tampered row, and recorded.
+func TestInsiderPublishedStatusWithoutPublishEvent(t *testing.T) {
+	t.Parallel()
+	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+		t.Parallel()
+		e := newEnv(t, st, testPolicy)
+		for name, j := range map[string]store.Job{
+			"approved": e.approved(t),
+			"allowed":  e.decide(t, report),
+		} {
+			to := store.StatusApprovedAndPublished
+			if name == "allowed" {
+				to = store.StatusAllowedAndPublished
+			}
+			setStatus(t, st, j.ID, to)
+			before := len(e.events(t, j.ID))
+			res, err := e.svc.Publish(context.Background(), dispatcher, jobs.PublishRequest{JobID: j.ID, JobHash: j.Hash})
+			if err == nil {
+				t.Errorf("%s job set to %s behind Agate's back: Publish handed it out (already published %v, attempt %d) with no publish on its chain",
+					name, to, res.AlreadyPublished, res.Job.Attempt)
+			}
+			if evs := e.events(t, j.ID); len(evs) == before {
+				t.Errorf("%s job: the Publish left no evidence: %s", name, kinds(evs))
+			}
+		}
+	})
+}
