@@ -114,3 +114,44 @@ func TestInsiderPublishedStatusWithoutPublishEvent(t *testing.T) {
 		}
 	})
 }
+
+// TestBatchRefusalEvidenceKeepsOrder: a Publish refused QUORUM_NOT_MET in a batch is
+// recorded after the batch, in a transaction of its caller's, once the batcher has
+// already freed the job for the next call on it. An Approve queued behind the Publish
+// then commits first, and the chain reads decision, approval, refusal: a refusal of a
+// Publish for want of a quorum, recorded against a job that the same event shows as
+// approved, after the approval that arrived later. Here the caller's recording is held
+// until the Approve has returned (or 3s).
+func TestBatchRefusalEvidenceKeepsOrder(t *testing.T) {
+	t.Parallel()
+	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+		t.Parallel()
+		h := &holdStore{Store: st, open: make(chan struct{})}
+		g := &gatedStore{Store: h}
+		e := bigBatches.env(t, g, testPolicy)
+		j, mate := e.decide(t, payment), e.decide(t, payment)
+		var pub jobs.PublishResult
+		var app, mateRes jobs.ApproveResult
+		publish := publishCall(e, j.ID, j.Hash, &pub)
+		calls, release := lineUpWrites(t, e, g, context.Background(),
+			lifecycle{publish.name, func(ctx context.Context) error {
+				return publish.fn(context.WithValue(ctx, holdKey{}, true))
+			}},
+			approveCall(e, carol, mate, &mateRes), // a batch of several runs under a context of its own
+			approveCall(e, alice, j, &app),
+		)
+		release()
+		select {
+		case <-calls[2].done:
+		case <-time.After(3 * time.Second): // the Approve waits for the refusal, as it should
+		}
+		close(h.open)
+		wantErr(t, calls[0].wait(t).err, jobs.CodeFailedPrecondition, jobs.ReasonQuorumNotMet)
+		wantNoErr(t, calls[1].wait(t).err)
+		wantNoErr(t, calls[2].wait(t).err)
+		evs := e.wantKinds(t, j.ID, "decision,refusal:QUORUM_NOT_MET,approval")
+		if len(evs) > 1 && evs[1].Status != string(store.StatusPendingApproval) {
+			t.Errorf("the QUORUM_NOT_MET refusal records the job as %s", evs[1].Status)
+		}
+	})
+}
