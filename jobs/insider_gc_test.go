@@ -2,6 +2,8 @@ package jobs_test
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,6 +154,76 @@ func TestBatchRefusalEvidenceKeepsOrder(t *testing.T) {
 		evs := e.wantKinds(t, j.ID, "decision,refusal:QUORUM_NOT_MET,approval")
 		if len(evs) > 1 && evs[1].Status != string(store.StatusPendingApproval) {
 			t.Errorf("the QUORUM_NOT_MET refusal records the job as %s", evs[1].Status)
+		}
+	})
+}
+
+// ambiguousStore commits the write transaction after skip more have run, and then
+// reports a failure, as a connection lost during COMMIT does: the caller cannot tell
+// whether it committed.
+type ambiguousStore struct {
+	store.Store
+	mu    sync.Mutex
+	armed bool
+	skip  int
+}
+
+var errAmbiguous = errors.New("injected: connection lost during COMMIT")
+
+func (a *ambiguousStore) arm(skip int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.armed, a.skip = true, skip
+}
+
+func (a *ambiguousStore) ReadWrite(ctx context.Context, fn func(context.Context, store.Tx) error) error {
+	a.mu.Lock()
+	fire := a.armed && a.skip == 0
+	if fire {
+		a.armed = false
+	} else if a.armed {
+		a.skip--
+	}
+	a.mu.Unlock()
+	err := a.Store.ReadWrite(ctx, fn)
+	if fire && err == nil {
+		return errAmbiguous
+	}
+	return err
+}
+
+// TestBatchAmbiguousCommitDuplicatesEvidence: a batch whose COMMIT reports an error
+// after it did commit (a lost connection; CockroachDB's ambiguous result) reruns every
+// call alone, as if nothing had been written. A lone call in that spot answers the
+// error; a batched one writes again: the self-approval is refused and recorded twice,
+// the outsider's probe lands twice on its chain, and the approver, whose approval
+// committed, is answered AlreadyApproved with a repeat approval on the chain.
+func TestBatchAmbiguousCommitDuplicatesEvidence(t *testing.T) {
+	t.Parallel()
+	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+		t.Parallel()
+		a := &ambiguousStore{Store: st}
+		g := &gatedStore{Store: a}
+		e := bigBatches.env(t, g, testPolicy)
+		ok, self, other := e.decide(t, payment), e.decide(t, payment), e.decide(t, payment)
+		prober := jobs.Principal{ID: "prober-ambiguous@example.com", Roles: []string{"decide"}}
+		var okRes, selfRes, probeRes jobs.ApproveResult
+		calls, release := lineUpWrites(t, e, g, context.Background(),
+			approveCall(e, alice, ok, &okRes), approveCall(e, decider, self, &selfRes),
+			approveCall(e, prober, other, &probeRes))
+		a.arm(1) // the holder's transaction runs first; then the batch
+		release()
+		for _, c := range calls {
+			c.wait(t)
+		}
+		for id, want := range map[string]string{self.ID: "decision,refusal:SELF_APPROVAL",
+			principalChain(prober): "refusal:NO_STANDING", ok.ID: "decision,approval"} {
+			if got := kinds(e.events(t, id)); got != want {
+				t.Errorf("evidence of %s = %s, want %s", id, got, want)
+			}
+		}
+		if calls[0].err == nil && okRes.AlreadyApproved {
+			t.Errorf("the approver's first approval was answered as a repeat: %+v", okRes.Approval)
 		}
 	})
 }
