@@ -227,3 +227,30 @@ func TestBatchAmbiguousCommitDuplicatesEvidence(t *testing.T) {
 		}
 	})
 }
+
+// TestBatchFailureSpendsOutsiderAllowanceTwice: a caller without standing spends one of
+// its allowance of such calls per call (writeCall.limited: "once per call, whatever the
+// attempts"). When its batch fails because of a batch-mate, the call runs again alone,
+// and refuseOutsider takes a second token: a prober with an allowance of one is answered
+// RESOURCE_EXHAUSTED for its first call instead of NOT_FOUND, and its attempt is not
+// recorded, all because of another caller's failure.
+func TestBatchFailureSpendsOutsiderAllowanceTwice(t *testing.T) {
+	t.Parallel()
+	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+		t.Parallel()
+		g := &gatedStore{Store: st}
+		fc := &fakeClock{now: t0}
+		e := buildWith(t, g, testPolicy, fc.Now, fc, jobs.Config{Batch: bigBatches.batch,
+			Outsiders: jobs.OutsiderLimit{Every: time.Hour, Burst: 1}})
+		mate, target := e.decide(t, payment), e.decide(t, payment)
+		prober := jobs.Principal{ID: "prober-allowance@example.com", Roles: []string{"decide"}}
+		var mateRes, probeRes jobs.ApproveResult
+		calls, release := lineUpWrites(t, e, g, context.Background(),
+			approveCall(e, alice, mate, &mateRes), approveCall(e, prober, target, &probeRes))
+		g.breakNext() // the batch fails at its commit; each call runs again alone
+		release()
+		wantNoErr(t, calls[0].wait(t).err)
+		wantErr(t, calls[1].wait(t).err, jobs.CodeNotFound, jobs.ReasonNotFound)
+		e.wantKinds(t, principalChain(prober), "refusal:NO_STANDING")
+	})
+}
