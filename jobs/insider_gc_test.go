@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -253,4 +254,48 @@ func TestBatchFailureSpendsOutsiderAllowanceTwice(t *testing.T) {
 		wantErr(t, calls[1].wait(t).err, jobs.CodeNotFound, jobs.ReasonNotFound)
 		e.wantKinds(t, principalChain(prober), "refusal:NO_STANDING")
 	})
+}
+
+// TestInsiderReplayRepeatByAnotherDispatcher (the attack): checkRepeat answers a
+// repeated Publish only as its publisher's retry, within the ttl and the snapshot it
+// was published under, so that a second dispatcher never gets a second go-ahead. A
+// repeated Replay has no such check: replayedTo only asks whether the last replay ran
+// the job as the current attempt. Any other dispatcher, or the replayer after the
+// policy moved on, sends the same Replay again and is handed the job (AlreadyReplayed,
+// with its approvals), and nothing is recorded.
+func TestInsiderReplayRepeatByAnotherDispatcher(t *testing.T) {
+	t.Parallel()
+	other := jobs.Principal{ID: "dispatcher-2", Roles: []string{"dispatch"}}
+	e := newEnv(t, storetest.OpenSQLite(t), testPolicy)
+	ctx := context.Background()
+	for name, change := range map[string]func(){
+		"another dispatcher": func() {},
+		"after the policy changed": func() {
+			frozen := strings.Replace(testPolicy, "reason: production payments need a human", "reason: production payments need a human being, again", 1)
+			if _, err := e.svc.PutPolicy(ctx, admin, []byte(frozen), true); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		j := e.publishedJob(t, payment)
+		req := jobs.ReplayRequest{JobID: j.ID, JobHash: j.Hash, ExpectedAttempt: 1,
+			ReasonCode: jobs.ReplayWorkerOutage, Reason: "worker lost"}
+		if _, err := e.svc.Replay(ctx, dispatcher, req); err != nil {
+			t.Fatalf("%s: Replay: %v", name, err)
+		}
+		change()
+		caller := other
+		if name != "another dispatcher" {
+			caller = dispatcher
+		}
+		n := len(e.events(t, j.ID))
+		res, err := e.svc.Replay(ctx, caller, req)
+		if err == nil {
+			t.Errorf("%s: the repeated Replay handed the job out again (already replayed %v, attempt %d, %d approvals)",
+				name, res.AlreadyReplayed, res.Job.Attempt, len(res.Approvals))
+		}
+		if evs := e.events(t, j.ID); len(evs) != n+1 {
+			t.Errorf("%s: the repeated Replay left no evidence: %s", name, kinds(evs))
+		}
+	}
 }
