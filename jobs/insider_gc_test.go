@@ -299,3 +299,22 @@ func TestInsiderReplayRepeatByAnotherDispatcher(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchPublishRepeatComparesIdentityKeys: "Dispatcher-1" and "dispatcher-1" are one
+// principal to Agate (identity.Key: separation of duties, quorum and the tokens file
+// compare canonical forms), but checkRepeat compares the publish event's principal with
+// the caller's raw id, so the publisher's own retry, sent under its id's other spelling,
+// is refused as another principal's and recorded as a refusal.
+func TestBatchPublishRepeatComparesIdentityKeys(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.OpenSQLite(t), testPolicy)
+	j := e.publishedJob(t, payment)
+	same := jobs.Principal{ID: strings.ToUpper(dispatcher.ID[:1]) + dispatcher.ID[1:], Roles: dispatcher.Roles}
+	res, err := e.svc.Publish(context.Background(), same, jobs.PublishRequest{JobID: j.ID, JobHash: j.Hash})
+	if err != nil {
+		t.Fatalf("the publisher's retry as %q (one identity with %q): %v", same.ID, dispatcher.ID, err)
+	}
+	if !res.AlreadyPublished || res.Job.Attempt != 1 {
+		t.Fatalf("retry: %+v", res)
+	}
+}
