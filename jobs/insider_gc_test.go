@@ -318,3 +318,41 @@ func TestBatchPublishRepeatComparesIdentityKeys(t *testing.T) {
 		t.Fatalf("retry: %+v", res)
 	}
 }
+
+// lateCtx reports a deadline a little before its Done closes, as a context whose timer
+// has not fired yet does at its deadline: timers of equal deadlines fire in no set order.
+type lateCtx struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c lateCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// TestBatchDeadlineNeverAcknowledgesUncommitted: a batch's context has the latest of its
+// callers' deadlines. When that deadline ends the batch's transaction, runWrites answers
+// each caller with its own context's error (errCallersGone) — but a caller whose context
+// has not yet ended (its own timer fires a moment later) gets that error as nil: the
+// Approve is answered success, with an empty result, while nothing committed.
+func TestBatchDeadlineNeverAcknowledgesUncommitted(t *testing.T) {
+	t.Parallel()
+	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+		t.Parallel()
+		g := &gatedStore{Store: st}
+		e := bigBatches.env(t, g, testPolicy)
+		j := e.decide(t, payment)
+		inner, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ctx := lateCtx{Context: inner, deadline: time.Now().Add(500 * time.Millisecond)}
+		var res jobs.ApproveResult
+		calls, release := lineUpWrites(t, e, g, ctx, approveCall(e, alice, j, &res))
+		_, open := g.holdNext() // the batch's transaction waits past its deadline
+		defer open()
+		release()
+		err := calls[0].wait(t).err
+		got := e.job(t, j.ID)
+		if err == nil && got.Status != store.StatusApproved {
+			t.Fatalf("Approve answered success (%+v) but the job is %s, evidence %s",
+				res.Job.Status, got.Status, kinds(e.events(t, j.ID)))
+		}
+	})
+}
