@@ -23,7 +23,8 @@ type Batch struct {
 	// wait.
 	Window time.Duration
 	// MaxRows is the most calls one transaction holds. 0 or 1 turns batching off: each
-	// call has a transaction of its own.
+	// call has a transaction of its own. Lifecycle batches hold at most 500, so that one
+	// statement locks all their jobs (see maxLifecycleBatch).
 	MaxRows int
 	// InFlight is how many Decide batch transactions may run at once (default 1). More
 	// than one helps a database that commits transactions in parallel (PostgreSQL);
@@ -296,7 +297,7 @@ func (s *Service) runDecides(batch []*decideCall) {
 		case err == nil:
 			c.out, c.err = outs[i], answers[i]
 		case errors.Is(err, errCallersGone):
-			c.err = c.ctx.Err()
+			c.err = callerGone(c.ctx)
 		default:
 			c.alone = true
 		}
