@@ -313,8 +313,8 @@ var errCallersGone = errors.New("jobs: every caller of the batch has gone")
 // concurrent transaction inserted or a chain position it took (ErrConflict) runs the
 // batch again, as it does a lone call, since the next attempt's snapshot sees that row.
 // A panic in fn fails the batch rather than the process, so that each call can run alone
-// on its caller's goroutine, where the server's recovery handles it. It returns
-// errCallersGone when every caller left first.
+// (a Decide on its caller's goroutine, where the server's recovery handles it; a
+// lifecycle write in rerunAlone). It returns errCallersGone when every caller left first.
 func (s *Service) runBatch(ctxs []context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
 	ctx, stop := callersContext(ctxs)
 	defer stop()
@@ -338,7 +338,7 @@ func (s *Service) runBatch(ctxs []context.Context, fn func(ctx context.Context, 
 	case ctx.Err() != nil:
 		return errCallersGone
 	}
-	s.log.Debug("batch transaction failed; running its calls one by one", "calls", len(ctxs), "err", err)
+	s.log.Debug("batch transaction failed", "calls", len(ctxs), "err", err)
 	return err
 }
 
