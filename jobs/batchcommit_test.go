@@ -57,3 +57,28 @@ func TestBatchAmbiguousCommitUnknownAnswersUnavailable(t *testing.T) {
 		e.wantKinds(t, self.ID, "decision,refusal:SELF_APPROVAL")
 	})
 }
+
+// TestBatchAmbiguousDecideCommitAnswersFirstDecision: a Decide batch whose commit
+// reports an error after it committed is not run again, which would answer each first
+// decision as a repeat (AlreadyDecided): the batch is found to have committed, and each
+// caller gets its first decision, recorded once.
+func TestBatchAmbiguousDecideCommitAnswersFirstDecision(t *testing.T) {
+	t.Parallel()
+	storetest.ForEachBackend(t, func(t *testing.T, base store.Store) {
+		t.Parallel()
+		a := &ambiguousStore{Store: base}
+		g := &gatedStore{Store: a}
+		e := bigBatches.env(t, g, testPolicy)
+		reqs := []jobs.DecideRequest{payment.request(newID("amb")), report.request(newID("amb"))}
+		calls, release := lineUp(t, e, g, context.Background(), reqs...)
+		a.arm(1) // the holder's transaction, then the batch commits and reports a failure
+		release()
+		for _, c := range calls {
+			wantNoErr(t, c.wait(t).err)
+			if c.res.AlreadyDecided {
+				t.Errorf("the first Decide of %s was answered as a repeat", c.req.JobID)
+			}
+			e.wantKinds(t, c.req.JobID, "decision")
+		}
+	})
+}

@@ -83,8 +83,9 @@ func (s *Service) onJobBatched(ctx context.Context, w *writeCall) error {
 //     and each call runs again alone, here, one after another in arrival order, so a call
 //     queued behind one on the same job cannot overtake its rerun;
 //   - failed at its commit, which may have committed anyway (a connection lost during
-//     COMMIT, CockroachDB's ambiguous result): see settleCommit, which finds out
-//     before anything is run twice.
+//     COMMIT, CockroachDB's ambiguous result): settleCommit finds out before anything is
+//     run twice, and the calls are answered as committed, run again alone, or answered
+//     UNAVAILABLE when that cannot be told.
 func (s *Service) runWrites(batch []*writeCall) {
 	live := batch[:0:0]
 	for _, w := range batch {
@@ -110,7 +111,11 @@ func (s *Service) runWrites(batch []*writeCall) {
 		return err
 	})
 	if err != nil && applied && !errors.Is(err, errCallersGone) {
-		err = s.settleCommit(live, last, err)
+		var first *evidence.Event
+		if len(last.events) > 0 {
+			first = &last.events[0]
+		}
+		err = s.settleCommit(ctxs, last.ids(), first, err)
 	}
 	for _, w := range live {
 		switch {
@@ -134,17 +139,6 @@ func (s *Service) runWrites(batch []*writeCall) {
 	}
 }
 
-// callerGone is the answer of a call whose batch ended with its context: the caller's
-// context's error, or, when that context has not noticed its deadline yet (its timer
-// fires a moment after the batch's, which had the latest of its callers' deadlines),
-// DeadlineExceeded. Never nil: nothing committed.
-func callerGone(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return context.DeadlineExceeded
-}
-
 // rerunAlone runs a call of a failed batch in a transaction of its own, on the batch's
 // goroutine. A panic there answers the call with an internal error, as the server's
 // recovery would, rather than end the process.
@@ -159,59 +153,6 @@ func (s *Service) rerunAlone(w *writeCall) (err error) {
 		}
 	}()
 	return s.onJobAlone(w.ctx, w.p, w.c, w.may, w.fn, &w.limited)
-}
-
-// errCommitUnknown: a batch's commit failed and whether it took effect cannot be told.
-var errCommitUnknown = errors.New("jobs: the batch's commit failed and may have taken effect")
-
-// settleCommit finds out whether a batch whose commit reported err took effect anyway,
-// so that no call is applied twice: its evidence duplicated, a first approval answered as
-// a repeat. A lone call in that spot answers the error, and its retry then finds what
-// committed; rerunning a batch's calls instead would write them again. The backends
-// cannot always tell a lost COMMIT from a refused one (both may surface as
-// ErrUnavailable, or as any error a wrapper returns), so this asks the database: every
-// batch that writes anything appends an event, and an event's hash is unique to its
-// content, time and place in its chain, so the batch committed exactly when its first
-// event is stored at its place with its hash. The check locks the batch's jobs first,
-// so a commit still in flight on the server finishes (or aborts) before the read.
-//
-// It returns nil when the batch committed (its calls are answered as the batch left
-// them), err when it did not (they run again alone), and errCommitUnknown when the check
-// fails too (each is answered unavailable, as a lone call would be).
-func (s *Service) settleCommit(calls []*writeCall, b *writeBatch, err error) error {
-	if b == nil || len(b.events) == 0 {
-		return err // it wrote nothing: running its calls again duplicates nothing
-	}
-	first := b.events[0]
-	ctxs := make([]context.Context, len(calls))
-	for i, w := range calls {
-		ctxs[i] = w.ctx
-	}
-	ctx, stop := callersContext(ctxs)
-	defer stop()
-	var committed bool
-	check := s.store.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
-		committed = false
-		if _, err := tx.GetJobs(ctx, b.ids(), true); err != nil {
-			return err
-		}
-		es, err := tx.ListChainEvents(ctx, store.ChainQuery{JobIDs: []string{first.JobID},
-			AfterJobID: first.JobID, AfterSeq: first.Seq - 1, Limit: 1})
-		if err != nil {
-			return err
-		}
-		committed = len(es) == 1 && es[0].Seq == first.Seq && es[0].Hash == first.Hash
-		return nil
-	})
-	switch {
-	case check != nil:
-		s.log.Warn("a batch's commit failed, and whether it took effect is unknown", "calls", len(calls), "err", err, "check", check)
-		return errCommitUnknown
-	case committed:
-		s.log.Warn("a batch's commit reported a failure but took effect", "calls", len(calls), "err", err)
-		return nil
-	}
-	return err
 }
 
 // applyWrites is the body of a batch's transaction: each call in turn, as if in a
