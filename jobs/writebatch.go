@@ -81,7 +81,8 @@ func (s *Service) onJobBatched(ctx context.Context, w *writeCall) error {
 //     for each, never success (nothing is known to have committed);
 //   - failed before its commit (a statement, a panic, a bad call): nothing was written,
 //     and each call runs again alone, here, one after another in arrival order, so a call
-//     queued behind one on the same job cannot overtake its rerun;
+//     queued behind one on the same job cannot overtake its rerun (no other lifecycle
+//     batch starts meanwhile: a failed batch is rare, and order on a job is not);
 //   - failed at its commit, which may have committed anyway (a connection lost during
 //     COMMIT, CockroachDB's ambiguous result): settleCommit finds out before anything is
 //     run twice, and the calls are answered as committed, run again alone, or answered
