@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/store"
 )
 
@@ -23,7 +24,8 @@ type Batch struct {
 	// wait.
 	Window time.Duration
 	// MaxRows is the most calls one transaction holds. 0 or 1 turns batching off: each
-	// call has a transaction of its own.
+	// call has a transaction of its own. Lifecycle batches hold at most 500, so that one
+	// statement locks all their jobs (see maxLifecycleBatch).
 	MaxRows int
 	// InFlight is how many Decide batch transactions may run at once (default 1). More
 	// than one helps a database that commits transactions in parallel (PostgreSQL);
@@ -287,21 +289,127 @@ func (s *Service) runDecides(batch []*decideCall) {
 	}
 	var outs []DecideResult
 	var answers []error
+	var tap *eventTap // what the last attempt appended
+	var applied bool  // the last attempt's body returned nil: any error after it is its commit's
 	err := s.runBatch(ctxs, func(ctx context.Context, tx store.Tx) (err error) {
-		outs, answers, err = applyBatch(ctx, tx, ds, s.nowMicro()) // now per attempt, as for a transaction of one
+		tap = &eventTap{Tx: tx}
+		outs, answers, err = applyBatch(ctx, tap, ds, s.nowMicro()) // now per attempt, as for a transaction of one
+		applied = err == nil
 		return err
 	})
+	if err != nil && applied && !errors.Is(err, errCallersGone) {
+		var lock []string
+		if tap.first != nil {
+			lock = []string{tap.first.JobID}
+		}
+		err = s.settleCommit(ctxs, lock, tap.first, err) // else a first decision would be answered AlreadyDecided
+	}
 	for i, c := range live {
 		switch {
 		case err == nil:
 			c.out, c.err = outs[i], answers[i]
 		case errors.Is(err, errCallersGone):
-			c.err = c.ctx.Err()
+			c.err = callerGone(c.ctx)
+		case errors.Is(err, errCommitUnknown):
+			c.err = mapStoreErr(store.ErrUnavailable, "job", c.job.r.JobID)
 		default:
 			c.alone = true
 		}
 		close(c.done)
 	}
+}
+
+// callerGone is the answer of a call whose batch ended with its context: the caller's
+// context's error, or, when that context has not noticed its deadline yet (its timer
+// fires a moment after the batch's, which had the latest of its callers' deadlines),
+// DeadlineExceeded. Never nil: nothing committed.
+func callerGone(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return context.DeadlineExceeded
+}
+
+// errCommitUnknown: a batch's commit failed and whether it took effect cannot be told.
+var errCommitUnknown = errors.New("jobs: the batch's commit failed and may have taken effect")
+
+// settleCommit finds out whether a batch whose commit reported err took effect anyway,
+// so that no call is applied twice: its evidence duplicated, a first approval or decision
+// answered as a repeat. A lone call in that spot answers the error, and its retry then
+// finds what committed; running a batch's calls again instead would write them again.
+// The backends cannot always tell a lost COMMIT from a refused one (both may surface as
+// ErrUnavailable, or as whatever a wrapping store returns), so this asks the database:
+// every batch that writes anything appends an event, and an event's hash is unique to
+// its content, time and place in its chain, so the batch committed exactly when first,
+// its first event, is stored at its place with its hash. The check locks the batch's
+// jobs (lock) first, so that a commit still in flight on the server finishes or aborts
+// before the read.
+//
+// It returns nil when the batch committed (its calls are answered as the batch left
+// them), err when it did not (they run again alone), and errCommitUnknown when the check
+// fails too (each is answered UNAVAILABLE, as a lone call would be).
+func (s *Service) settleCommit(ctxs []context.Context, lock []string, first *evidence.Event, err error) error {
+	if first == nil {
+		return err // it wrote nothing: running its calls again duplicates nothing
+	}
+	ctx, stop := callersContext(ctxs)
+	defer stop()
+	var committed bool
+	check := s.store.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
+		committed = false
+		if _, err := tx.GetJobs(ctx, lock, true); err != nil {
+			return err
+		}
+		es, err := tx.ListChainEvents(ctx, store.ChainQuery{JobIDs: []string{first.JobID},
+			AfterJobID: first.JobID, AfterSeq: first.Seq - 1, Limit: 1})
+		if err != nil {
+			return err
+		}
+		committed = len(es) == 1 && es[0].Seq == first.Seq && es[0].Hash == first.Hash
+		return nil
+	})
+	switch {
+	case check != nil:
+		s.log.Warn("a batch's commit failed, and whether it took effect is unknown", "calls", len(ctxs), "err", err, "check", check)
+		return errCommitUnknown
+	case committed:
+		s.log.Warn("a batch's commit reported a failure but took effect", "calls", len(ctxs), "err", err)
+		return nil
+	}
+	return err
+}
+
+// eventTap is the store.Tx a Decide batch runs on: it notes the first event the batch
+// appends, for settleCommit.
+type eventTap struct {
+	store.Tx
+	first *evidence.Event
+}
+
+func (t *eventTap) note(e evidence.Event) {
+	if t.first == nil {
+		t.first = &e
+	}
+}
+
+// AppendEvent appends e and notes it.
+func (t *eventTap) AppendEvent(ctx context.Context, e evidence.Event) error {
+	if err := t.Tx.AppendEvent(ctx, e); err != nil {
+		return err
+	}
+	t.note(e)
+	return nil
+}
+
+// AppendEvents appends es and notes the first.
+func (t *eventTap) AppendEvents(ctx context.Context, es []evidence.Event) error {
+	if err := t.Tx.AppendEvents(ctx, es); err != nil {
+		return err
+	}
+	if len(es) > 0 {
+		t.note(es[0])
+	}
+	return nil
 }
 
 // errCallersGone: every caller of a batch left before it committed.
@@ -312,8 +420,8 @@ var errCallersGone = errors.New("jobs: every caller of the batch has gone")
 // concurrent transaction inserted or a chain position it took (ErrConflict) runs the
 // batch again, as it does a lone call, since the next attempt's snapshot sees that row.
 // A panic in fn fails the batch rather than the process, so that each call can run alone
-// on its caller's goroutine, where the server's recovery handles it. It returns
-// errCallersGone when every caller left first.
+// (a Decide on its caller's goroutine, where the server's recovery handles it; a
+// lifecycle write in rerunAlone). It returns errCallersGone when every caller left first.
 func (s *Service) runBatch(ctxs []context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
 	ctx, stop := callersContext(ctxs)
 	defer stop()
@@ -337,7 +445,7 @@ func (s *Service) runBatch(ctxs []context.Context, fn func(ctx context.Context, 
 	case ctx.Err() != nil:
 		return errCallersGone
 	}
-	s.log.Debug("batch transaction failed; running its calls one by one", "calls", len(ctxs), "err", err)
+	s.log.Debug("batch transaction failed", "calls", len(ctxs), "err", err)
 	return err
 }
 

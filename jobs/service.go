@@ -78,6 +78,7 @@ func New(cfg Config) (*Service, error) {
 		// batches mostly only insert, and run side by side unharmed.
 		lifecycle := cfg.Batch
 		lifecycle.InFlight = 1
+		lifecycle.MaxRows = min(lifecycle.MaxRows, maxLifecycleBatch)
 		s.writes = newBatcher(lifecycle, s.runWrites)
 	}
 	return s, nil

@@ -115,11 +115,13 @@ func (s *Service) onJob(ctx context.Context, p Principal, c call, may standingFu
 	if s.writes != nil {
 		return s.onJobBatched(ctx, &writeCall{ctx: ctx, p: p, c: c, may: may, fn: fn, done: make(chan struct{})})
 	}
-	return s.onJobAlone(ctx, p, c, may, fn)
+	return s.onJobAlone(ctx, p, c, may, fn, nil)
 }
 
-// onJobAlone is onJob in a transaction of its own.
-func (s *Service) onJobAlone(ctx context.Context, p Principal, c call, may standingFunc, fn jobFunc) error {
+// onJobAlone is onJob in a transaction of its own. limited is the call's allowance state
+// when a failed batch already took from it (see writeCall.limited); nil for a call that
+// never was in a batch.
+func (s *Service) onJobAlone(ctx context.Context, p Principal, c call, may standingFunc, fn jobFunc, limited *int8) error {
 	var plain *Error // a refusal whose transaction rolled back, so nothing recorded it yet
 	err := s.write(ctx, c.jobID, func(ctx context.Context, tx store.Tx, now int64) error {
 		plain = nil
@@ -135,7 +137,7 @@ func (s *Service) onJobAlone(ctx context.Context, p Principal, c call, may stand
 	})
 	var ns *errNoStanding
 	if errors.As(err, &ns) {
-		return s.refuseOutsider(ctx, p, c, ns.exists)
+		return s.refuseOutsider(ctx, p, c, ns.exists, limited)
 	}
 	s.recordBusy(ctx, err, p, c.jobID, may)
 	if plain != nil && err == error(plain) {
@@ -151,12 +153,7 @@ func (s *Service) onJobAlone(ctx context.Context, p Principal, c call, may stand
 // now and only if the caller still has standing; it is best effort. Malformed requests,
 // missing jobs, contention and outages are not refusals of the caller.
 func (s *Service) recordRefusal(ctx context.Context, e *Error, p Principal, c call, may standingFunc) {
-	switch {
-	case ctx.Err() != nil:
-		return
-	case e.Code == CodeFailedPrecondition, e.Code == CodePermissionDenied:
-	case e.Code == CodeAborted && e.Reason != ReasonLockBusy:
-	default:
+	if ctx.Err() != nil || !isRecordedRefusal(e) {
 		return
 	}
 	err := s.store.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
@@ -164,13 +161,29 @@ func (s *Service) recordRefusal(ctx context.Context, e *Error, p Principal, c ca
 		if err != nil || !may(p, &j) {
 			return err
 		}
-		ev := refusalEvent(&j, p, s.nowMicro(), e.Reason, c.name+" refused: "+e.Msg)
-		ev.PresentedHash = c.presented
-		return appendEvent(ctx, tx, &ev)
+		return appendRefusal(ctx, tx, &j, e, p, c, s.nowMicro())
 	})
 	if err != nil {
 		s.log.Warn("recording a refusal", "job_id", c.jobID, "reason", e.Reason, "err", err)
 	}
+}
+
+// isRecordedRefusal reports whether e refuses the caller itself, and so is evidence.
+func isRecordedRefusal(e *Error) bool {
+	switch {
+	case e.Code == CodeFailedPrecondition, e.Code == CodePermissionDenied:
+	case e.Code == CodeAborted && e.Reason != ReasonLockBusy:
+	default:
+		return false
+	}
+	return true
+}
+
+// appendRefusal records the refusal e of p's call c on j, the job as it is now.
+func appendRefusal(ctx context.Context, tx store.Tx, j *store.Job, e *Error, p Principal, c call, now int64) error {
+	ev := refusalEvent(j, p, now, e.Reason, c.name+" refused: "+e.Msg)
+	ev.PresentedHash = c.presented
+	return appendEvent(ctx, tx, &ev)
 }
 
 // loadWithStanding reads the job (locking it for a write) and establishes p's standing
@@ -199,7 +212,7 @@ func (s *Service) onJobRead(ctx context.Context, p Principal, c call, may standi
 	})
 	var ns *errNoStanding
 	if errors.As(err, &ns) {
-		return s.refuseOutsider(ctx, p, c, ns.exists)
+		return s.refuseOutsider(ctx, p, c, ns.exists, nil)
 	}
 	return err
 }
@@ -208,12 +221,23 @@ func (s *Service) onJobRead(ctx context.Context, p Principal, c call, may standi
 // answers as for a job that does not exist. Beyond the per-principal limit it records
 // nothing more and answers RESOURCE_EXHAUSTED, whether or not the job exists. The limit
 // is taken here, after standing, so misses never lock a caller out of the jobs it does
-// have standing on.
-func (s *Service) refuseOutsider(ctx context.Context, p Principal, c call, exists bool) error {
+// have standing on. A call takes from the allowance once: limited, when not nil, is the
+// state of a call whose failed batch may already have taken (0 not yet, 1 taken, -1 none
+// left), and is updated.
+func (s *Service) refuseOutsider(ctx context.Context, p Principal, c call, exists bool, limited *int8) error {
 	if _, err := identity.Key(p.ID); err != nil {
 		return invalid("principal", "the caller's id %s", err) // checkPrincipal refuses it first
 	}
-	if !s.outsiders.take(p.ID, s.clock()) {
+	if limited == nil {
+		limited = new(int8)
+	}
+	if *limited == 0 {
+		*limited = 1
+		if !s.outsiders.take(p.ID, s.clock()) {
+			*limited = -1
+		}
+	}
+	if *limited < 0 {
 		s.log.Warn("refused calls without standing over the limit; not recording more", "principal", p.ID, "call", c.name)
 		return rateLimited()
 	}

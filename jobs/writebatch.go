@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -17,9 +18,18 @@ import (
 // each call's checks and writes in arrival order against what the batch has written so
 // far (a writeTx), and then stores the jobs it changed, the approvals, the events and
 // the notifications in one statement each. A call refused with a plain *Error leaves
-// nothing behind, as its own transaction's rollback would; one refused after commit
-// (refuseAfterCommit) keeps its evidence. Two calls on one job never share a batch: the
-// later waits for the earlier's batch to finish (see batched.key).
+// nothing behind, as its own transaction's rollback would, but its refusal, which a lone
+// call records in a transaction after its own, is recorded in the batch. Two calls on one
+// job never share a batch: the later waits until the earlier's batch has answered every
+// call it holds, reruns included (see batched.key and runWrites), so writes and evidence
+// on one job keep their arrival order.
+
+// maxLifecycleBatch caps a lifecycle batch at one chunk of the store's IN lists (500
+// ids), so that its jobs are locked by a single statement, in the order the database's
+// own ORDER BY gives, whatever the collation. Two batches (on two replicas) then lock
+// their common jobs in one order and cannot deadlock each other; across chunks, Go's
+// byte order of the ids and a non-C collation's could differ.
+const maxLifecycleBatch = 500
 
 // writeCall is one lifecycle write waiting for its batch.
 type writeCall struct {
@@ -31,10 +41,9 @@ type writeCall struct {
 
 	// Set by the batch, read by the caller once done is closed.
 	err      error          // the answer: nil, or the refusal of a caller with standing
-	plain    *Error         // a refusal whose writes were dropped: its evidence is recorded after
 	outsider *errNoStanding // the caller has no standing: its attempt is on its own chain
 	limited  int8           // the caller's allowance of calls without standing: 0 unasked, 1 taken, -1 none left
-	alone    bool           // the batch failed: run this call in a transaction of its own
+	alone    bool           // the batch failed: the call ran again alone, and err is that run's answer
 	done     chan struct{}
 }
 
@@ -45,7 +54,7 @@ func (c *writeCall) key() string { return c.c.jobID }
 // may still commit, as with any call whose reply is lost, and a retry sees it (already_*).
 func (s *Service) onJobBatched(ctx context.Context, w *writeCall) error {
 	if !s.writes.enqueue(w) {
-		return s.onJobAlone(ctx, w.p, w.c, w.may, w.fn) // closed: one transaction each
+		return s.onJobAlone(ctx, w.p, w.c, w.may, w.fn, nil) // closed: one transaction each
 	}
 	select {
 	case <-w.done:
@@ -54,21 +63,30 @@ func (s *Service) onJobBatched(ctx context.Context, w *writeCall) error {
 	}
 	switch {
 	case w.alone:
-		return s.onJobAlone(ctx, w.p, w.c, w.may, w.fn)
 	case w.outsider != nil && w.limited < 0:
 		s.log.Warn("refused calls without standing over the limit; not recording more", "principal", w.p.ID, "call", w.c.name)
 		return rateLimited()
 	case w.outsider != nil:
 		return notFound("job", w.c.jobID)
-	case w.plain != nil:
-		s.recordRefusal(ctx, w.plain, w.p, w.c, w.may)
 	}
 	return w.err
 }
 
 // runWrites writes a batch of lifecycle calls in one transaction and answers its
-// callers; when the transaction fails, each call runs again alone on its caller's
-// goroutine, so one bad call never fails its batch-mates.
+// callers. Every call is answered before runWrites returns, which is when the batcher
+// frees the batch's jobs for the calls queued behind:
+//
+//   - committed: each call as the batch left it;
+//   - every caller gone, or the batch's deadline (the latest of theirs) passed: an error
+//     for each, never success (nothing is known to have committed);
+//   - failed before its commit (a statement, a panic, a bad call): nothing was written,
+//     and each call runs again alone, here, one after another in arrival order, so a call
+//     queued behind one on the same job cannot overtake its rerun (no other lifecycle
+//     batch starts meanwhile: a failed batch is rare, and order on a job is not);
+//   - failed at its commit, which may have committed anyway (a connection lost during
+//     COMMIT, CockroachDB's ambiguous result): settleCommit finds out before anything is
+//     run twice, and the calls are answered as committed, run again alone, or answered
+//     UNAVAILABLE when that cannot be told.
 func (s *Service) runWrites(batch []*writeCall) {
 	live := batch[:0:0]
 	for _, w := range batch {
@@ -86,24 +104,62 @@ func (s *Service) runWrites(batch []*writeCall) {
 	for i, w := range live {
 		ctxs[i] = w.ctx
 	}
+	var last *writeBatch // what the last attempt wrote
+	var applied bool     // the last attempt's body returned nil: any error after it is its commit's
 	err := s.runBatch(ctxs, func(ctx context.Context, tx store.Tx) error {
-		return s.applyWrites(ctx, tx, live, s.nowMicro())
+		b, err := s.applyWrites(ctx, tx, live, s.nowMicro())
+		last, applied = b, err == nil
+		return err
 	})
+	if err != nil && applied && !errors.Is(err, errCallersGone) {
+		var first *evidence.Event
+		if len(last.events) > 0 {
+			first = &last.events[0]
+		}
+		err = s.settleCommit(ctxs, last.ids(), first, err)
+	}
 	for _, w := range live {
 		switch {
 		case err == nil:
 		case errors.Is(err, errCallersGone):
-			w.err = w.ctx.Err()
+			w.err = callerGone(w.ctx)
+		case errors.Is(err, errCommitUnknown):
+			w.err = mapStoreErr(store.ErrUnavailable, "job", w.c.jobID)
 		default:
 			w.alone = true
+			continue
 		}
+		close(w.done)
+	}
+	if err == nil || errors.Is(err, errCallersGone) || errors.Is(err, errCommitUnknown) {
+		return
+	}
+	for _, w := range live { // in arrival order, before the batch's keys are freed
+		w.err = s.rerunAlone(w)
 		close(w.done)
 	}
 }
 
+// rerunAlone runs a call of a failed batch in a transaction of its own, on the batch's
+// goroutine. A panic there answers the call with an internal error, as the server's
+// recovery would, rather than end the process.
+func (s *Service) rerunAlone(w *writeCall) (err error) {
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic in a lifecycle call", "call", w.c.name, "job_id", w.c.jobID, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("jobs: panic in %s: %v", w.c.name, p)
+		}
+	}()
+	return s.onJobAlone(w.ctx, w.p, w.c, w.may, w.fn, &w.limited)
+}
+
 // applyWrites is the body of a batch's transaction: each call in turn, as if in a
-// transaction of its own, against the jobs the batch locked.
-func (s *Service) applyWrites(ctx context.Context, tx store.Tx, calls []*writeCall, now int64) error {
+// transaction of its own, against the jobs the batch locked. It returns what the batch
+// wrote, for settleCommit.
+func (s *Service) applyWrites(ctx context.Context, tx store.Tx, calls []*writeCall, now int64) (*writeBatch, error) {
 	ids := make([]string, len(calls)) // distinct: the batcher keys calls by job id
 	for i, w := range calls {
 		ids[i] = w.c.jobID
@@ -111,10 +167,10 @@ func (s *Service) applyWrites(ctx context.Context, tx store.Tx, calls []*writeCa
 	slices.Sort(ids)
 	b, err := lockBatch(ctx, tx, ids)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, w := range calls {
-		w.err, w.plain, w.outsider = nil, nil, nil
+		w.err, w.outsider = nil, nil
 		cur, exists := b.jobs[w.c.jobID]
 		wt := b.begin()
 		if !exists || !w.may(w.p, &cur) {
@@ -129,7 +185,7 @@ func (s *Service) applyWrites(ctx context.Context, tx store.Tx, calls []*writeCa
 				continue
 			}
 			if err := outsiderEvent(ctx, wt, w.p, w.c, exists, now); err != nil {
-				return err
+				return b, err
 			}
 			wt.keep()
 			continue
@@ -142,15 +198,25 @@ func (s *Service) applyWrites(ctx context.Context, tx store.Tx, calls []*writeCa
 			continue
 		}
 		if e, ok := err.(*Error); ok {
-			w.err, w.plain = e, e // dropped, as a lone call's transaction would roll back
+			// Dropped, as a lone call's transaction would roll back; the refusal is
+			// recorded here, against the job as the batch found it, where a lone call
+			// records it in a transaction after its own.
+			w.err = e
+			if isRecordedRefusal(e) {
+				wt = b.begin()
+				if err := appendRefusal(ctx, wt, &cur, e, w.p, w.c, now); err != nil {
+					return b, err
+				}
+				wt.keep()
+			}
 			continue
 		}
 		if err != nil {
-			return err
+			return b, err
 		}
 		wt.keep()
 	}
-	return b.flush(ctx)
+	return b, b.flush(ctx)
 }
 
 // outsiderEvent records, on p's own chain, an attempt on a job p has no standing on (or

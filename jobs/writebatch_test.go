@@ -124,7 +124,7 @@ func TestWriteBatchMixedOutcomes(t *testing.T) {
 			approveCall(e, mallory, outsider, &outsiderRes), // no standing: on mallory's chain
 			publishCall(e, mismatch.ID, otherHash, &mismatchRes),
 			publishCall(e, toPublish.ID, toPublish.Hash, &pubRes),
-			publishCall(e, pendingPub.ID, pendingPub.Hash, &pendingRes), // QUORUM_NOT_MET: recorded after the batch
+			publishCall(e, pendingPub.ID, pendingPub.Hash, &pendingRes), // QUORUM_NOT_MET: its writes dropped, its refusal recorded in the batch
 			publishCall(e, missing, ok.Hash, &missingRes),
 			lifecycle{"Reject", func(ctx context.Context) (err error) {
 				rejRes, err = e.svc.Reject(ctx, bob, jobs.RejectRequest{JobID: rejected.ID, JobHash: rejected.Hash, Reason: "no"})
@@ -191,10 +191,10 @@ func TestWriteBatchMixedOutcomes(t *testing.T) {
 		}
 		e.wantNotifications(t, ok.ID, "pending_approval@decision,approved@approval")
 		e.wantNotifications(t, cancelled.ID, "pending_approval@decision,cancelled@cancel")
-		// The holder's Decide and Cancel, the batch, and the refusal that rolled back
-		// recorded on its own.
-		if n := g.writes.Load() - before; n != 4 {
-			t.Fatalf("%d write transactions, want 4", n)
+		// The holder's Decide and Cancel, and the batch, which also records the refusal
+		// whose writes it dropped.
+		if n := g.writes.Load() - before; n != 3 {
+			t.Fatalf("%d write transactions, want 3", n)
 		}
 	})
 }
@@ -287,9 +287,10 @@ func TestWriteBatchFailure(t *testing.T) {
 			e.wantKinds(t, ok.ID, "decision,approval")
 			e.wantKinds(t, self.ID, "decision,refusal:SELF_APPROVAL")
 			e.wantNotifications(t, ok.ID, "pending_approval@decision,approved@approval")
-			// The holder's Decide and Cancel, the broken batch, then one transaction per call.
-			if n := g.writes.Load() - before; n != 5 {
-				t.Fatalf("%d write transactions, want 5", n)
+			// The holder's Decide and Cancel, the broken batch, the check that it did
+			// not commit after all, then one transaction per call.
+			if n := g.writes.Load() - before; n != 6 {
+				t.Fatalf("%d write transactions, want 6", n)
 			}
 		})
 
