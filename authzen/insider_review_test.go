@@ -1,0 +1,191 @@
+package authzen_test
+
+import (
+	"encoding/json"
+	"time"
+
+	"context"
+	"github.com/agate-pdp/agate/authzen"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/agate-pdp/agate/evidence"
+	"github.com/agate-pdp/agate/jobs"
+)
+
+// approvedTask submits edit as tok-pep, has the approver approve it, and returns the
+// task id and the approval its result carries.
+func (a *arapServer) approvedTask(t *testing.T, key string) (string, any) {
+	t.Helper()
+	task := a.submit(t, "tok-pep", key, a.denial(t, "tok-pep", edit))
+	if _, err := a.svc.Approve(context.Background(), a.ids["approver"], jobs.ApproveRequest{JobID: task, JobHash: a.job(t, task).Hash}); err != nil {
+		t.Fatal(err)
+	}
+	code, st := a.call(t, http.MethodGet, "/access/v1/requests/"+task, "tok-pep", "", nil)
+	res, _ := st["result"].(map[string]any)
+	if code != http.StatusOK || res == nil {
+		t.Fatalf("the submitter's status: %d %v", code, st)
+	}
+	return task, res["approval"]
+}
+
+// reEdit is edit as a re-evaluation presenting approval.
+func reEdit(approval any) map[string]any {
+	re := map[string]any{}
+	for k, v := range edit {
+		re[k] = v
+	}
+	re["context"] = map[string]any{"device": "managed", "approval": approval}
+	return re
+}
+
+// TestInsiderRetryAfterPolicyChangeStillAllowed: once a task is published, a
+// re-evaluation of the same binding keeps answering "decision": true after the policy
+// changed — even to a policy that now denies the action outright. The README promises
+// approval_expired "after the policy changed", and the issue "decision: true only for
+// the same binding (same canonical content, same snapshot, within ttl)". Publish's
+// AlreadyPublished branch checks neither the snapshot nor the policy, and the handler
+// checks only the ttl, so a revoked permission stays enforceable for the whole ttl.
+func TestInsiderRetryAfterPolicyChangeStillAllowed(t *testing.T) {
+	a := newARAPServer(t)
+	_, approval := a.approvedTask(t, "k")
+	if code, out := a.call(t, http.MethodPost, "/access/v1/evaluation", "tok-pep", "", reEdit(approval)); code != http.StatusOK || out["decision"] != true {
+		t.Fatalf("the first re-evaluation: %d %v", code, out)
+	}
+	// The policy owner revokes: edits are now denied outright.
+	src, err := os.ReadFile("testdata/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deny := strings.Replace(string(src), "decision: require_human\n    reason: edits need an editor's approval\n    approval: {roles: [admin], quorum: 1, ttl: 1h}",
+		"decision: deny\n    reason: edits are frozen", 1)
+	if deny == string(src) {
+		t.Fatal("could not rewrite the policy")
+	}
+	file := filepath.Join(t.TempDir(), "frozen.yaml")
+	if err := os.WriteFile(file, []byte(deny), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.putPolicy(t, file)
+	if code, out := a.call(t, http.MethodPost, "/access/v1/evaluation", "tok-pep", "", edit); code != http.StatusOK || out["decision"] != false {
+		t.Fatalf("the new policy does not deny: %d %v", code, out)
+	}
+	code, out := a.call(t, http.MethodPost, "/access/v1/evaluation", "tok-pep", "", reEdit(approval))
+	if code != http.StatusOK || out["decision"] != false {
+		t.Fatalf("after the policy changed to deny, the re-evaluation still allows: %d %v", code, out)
+	}
+}
+
+// TestInsiderAllowReplayedByAnotherDispatcher: once a task is published by its
+// submitter, any other principal holding dispatch that presents the same approval gets
+// "decision": true — a second enforcement — and nothing on any chain says it did: the
+// job's evidence shows one Publish, by the first PEP. A retry is the same caller's; an
+// answer of true to another principal is an enforcement the evidence does not prove.
+func TestInsiderAllowReplayedByAnotherDispatcher(t *testing.T) {
+	a := newARAPServer(t)
+	task, approval := a.approvedTask(t, "k")
+	if code, out := a.call(t, http.MethodPost, "/access/v1/evaluation", "tok-pep", "", reEdit(approval)); code != http.StatusOK || out["decision"] != true {
+		t.Fatalf("the submitter's re-evaluation: %d %v", code, out)
+	}
+	before := len(a.events(t, task)) + len(a.events(t, evidence.PrincipalChain("other-pep")))
+	code, out := a.call(t, http.MethodPost, "/access/v1/evaluation", "tok-other", "", reEdit(approval))
+	after := len(a.events(t, task)) + len(a.events(t, evidence.PrincipalChain("other-pep")))
+	if code == http.StatusOK && out["decision"] == true && after == before {
+		t.Fatalf("another dispatcher was allowed to enforce the published task, and no evidence records it (%d publish events on %s, all by the submitter)",
+			count(a.events(t, task), evidence.KindPublish), task)
+	}
+}
+
+// TestInsiderAmbiguousJSONDecidesOtherContent: Go's encoding/json matches member names
+// case-insensitively and keeps the last of duplicate members, and stripMachinery
+// re-marshals a context that holds the approval, silently merging duplicates. So a body
+// in which a case-sensitive, first-wins or strict JSON reader (the PEP, the agent's
+// tool, most languages) sees one subject, action or context is decided — and, with an
+// approval, enforced and published — as another. A plain evaluation with a duplicate
+// context member is refused (canonical JSON refuses duplicates); these must be too.
+func TestInsiderAmbiguousJSONDecidesOtherContent(t *testing.T) {
+	a := newARAPServer(t)
+	_, approval := a.approvedTask(t, "k")
+	appr := string(mustJSON(t, approval))
+	const res = `"resource": {"type": "document", "id": "doc-1"}`
+	for _, c := range []struct{ name, body string }{
+		// approved for alice; a case-sensitive reader sees mallory (and ignores "ID").
+		{"case-variant subject id", `{"subject": {"type": "user", "id": "mallory", "ID": "alice"}, "action": {"name": "can_edit"}, ` + res +
+			`, "context": {"device": "managed", "approval": ` + appr + `}}`},
+		// a first-wins reader acts on mallory's subject.
+		{"duplicate subject", `{"subject": {"type": "user", "id": "mallory"}, "action": {"name": "can_edit"}, ` + res +
+			`, "context": {"device": "managed", "approval": ` + appr + `}, "subject": {"type": "user", "id": "alice"}}`},
+		// a first-wins reader sees an unmanaged device.
+		{"duplicate context member", `{"subject": {"type": "user", "id": "alice"}, "action": {"name": "can_edit"}, ` + res +
+			`, "context": {"device": "unmanaged", "device": "managed", "approval": ` + appr + `}}`},
+		// a case-sensitive reader sees another action.
+		{"case-variant action name", `{"subject": {"type": "user", "id": "alice"}, "action": {"name": "delete_all", "Name": "can_edit"}, ` + res +
+			`, "context": {"device": "managed", "approval": ` + appr + `}}`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, out := a.call(t, http.MethodPost, "/access/v1/evaluation", "tok-pep", "", c.body)
+			if code == http.StatusOK && out["decision"] == true {
+				t.Fatalf("an ambiguous body was allowed as the approved job: %v", out)
+			}
+		})
+	}
+	// Without an approval: a plain evaluation that reads "delete_all" to a
+	// case-sensitive reader is answered for can_read, which the policy allows.
+	code, out := a.call(t, http.MethodPost, "/access/v1/evaluation", "tok-pep", "",
+		`{"subject": {"type": "user", "id": "alice"}, "action": {"name": "delete_all", "NAME": "can_read"}, `+res+`}`)
+	if code == http.StatusOK && out["decision"] == true {
+		t.Fatalf("a case-variant action name was decided as the other spelling: %v", out)
+	}
+}
+
+// TestInsiderStaleRetryWithOtherBodyUnrecorded: reusing an Idempotency-Key with
+// another body is JOB_HASH_MISMATCH, recorded on the task's chain while the denial is
+// fresh (Decide records it). Once the denial is stale, the handler's retried path
+// answers the same duplicate_request itself and records nothing: a refusal of the
+// task's submitter, who has standing on it, left out of the evidence.
+func TestInsiderStaleRetryWithOtherBodyUnrecorded(t *testing.T) {
+	a := newARAPServer(t)
+	sub := a.denial(t, "tok-pep", edit)
+	task := a.submit(t, "tok-pep", "k", sub)
+	other := map[string]any{}
+	for k, v := range sub {
+		other[k] = v
+	}
+	other["requested_access"] = map[string]any{"requested_until": "2099-01-01T00:00:00Z"}
+
+	// Fresh: refused and recorded.
+	before := count(a.events(t, task), evidence.KindConflict)
+	if code, out := a.call(t, http.MethodPost, "/access/v1/requests", "tok-pep", "k", other); code != http.StatusConflict {
+		t.Fatalf("fresh key reuse: %d %v", code, out)
+	}
+	fresh := count(a.events(t, task), evidence.KindConflict) - before
+	if fresh != 1 {
+		t.Fatalf("fresh key reuse recorded %d conflict events", fresh)
+	}
+	// Stale: the same refusal.
+	a.clock.advance(authzenDenialTTLPlus)
+	before = count(a.events(t, task), evidence.KindConflict)
+	code, out := a.call(t, http.MethodPost, "/access/v1/requests", "tok-pep", "k", other)
+	if code != http.StatusConflict || out["reason"] != "JOB_HASH_MISMATCH" {
+		t.Fatalf("stale key reuse: %d %v", code, out)
+	}
+	if n := count(a.events(t, task), evidence.KindConflict) - before; n != 1 {
+		t.Fatalf("stale key reuse with another body was refused but %d events record it", n)
+	}
+}
+
+// authzenDenialTTLPlus moves past a denial's expires_at and its clock-skew tolerance,
+// well within the approval ttl.
+const authzenDenialTTLPlus = authzen.DefaultDenialTTL + 2*time.Minute
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
