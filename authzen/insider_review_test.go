@@ -2,6 +2,7 @@ package authzen_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"context"
@@ -188,4 +189,39 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestInsiderBatchDefaultsMultiplyBody: an item of an Access Evaluations request that
+// omits context takes the top-level one, and each item flattens, marshals and hashes
+// it again. So a body well under the 4 MiB limit — one large top-level context and
+// 1000 empty items — makes the handler process 1000 times the body, and a caller with
+// decide keeps a core busy until the call's time limit ends it (504), where the same
+// bytes cost one evaluation over gRPC. The body limit must bound the work: refuse such
+// a batch, or evaluate it within the call's time.
+func TestInsiderBatchDefaultsMultiplyBody(t *testing.T) {
+	srv, _, _ := serve(t, func(c *authzen.Config) { c.MaxCallTime = 5 * time.Second }, true)
+	var b strings.Builder
+	b.WriteString(`{"subject": {"type": "user", "id": "alice"}, "action": {"name": "can_read"}, "resource": {"type": "document", "id": "doc-1"}, "context": {`)
+	for n := 0; b.Len() < 300<<10; n++ {
+		if n > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `"k%d":1`, n)
+	}
+	b.WriteString(`}, "evaluations": [{}` + strings.Repeat(`,{}`, 999) + `]}`)
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/access/v1/evaluations", strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer tok-decide")
+	req.Header.Set("Content-Type", "application/json")
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode == http.StatusGatewayTimeout || resp.StatusCode >= 500 {
+		t.Fatalf("a %d-byte batch ran %v until the call's limit ended it: %d", b.Len(), time.Since(start).Round(time.Millisecond), resp.StatusCode)
+	}
 }
