@@ -225,3 +225,26 @@ func TestInsiderBatchDefaultsMultiplyBody(t *testing.T) {
 		t.Fatalf("a %d-byte batch ran %v until the call's limit ended it: %d", b.Len(), time.Since(start).Round(time.Millisecond), resp.StatusCode)
 	}
 }
+
+// TestInsiderExpiredRetryRefusalUnrecorded: once a published task's ttl has passed, the
+// handler itself answers a re-evaluation "approval_expired" without calling into the
+// job service, so the refusal of a dispatcher — who has Publish's standing on the job —
+// is on no chain, unlike the same refusal of an unpublished task (Publish records the
+// expiry) or of a mismatched hash (a conflict event).
+func TestInsiderExpiredRetryRefusalUnrecorded(t *testing.T) {
+	a := newARAPServer(t)
+	task, approval := a.approvedTask(t, "k")
+	if code, out := a.call(t, http.MethodPost, "/access/v1/evaluation", "tok-pep", "", reEdit(approval)); code != http.StatusOK || out["decision"] != true {
+		t.Fatalf("the first re-evaluation: %d %v", code, out)
+	}
+	a.clock.advance(2 * time.Hour)
+	before := len(a.events(t, task)) + len(a.events(t, evidence.PrincipalChain("other-pep")))
+	code, out := a.call(t, http.MethodPost, "/access/v1/evaluation", "tok-other", "", reEdit(approval))
+	c, _ := out["context"].(map[string]any)
+	if code != http.StatusOK || out["decision"] != false || c["reason"] != "approval_expired" {
+		t.Fatalf("after the ttl: %d %v", code, out)
+	}
+	if after := len(a.events(t, task)) + len(a.events(t, evidence.PrincipalChain("other-pep"))); after == before {
+		t.Fatal("a dispatcher's re-evaluation after the ttl was refused, and no event records it")
+	}
+}
