@@ -15,6 +15,7 @@ import (
 
 	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/jobs"
+	"github.com/agate-pdp/agate/store"
 )
 
 // approvedTask submits edit as tok-pep, has the approver approve it, and returns the
@@ -246,5 +247,35 @@ func TestInsiderExpiredRetryRefusalUnrecorded(t *testing.T) {
 	}
 	if after := len(a.events(t, task)) + len(a.events(t, evidence.PrincipalChain("other-pep"))); after == before {
 		t.Fatal("a dispatcher's re-evaluation after the ttl was refused, and no event records it")
+	}
+}
+
+// TestInsiderRowWriteExtendsPublishedApproval: after a task is published, the only
+// thing that ends its re-evaluations' "decision": true is the job row's expires_at,
+// which the handler trusts as stored. Neither the stored-job check nor the evidence
+// covers it (no event records the deadline, though the decision event's time and the
+// snapshot's rule give it), so whoever can write the row makes the approval enforceable
+// indefinitely, and no answer after the real ttl leaves a trace.
+func TestInsiderRowWriteExtendsPublishedApproval(t *testing.T) {
+	a := newARAPServer(t)
+	task, approval := a.approvedTask(t, "k")
+	if code, out := a.call(t, http.MethodPost, "/access/v1/evaluation", "tok-pep", "", reEdit(approval)); code != http.StatusOK || out["decision"] != true {
+		t.Fatalf("the first re-evaluation: %d %v", code, out)
+	}
+	err := a.st.ReadWrite(context.Background(), func(ctx context.Context, tx store.Tx) error {
+		j, err := tx.GetJob(ctx, task, true)
+		if err != nil {
+			return err
+		}
+		j.ExpiresAt += (365 * 24 * time.Hour).Microseconds()
+		return tx.UpdateJob(ctx, j)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.clock.advance(2 * time.Hour) // the rule's ttl is 1h
+	code, out := a.call(t, http.MethodPost, "/access/v1/evaluation", "tok-pep", "", reEdit(approval))
+	if code == http.StatusOK && out["decision"] == true {
+		t.Fatalf("an hour past the approval's ttl, a rewritten expires_at still allows: %v", out)
 	}
 }
