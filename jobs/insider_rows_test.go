@@ -71,3 +71,31 @@ func TestInsiderRewrittenSnapshotIsRefused(t *testing.T) {
 		t.Fatalf("published under a policy that denies it, on a rewritten snapshot column: %s", res.Job.Status)
 	}
 }
+
+// TestInsiderRewrittenQuorumIsRefused: a large transfer needs two approvers; whoever
+// can write rows sets its quorum column to 1, one approver completes it, and Publish
+// hands it out. No event holds the quorum or the approver roles the rule asked for
+// (the snapshot does), so the stored-job check cannot tell.
+func TestInsiderRewrittenQuorumIsRefused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := storetest.OpenSQLite(t)
+	e := newEnv(t, st, testPolicy)
+	j := e.decide(t, transfer) // quorum 2
+	err := st.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
+		row, err := tx.GetJob(ctx, j.ID, true)
+		if err != nil {
+			return err
+		}
+		row.Quorum = 1
+		return tx.UpdateJob(ctx, row)
+	})
+	wantNoErr(t, err)
+	if _, err := e.svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: j.ID, JobHash: j.Hash}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.svc.Publish(ctx, dispatcher, jobs.PublishRequest{JobID: j.ID, JobHash: j.Hash})
+	if err == nil {
+		t.Fatalf("a quorum-2 job was published with one approval, on a rewritten quorum column: %s", res.Job.Status)
+	}
+}
