@@ -279,3 +279,27 @@ func TestInsiderRowWriteExtendsPublishedApproval(t *testing.T) {
 		t.Fatalf("an hour past the approval's ttl, a rewritten expires_at still allows: %v", out)
 	}
 }
+
+// TestInsiderRequestIDUnbounded: X-Request-ID is taken as sent, of any length (up to
+// the server's 1 MB of headers), echoed in the header and in every problem, and
+// written into the request's log line: a caller — authenticated or not — makes each
+// refused request cost a log line of its choosing and size. An id is a correlation
+// token: one that is too long or not a plain token should be replaced, not kept.
+func TestInsiderRequestIDUnbounded(t *testing.T) {
+	srv, _, _ := serve(t, nil, true)
+	id := strings.Repeat("A", 32<<10)
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/access/v1/evaluation", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Request-ID", id)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if got := resp.Header.Get("X-Request-ID"); got == id {
+		t.Fatalf("an unauthenticated %d-byte X-Request-ID was kept and echoed (status %d)", len(id), resp.StatusCode)
+	}
+}
