@@ -303,3 +303,26 @@ func TestInsiderRequestIDUnbounded(t *testing.T) {
 		t.Fatalf("an unauthenticated %d-byte X-Request-ID was kept and echoed (status %d)", len(id), resp.StatusCode)
 	}
 }
+
+// TestInsiderGrantOutlastsRequestedAccess: the submission asks for access until
+// requested_access.requested_until, which the approver sees in the job's payload, but
+// Agate ignores it: approved_until is the rule's ttl from the decision, and the
+// re-evaluation answers "decision": true past the time the requester itself asked
+// access to end. The grant must not exceed what was requested and approved.
+func TestInsiderGrantOutlastsRequestedAccess(t *testing.T) {
+	a := newARAPServer(t)
+	sub := a.denial(t, "tok-pep", edit)
+	until := a.clock.Now().Add(5 * time.Minute).UTC().Format(time.RFC3339)
+	sub["requested_access"] = map[string]any{"requested_until": until}
+	task := a.submit(t, "tok-pep", "k", sub)
+	if _, err := a.svc.Approve(context.Background(), a.ids["approver"], jobs.ApproveRequest{JobID: task, JobHash: a.job(t, task).Hash}); err != nil {
+		t.Fatal(err)
+	}
+	_, st := a.call(t, http.MethodGet, "/access/v1/requests/"+task, "tok-pep", "", nil)
+	res, _ := st["result"].(map[string]any)
+	a.clock.advance(15 * time.Minute)
+	code, out := a.call(t, http.MethodPost, "/access/v1/evaluation", "tok-pep", "", reEdit(res["approval"]))
+	if code == http.StatusOK && out["decision"] == true {
+		t.Fatalf("access requested until %s was allowed 10 minutes past it: %v", until, out["context"])
+	}
+}
