@@ -1,6 +1,8 @@
 package authzen_test
 
 import (
+	"crypto/sha256"
+	"encoding/base32"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -324,5 +326,21 @@ func TestInsiderGrantOutlastsRequestedAccess(t *testing.T) {
 	code, out := a.call(t, http.MethodPost, "/access/v1/evaluation", "tok-pep", "", reEdit(res["approval"]))
 	if code == http.StatusOK && out["decision"] == true {
 		t.Fatalf("access requested until %s was allowed 10 minutes past it: %v", until, out["context"])
+	}
+}
+
+// TestInsiderTaskIDGuessable: the draft requires a task id that is "unguessable" and
+// carries enough entropy to prevent practical guessing (§6.4, Access Request Response).
+// With an Idempotency-Key, Agate's id is SHA-256 of the caller's id and the key, both
+// of which another insider can know (keys are often request-derived: the README's is
+// "pay-INV-1001"), so anyone can compute it without a secret of the server's.
+func TestInsiderTaskIDGuessable(t *testing.T) {
+	a := newARAPServer(t)
+	const key = "pay-INV-1001"
+	task := a.submit(t, "tok-pep", key, a.denial(t, "tok-pep", edit))
+	sum := sha256.Sum256([]byte("pep-arap\x00" + key))
+	guess := "arq_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:20]))
+	if guess == task {
+		t.Fatalf("the task id %s is computable from the submitter's id and its Idempotency-Key alone", task)
 	}
 }
