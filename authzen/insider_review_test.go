@@ -52,7 +52,8 @@ func reEdit(approval any) map[string]any {
 // approval_expired "after the policy changed", and the issue "decision: true only for
 // the same binding (same canonical content, same snapshot, within ttl)". Publish's
 // AlreadyPublished branch checks neither the snapshot nor the policy, and the handler
-// checks only the ttl, so a revoked permission stays enforceable for the whole ttl.
+// checks only the ttl, so a revoked permission stays enforceable for the whole ttl. The
+// draft: "The PDP MUST evaluate the new request using current policy" (§8).
 func TestInsiderRetryAfterPolicyChangeStillAllowed(t *testing.T) {
 	a := newARAPServer(t)
 	_, approval := a.approvedTask(t, "k")
@@ -87,7 +88,9 @@ func TestInsiderRetryAfterPolicyChangeStillAllowed(t *testing.T) {
 // submitter, any other principal holding dispatch that presents the same approval gets
 // "decision": true — a second enforcement — and nothing on any chain says it did: the
 // job's evidence shows one Publish, by the first PEP. A retry is the same caller's; an
-// answer of true to another principal is an enforcement the evidence does not prove.
+// answer of true to another principal is an enforcement the evidence does not prove,
+// and the draft binds approval results to the requester ("Decision and Binding
+// Integrity": bind to the Subject, Resource, Action, Context, task, and requester).
 func TestInsiderAllowReplayedByAnotherDispatcher(t *testing.T) {
 	a := newARAPServer(t)
 	task, approval := a.approvedTask(t, "k")
