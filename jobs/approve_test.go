@@ -9,12 +9,11 @@ import (
 	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/store"
-	"github.com/agate-pdp/agate/store/storetest"
 )
 
 func TestApprove(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
 		ctx := context.Background()
 		approve := func(e *env, p jobs.Principal, j store.Job) (jobs.ApproveResult, error) {
@@ -22,7 +21,7 @@ func TestApprove(t *testing.T) {
 		}
 
 		t.Run("quorum of one", func(t *testing.T) {
-			e := newEnv(t, st, testPolicy)
+			e := m.env(t, st, testPolicy)
 			j := e.decide(t, payment)
 			e.clock.Advance(time.Minute)
 			res, err := approve(e, alice, j)
@@ -65,7 +64,7 @@ func TestApprove(t *testing.T) {
 
 		t.Run("one person, two spellings", func(t *testing.T) {
 			// The quorum counts people: alice under another spelling is alice again.
-			e := newEnv(t, st, testPolicy)
+			e := m.env(t, st, testPolicy)
 			j := e.decide(t, transfer)
 			_, err := approve(e, alice, j)
 			wantNoErr(t, err)
@@ -79,7 +78,7 @@ func TestApprove(t *testing.T) {
 		})
 
 		t.Run("quorum of two distinct approvers", func(t *testing.T) {
-			e := newEnv(t, st, testPolicy)
+			e := m.env(t, st, testPolicy)
 			j := e.decide(t, transfer)
 			first, err := approve(e, alice, j)
 			wantNoErr(t, err)
@@ -110,7 +109,7 @@ func TestApprove(t *testing.T) {
 		})
 
 		t.Run("refusals", func(t *testing.T) {
-			e := newEnv(t, st, testPolicy)
+			e := m.env(t, st, testPolicy)
 			self := jobs.Principal{ID: actor, Roles: []string{"finance-approver"}}
 			submitter := jobs.Principal{ID: decider.ID, Roles: []string{"admin"}}
 			for _, c := range []struct {
@@ -139,7 +138,7 @@ func TestApprove(t *testing.T) {
 		})
 
 		t.Run("callers without standing learn nothing and change nothing", func(t *testing.T) {
-			e := newEnv(t, st, testPolicy)
+			e := m.env(t, st, testPolicy)
 			serviceApprover := jobs.Principal{ID: "svc-approver", Roles: []string{"finance-approver", "dispatch"}}
 			for _, c := range []struct {
 				name string
@@ -198,7 +197,7 @@ func TestApprove(t *testing.T) {
 		})
 
 		t.Run("hash mismatch", func(t *testing.T) {
-			e := newEnv(t, st, testPolicy)
+			e := m.env(t, st, testPolicy)
 			j := e.decide(t, payment)
 			_, err := e.svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: j.ID, JobHash: "sha256:" + strings.Repeat("0", 64)})
 			ee := wantErr(t, err, jobs.CodeAborted, jobs.ReasonJobHashMismatch)
@@ -215,7 +214,7 @@ func TestApprove(t *testing.T) {
 		})
 
 		t.Run("after reject", func(t *testing.T) {
-			e := newEnv(t, st, testPolicy)
+			e := m.env(t, st, testPolicy)
 			j := e.decide(t, payment)
 			_, err := e.svc.Reject(ctx, bob, jobs.RejectRequest{JobID: j.ID, JobHash: j.Hash, Reason: "wrong invoice"})
 			wantNoErr(t, err)
@@ -225,7 +224,7 @@ func TestApprove(t *testing.T) {
 		})
 
 		t.Run("not pending", func(t *testing.T) {
-			e := newEnv(t, st, testPolicy)
+			e := m.env(t, st, testPolicy)
 			// An approver has no standing on a job that needs no approval.
 			for _, s := range []jobSpec{report, export} {
 				j := e.decide(t, s)
@@ -247,7 +246,7 @@ func TestApprove(t *testing.T) {
 		})
 
 		t.Run("expired", func(t *testing.T) {
-			e := newEnv(t, st, testPolicy)
+			e := m.env(t, st, testPolicy)
 			j := e.decide(t, payment)
 			e.clock.Advance(24 * time.Hour) // the deadline itself is too late
 			_, err := approve(e, alice, j)
@@ -264,7 +263,7 @@ func TestApprove(t *testing.T) {
 		})
 
 		t.Run("bad input", func(t *testing.T) {
-			e := newEnv(t, st, testPolicy)
+			e := m.env(t, st, testPolicy)
 			j := e.decide(t, payment)
 			alice := jobs.Principal{ID: "input-checker@example.com", Roles: alice.Roles}
 			_, err := e.svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: j.ID})
@@ -288,7 +287,7 @@ func TestApprove(t *testing.T) {
 
 func TestReject(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
 		ctx := context.Background()
 		reject := func(e *env, p jobs.Principal, j store.Job) (jobs.RejectResult, error) {
@@ -296,7 +295,7 @@ func TestReject(t *testing.T) {
 		}
 
 		t.Run("veto and repeat", func(t *testing.T) {
-			e := newEnv(t, st, testPolicy)
+			e := m.env(t, st, testPolicy)
 			j := e.decide(t, transfer)
 			_, err := e.svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: j.ID, JobHash: j.Hash})
 			wantNoErr(t, err)
@@ -321,14 +320,14 @@ func TestReject(t *testing.T) {
 		})
 
 		t.Run("the actor may veto", func(t *testing.T) {
-			e := newEnv(t, st, testPolicy)
+			e := m.env(t, st, testPolicy)
 			j := e.decide(t, payment)
 			_, err := reject(e, jobs.Principal{ID: actor, Roles: []string{"admin"}}, j)
 			wantNoErr(t, err)
 		})
 
 		t.Run("after approval", func(t *testing.T) {
-			e := newEnv(t, st, testPolicy)
+			e := m.env(t, st, testPolicy)
 			j := e.approved(t)
 			_, err := reject(e, bob, j)
 			wantErr(t, err, jobs.CodeFailedPrecondition, jobs.ReasonAlreadyApproved)
@@ -339,7 +338,7 @@ func TestReject(t *testing.T) {
 		})
 
 		t.Run("refusals and failures", func(t *testing.T) {
-			e := newEnv(t, st, testPolicy)
+			e := m.env(t, st, testPolicy)
 			j := e.decide(t, payment)
 			outsider := jobs.Principal{ID: "svc-reject-outsider", Roles: []string{"decide"}}
 			_, err := reject(e, outsider, j)

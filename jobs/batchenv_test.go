@@ -21,6 +21,15 @@ type gatedStore struct {
 	gate    chan struct{} // the next ReadWrite waits for it to close
 	arrived chan struct{} // closed when that ReadWrite is waiting
 	fails   []error
+	breaks  int // the next write transactions run their body, then fail to commit
+}
+
+// breakNext makes the next write transaction run its body and then fail instead of
+// committing, as a crash before the commit would leave it: rolled back.
+func (g *gatedStore) breakNext() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.breaks++
 }
 
 // holdNext makes the next write transaction wait until release is called, and returns
@@ -50,6 +59,10 @@ func (g *gatedStore) ReadWrite(ctx context.Context, fn func(context.Context, sto
 	if gate == nil && len(g.fails) > 0 {
 		fail, g.fails = g.fails[0], g.fails[1:]
 	}
+	broken := gate == nil && fail == nil && g.breaks > 0
+	if broken {
+		g.breaks--
+	}
 	g.mu.Unlock()
 	if gate != nil {
 		close(arrived)
@@ -61,6 +74,14 @@ func (g *gatedStore) ReadWrite(ctx context.Context, fn func(context.Context, sto
 	}
 	if fail != nil {
 		return fail
+	}
+	if broken {
+		return g.Store.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) error {
+			if err := fn(ctx, tx); err != nil {
+				return err
+			}
+			return errCommit
+		})
 	}
 	return g.Store.ReadWrite(ctx, fn)
 }

@@ -46,8 +46,8 @@ func (s *Service) Decide(ctx context.Context, p Principal, r DecideRequest) (Dec
 	if err != nil {
 		return DecideResult{}, err
 	}
-	if s.batcher != nil {
-		return s.batcher.decide(ctx, d)
+	if s.decides != nil {
+		return s.decideBatched(ctx, d)
 	}
 	return s.decideAlone(ctx, d)
 }

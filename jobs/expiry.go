@@ -2,7 +2,7 @@ package jobs
 
 import (
 	"context"
-	"errors"
+	"slices"
 	"time"
 
 	"github.com/agate-pdp/agate/store"
@@ -45,24 +45,27 @@ func (s *Service) expireBatch(ctx context.Context) (n int, full bool, err error)
 			return err
 		}
 		full = len(ids) == expiryBatch
+		// One statement locks them all, in id order, as a lifecycle batch does, and
+		// one per table writes the expiries.
+		slices.Sort(ids)
+		b, err := lockBatch(ctx, tx, slices.Compact(ids))
+		if err != nil {
+			return err
+		}
 		for _, id := range ids {
-			j, err := tx.GetJob(ctx, id, true)
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
+			j, ok := b.jobs[id]
 			// The due list was read before the lock: decide on the locked row.
-			if j.Status != store.StatusPendingApproval || j.ExpiresAt <= 0 || now < j.ExpiresAt {
+			if !ok || j.Status != store.StatusPendingApproval || j.ExpiresAt <= 0 || now < j.ExpiresAt {
 				continue
 			}
-			if err := expire(ctx, tx, &j, p, now); err != nil {
+			w := b.begin()
+			if err := expire(ctx, w, &j, p, now); err != nil {
 				return err
 			}
+			w.keep()
 			n++
 		}
-		return nil
+		return b.flush(ctx)
 	})
 	if err != nil {
 		n = 0 // rolled back

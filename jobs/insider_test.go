@@ -67,6 +67,14 @@ func (t rewrittenTx) GetJob(ctx context.Context, id string, forUpdate bool) (sto
 	return j, err
 }
 
+func (t rewrittenTx) GetJobs(ctx context.Context, ids []string, forUpdate bool) ([]store.Job, error) {
+	js, err := t.Tx.GetJobs(ctx, ids, forUpdate)
+	for i := range js {
+		js[i] = t.s.fix(js[i])
+	}
+	return js, err
+}
+
 func (t rewrittenTx) ListJobs(ctx context.Context, q store.JobQuery) ([]store.Job, error) {
 	js, err := t.Tx.ListJobs(ctx, q)
 	for i := range js {
@@ -83,30 +91,32 @@ func (t rewrittenTx) ListJobs(ctx context.Context, q store.JobQuery) ([]store.Jo
 // dispatcher finds it: ListReplayable.
 func TestInsiderRewrittenPayloadAndHashAreRefused(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	rs := &rewrittenStore{Store: storetest.OpenSQLite(t), payload: map[string][]byte{}, hash: map[string]string{}}
-	e := newEnv(t, rs, testPolicy)
-	j := e.approved(t)
-	const evil = `{"amount": 999999, "currency": "EUR", "invoice": "INV-6666"}`
-	forged := rs.rewrite(t, j, evil)
+	eachMode(t, func(t *testing.T, m commitMode) {
+		ctx := context.Background()
+		rs := &rewrittenStore{Store: storetest.OpenSQLite(t), payload: map[string][]byte{}, hash: map[string]string{}}
+		e := m.env(t, rs, testPolicy)
+		j := e.approved(t)
+		const evil = `{"amount": 999999, "currency": "EUR", "invoice": "INV-6666"}`
+		forged := rs.rewrite(t, j, evil)
 
-	list, _, err := e.svc.ListReplayable(ctx, dispatcher, jobs.ReplayableQuery{})
-	wantNoErr(t, err)
-	presented := ""
-	for _, v := range list {
-		if v.ID == j.ID {
-			presented = v.Hash
+		list, _, err := e.svc.ListReplayable(ctx, dispatcher, jobs.ReplayableQuery{})
+		wantNoErr(t, err)
+		presented := ""
+		for _, v := range list {
+			if v.ID == j.ID {
+				presented = v.Hash
+			}
 		}
-	}
-	if presented != forged {
-		t.Fatalf("ListReplayable shows hash %q, want the rewritten %q", presented, forged)
-	}
-	res, err := e.svc.Publish(ctx, dispatcher, jobs.PublishRequest{JobID: j.ID, JobHash: presented})
-	if err == nil {
-		t.Fatalf("published a payload that was never approved: %s (approved hash %s, handed out %s)",
-			res.Job.Payload, j.Hash, res.Job.Hash)
-	}
-	wantErr(t, err, jobs.CodeDataLoss, jobs.ReasonStoredJobTampered)
+		if presented != forged {
+			t.Fatalf("ListReplayable shows hash %q, want the rewritten %q", presented, forged)
+		}
+		res, err := e.svc.Publish(ctx, dispatcher, jobs.PublishRequest{JobID: j.ID, JobHash: presented})
+		if err == nil {
+			t.Fatalf("published a payload that was never approved: %s (approved hash %s, handed out %s)",
+				res.Job.Payload, j.Hash, res.Job.Hash)
+		}
+		wantErr(t, err, jobs.CodeDataLoss, jobs.ReasonStoredJobTampered)
+	})
 }
 
 // TestInsiderRefusalsWithStandingAreEvidence (the attack, refused): a caller with standing on a job is
@@ -116,56 +126,58 @@ func TestInsiderRewrittenPayloadAndHashAreRefused(t *testing.T) {
 // refusal of a caller with standing, and every such refusal is evidence.
 func TestInsiderRefusalsWithStandingAreEvidence(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	e := newEnv(t, storetest.OpenSQLite(t), testPolicy)
-	cancelled := e.decide(t, payment)
-	_, err := e.svc.Cancel(ctx, decider, jobs.CancelRequest{JobID: cancelled.ID, Reason: "withdrawn"})
-	wantNoErr(t, err)
-	rejected := e.decide(t, payment)
-	_, err = e.svc.Reject(ctx, bob, jobs.RejectRequest{JobID: rejected.ID, JobHash: rejected.Hash, Reason: "no"})
-	wantNoErr(t, err)
-	published := e.publishedJob(t, report)
+	eachMode(t, func(t *testing.T, m commitMode) {
+		ctx := context.Background()
+		e := m.env(t, storetest.OpenSQLite(t), testPolicy)
+		cancelled := e.decide(t, payment)
+		_, err := e.svc.Cancel(ctx, decider, jobs.CancelRequest{JobID: cancelled.ID, Reason: "withdrawn"})
+		wantNoErr(t, err)
+		rejected := e.decide(t, payment)
+		_, err = e.svc.Reject(ctx, bob, jobs.RejectRequest{JobID: rejected.ID, JobHash: rejected.Hash, Reason: "no"})
+		wantNoErr(t, err)
+		published := e.publishedJob(t, report)
 
-	for _, c := range []struct {
-		name string
-		job  store.Job
-		call func(j store.Job) error
-	}{
-		{"dispatcher publishes a denied job", e.decide(t, export), func(j store.Job) error {
-			_, err := e.svc.Publish(ctx, dispatcher, jobs.PublishRequest{JobID: j.ID, JobHash: j.Hash})
-			return err
-		}},
-		{"dispatcher publishes a pending job", e.decide(t, payment), func(j store.Job) error {
-			_, err := e.svc.Publish(ctx, dispatcher, jobs.PublishRequest{JobID: j.ID, JobHash: j.Hash})
-			return err
-		}},
-		{"dispatcher publishes a rejected job", rejected, func(j store.Job) error {
-			_, err := e.svc.Publish(ctx, dispatcher, jobs.PublishRequest{JobID: j.ID, JobHash: j.Hash})
-			return err
-		}},
-		{"approver approves a cancelled job", cancelled, func(j store.Job) error {
-			_, err := e.svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: j.ID, JobHash: j.Hash})
-			return err
-		}},
-		{"submitter cancels a published job", published, func(j store.Job) error {
-			_, err := e.svc.Cancel(ctx, decider, jobs.CancelRequest{JobID: j.ID, Reason: "too late"})
-			return err
-		}},
-		{"dispatcher reports a stale attempt", published, func(j store.Job) error {
-			_, err := e.svc.ReportOutcome(ctx, dispatcher, jobs.OutcomeRequest{JobID: j.ID, Attempt: 7, Succeeded: true})
-			return err
-		}},
-	} {
-		before := len(e.events(t, c.job.ID))
-		err := c.call(c.job)
-		if _, ok := jobs.AsError(err); !ok {
-			t.Errorf("%s: err = %v, want a refusal", c.name, err)
-			continue
+		for _, c := range []struct {
+			name string
+			job  store.Job
+			call func(j store.Job) error
+		}{
+			{"dispatcher publishes a denied job", e.decide(t, export), func(j store.Job) error {
+				_, err := e.svc.Publish(ctx, dispatcher, jobs.PublishRequest{JobID: j.ID, JobHash: j.Hash})
+				return err
+			}},
+			{"dispatcher publishes a pending job", e.decide(t, payment), func(j store.Job) error {
+				_, err := e.svc.Publish(ctx, dispatcher, jobs.PublishRequest{JobID: j.ID, JobHash: j.Hash})
+				return err
+			}},
+			{"dispatcher publishes a rejected job", rejected, func(j store.Job) error {
+				_, err := e.svc.Publish(ctx, dispatcher, jobs.PublishRequest{JobID: j.ID, JobHash: j.Hash})
+				return err
+			}},
+			{"approver approves a cancelled job", cancelled, func(j store.Job) error {
+				_, err := e.svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: j.ID, JobHash: j.Hash})
+				return err
+			}},
+			{"submitter cancels a published job", published, func(j store.Job) error {
+				_, err := e.svc.Cancel(ctx, decider, jobs.CancelRequest{JobID: j.ID, Reason: "too late"})
+				return err
+			}},
+			{"dispatcher reports a stale attempt", published, func(j store.Job) error {
+				_, err := e.svc.ReportOutcome(ctx, dispatcher, jobs.OutcomeRequest{JobID: j.ID, Attempt: 7, Succeeded: true})
+				return err
+			}},
+		} {
+			before := len(e.events(t, c.job.ID))
+			err := c.call(c.job)
+			if _, ok := jobs.AsError(err); !ok {
+				t.Errorf("%s: err = %v, want a refusal", c.name, err)
+				continue
+			}
+			if after := len(e.events(t, c.job.ID)); after == before {
+				t.Errorf("%s: refused (%v) with nothing on the job's chain", c.name, err)
+			}
 		}
-		if after := len(e.events(t, c.job.ID)); after == before {
-			t.Errorf("%s: refused (%v) with nothing on the job's chain", c.name, err)
-		}
-	}
+	})
 }
 
 // TestInsiderLookalikeActorCannotApproveItself (the attack, refused): the canonical form folds case and width but
@@ -174,25 +186,27 @@ func TestInsiderRefusalsWithStandingAreEvidence(t *testing.T) {
 // job whose actor renders as alice@example.com.
 func TestInsiderLookalikeActorCannotApproveItself(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	e := newEnv(t, storetest.OpenSQLite(t), testPolicy)
-	for name, actor := range map[string]string{
-		"trailing braille blank U+2800": alice.ID + "\u2800",
-		"Cyrillic a U+0430":             "\u0430lice@example.com",
-		"Cyrillic a in the domain":      "alice@ex\u0430mple.com",
-	} {
-		r := payment.request(newID("lookalike"))
-		r.Actor = actor
-		res, err := e.svc.Decide(ctx, decider, r)
-		if err != nil {
-			continue // refused at Decide: held
+	eachMode(t, func(t *testing.T, m commitMode) {
+		ctx := context.Background()
+		e := m.env(t, storetest.OpenSQLite(t), testPolicy)
+		for name, actor := range map[string]string{
+			"trailing braille blank U+2800": alice.ID + "\u2800",
+			"Cyrillic a U+0430":             "\u0430lice@example.com",
+			"Cyrillic a in the domain":      "alice@ex\u0430mple.com",
+		} {
+			r := payment.request(newID("lookalike"))
+			r.Actor = actor
+			res, err := e.svc.Decide(ctx, decider, r)
+			if err != nil {
+				continue // refused at Decide: held
+			}
+			j := res.Job
+			_, err = e.svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: j.ID, JobHash: j.Hash})
+			if err == nil {
+				t.Errorf("%s: %s approved a job whose actor is %q", name, alice.ID, actor)
+			}
 		}
-		j := res.Job
-		_, err = e.svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: j.ID, JobHash: j.Hash})
-		if err == nil {
-			t.Errorf("%s: %s approved a job whose actor is %q", name, alice.ID, actor)
-		}
-	}
+	})
 }
 
 // TestInsiderTakenIDDecidesAreRateLimited (the attack, refused): a Decide of another submitter's job id is
@@ -236,14 +250,26 @@ func TestInsiderTakenIDDecidesAreRateLimited(t *testing.T) {
 // the jobs it has standing on too: the dispatcher stops publishing approved jobs.
 func TestInsiderMissesDoNotLockOutTheDispatcher(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	e := newEnv(t, storetest.OpenSQLite(t), testPolicy)
-	j := e.approved(t)
-	for i := range 30 {
-		_, err := e.svc.Publish(ctx, dispatcher, jobs.PublishRequest{JobID: fmt.Sprintf("stale-%d", i), JobHash: j.Hash})
-		wantErr(t, err, jobs.CodeNotFound, jobs.ReasonNotFound)
-	}
-	if _, err := e.svc.Publish(ctx, dispatcher, jobs.PublishRequest{JobID: j.ID, JobHash: j.Hash}); err != nil {
-		t.Fatalf("the dispatcher cannot publish an approved job after 30 misses: %v", err)
+	eachMode(t, func(t *testing.T, m commitMode) {
+		ctx := context.Background()
+		e := m.env(t, storetest.OpenSQLite(t), testPolicy)
+		j := e.approved(t)
+		for i := range 30 {
+			_, err := e.svc.Publish(ctx, dispatcher, jobs.PublishRequest{JobID: fmt.Sprintf("stale-%d", i), JobHash: j.Hash})
+			wantErr(t, err, jobs.CodeNotFound, jobs.ReasonNotFound)
+		}
+		if _, err := e.svc.Publish(ctx, dispatcher, jobs.PublishRequest{JobID: j.ID, JobHash: j.Hash}); err != nil {
+			t.Fatalf("the dispatcher cannot publish an approved job after 30 misses: %v", err)
+		}
+	})
+}
+
+// eachMode runs fn once per commit mode, as parallel subtests.
+func eachMode(t *testing.T, fn func(t *testing.T, m commitMode)) {
+	for _, m := range []commitMode{unbatched, batched} {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, m)
+		})
 	}
 }

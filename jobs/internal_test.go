@@ -86,14 +86,34 @@ func TestCallersContextDeadline(t *testing.T) {
 		t.Cleanup(cancel)
 		return ctx
 	}
-	ctx, stop := callersContext([]*decideCall{{ctx: with(time.Minute)}, {ctx: with(time.Hour)}})
+	ctx, stop := callersContext([]context.Context{with(time.Minute), with(time.Hour)})
 	if d, ok := ctx.Deadline(); !ok || !d.Equal(now.Add(time.Hour)) {
 		t.Errorf("deadline %v %v, want the latest caller's", d, ok)
 	}
 	stop()
-	ctx, stop = callersContext([]*decideCall{{ctx: with(time.Minute)}, {ctx: context.Background()}})
+	ctx, stop = callersContext([]context.Context{with(time.Minute), context.Background()})
 	defer stop()
 	if _, ok := ctx.Deadline(); ok {
 		t.Error("a deadline although one caller has none")
+	}
+}
+
+// TestCallersContextValues: a batch of one carries its caller's values (its trace span),
+// but not its cancellation; a batch of several carries no caller's values.
+func TestCallersContextValues(t *testing.T) {
+	t.Parallel()
+	type key struct{}
+	caller, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "span"))
+	ctx, stop := callersContext([]context.Context{caller})
+	if ctx.Value(key{}) != "span" {
+		t.Error("a batch of one lost its caller's values")
+	}
+	cancel()
+	<-ctx.Done() // ends with its only caller
+	stop()
+	ctx, stop = callersContext([]context.Context{context.WithValue(context.Background(), key{}, "span"), context.Background()})
+	defer stop()
+	if ctx.Value(key{}) != nil {
+		t.Error("a batch of several carries one caller's values")
 	}
 }

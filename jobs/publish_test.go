@@ -8,15 +8,14 @@ import (
 
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/store"
-	"github.com/agate-pdp/agate/store/storetest"
 )
 
 func TestPublish(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
 		ctx := context.Background()
-		e := newEnv(t, st, testPolicy)
+		e := m.env(t, st, testPolicy)
 		publish := func(j store.Job) (jobs.PublishResult, error) {
 			return e.svc.Publish(ctx, dispatcher, jobs.PublishRequest{JobID: j.ID, JobHash: j.Hash})
 		}
@@ -114,9 +113,9 @@ func TestPublish(t *testing.T) {
 
 func TestPublishAfterTTL(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
-		e := newEnv(t, st, testPolicy)
+		e := m.env(t, st, testPolicy)
 		j := e.approved(t)
 		e.clock.Advance(24*time.Hour + time.Microsecond)
 		_, err := e.svc.Publish(context.Background(), dispatcher, jobs.PublishRequest{JobID: j.ID, JobHash: j.Hash})
@@ -130,10 +129,10 @@ func TestPublishAfterTTL(t *testing.T) {
 
 func TestReportOutcome(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
 		ctx := context.Background()
-		e := newEnv(t, st, testPolicy)
+		e := m.env(t, st, testPolicy)
 		report1 := func(id string, attempt int64, ok bool) (jobs.OutcomeResult, error) {
 			return e.svc.ReportOutcome(ctx, dispatcher, jobs.OutcomeRequest{JobID: id, Attempt: attempt, Succeeded: ok, Detail: "exit 0"})
 		}
@@ -174,10 +173,10 @@ func TestReportOutcome(t *testing.T) {
 
 func TestReplay(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
 		ctx := context.Background()
-		e := newEnv(t, st, testPolicy)
+		e := m.env(t, st, testPolicy)
 		replay := func(j store.Job, expected int64) (jobs.ReplayResult, error) {
 			return e.svc.Replay(ctx, dispatcher, jobs.ReplayRequest{JobID: j.ID, JobHash: j.Hash,
 				ExpectedAttempt: expected, ReasonCode: jobs.ReplayWorkerOutage, Reason: "worker pod lost"})
@@ -257,10 +256,10 @@ func TestReplay(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
 		ctx := context.Background()
-		e := newEnv(t, st, testPolicy)
+		e := m.env(t, st, testPolicy)
 		cancel := func(p jobs.Principal, j store.Job, reason string) (jobs.CancelResult, error) {
 			return e.svc.Cancel(ctx, p, jobs.CancelRequest{JobID: j.ID, Reason: reason})
 		}

@@ -20,7 +20,7 @@ type Config struct {
 	Cache   *snapshots.Cache   // compiled snapshots; default: a new cache of DefaultCacheSize
 	Clock   func() time.Time   // default time.Now
 	Log     *slog.Logger       // default: discard
-	Batch   Batch              // group commit of Decide; the zero value is off
+	Batch   Batch              // group commit of Decide and of the lifecycle writes; the zero value is off
 	// Outsiders bounds the calls a principal may make on jobs it has no standing on
 	// (or that do not exist); the zero value is the default.
 	Outsiders OutsiderLimit
@@ -36,7 +36,8 @@ type Service struct {
 	cache   *snapshots.Cache
 	clock   func() time.Time
 	log     *slog.Logger
-	batcher *batcher // nil when batching is off
+	decides *batcher[*decideCall] // nil when batching is off
+	writes  *batcher[*writeCall]  // lifecycle writes; nil when batching is off
 	// outsiders limits, per principal, refused calls without standing
 	outsiders *limiter
 	watch     WatchConfig
@@ -69,17 +70,26 @@ func New(cfg Config) (*Service, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Batch.on() {
-		s.batcher = newBatcher(s, cfg.Batch)
+		s.decides = newBatcher(cfg.Batch, s.runDecides)
+		// Lifecycle batches run one at a time, whatever InFlight says: each reads the
+		// rows, chains and approvals of its jobs, and under SERIALIZABLE PostgreSQL
+		// tracks those reads by index page, so two batches side by side on neighbouring
+		// job ids (time-ordered ids are neighbours) would fail each other. Decide
+		// batches mostly only insert, and run side by side unharmed.
+		lifecycle := cfg.Batch
+		lifecycle.InFlight = 1
+		s.writes = newBatcher(lifecycle, s.runWrites)
 	}
 	return s, nil
 }
 
-// Close stops group commit: Decides already queued are written and answered, later
-// ones get a transaction each. It returns when every batch has finished; call it before
+// Close stops group commit: calls already queued are written and answered, later ones
+// get a transaction each. It returns when every batch has finished; call it before
 // closing the store. Without batching it does nothing.
 func (s *Service) Close() {
-	if s.batcher != nil {
-		s.batcher.close()
+	if s.decides != nil {
+		s.decides.close()
+		s.writes.close()
 	}
 }
 

@@ -3,12 +3,10 @@ package jobs
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
 	"github.com/agate-pdp/agate/decision"
-	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/identity"
 	"github.com/agate-pdp/agate/store"
 )
@@ -110,7 +108,18 @@ func (e *errNoStanding) Error() string { return "no standing" }
 // and establish the caller's standing on it), then fn checks and writes. A caller
 // without standing gets the answer a missing job gets, and its attempt is recorded on its
 // own chain; the job's chain and state are untouched, LOCK_BUSY evidence included.
+//
+// With batching on, the call shares a transaction with other lifecycle writes
+// (onJobBatched) and answers the same.
 func (s *Service) onJob(ctx context.Context, p Principal, c call, may standingFunc, fn jobFunc) error {
+	if s.writes != nil {
+		return s.onJobBatched(ctx, &writeCall{ctx: ctx, p: p, c: c, may: may, fn: fn, done: make(chan struct{})})
+	}
+	return s.onJobAlone(ctx, p, c, may, fn)
+}
+
+// onJobAlone is onJob in a transaction of its own.
+func (s *Service) onJobAlone(ctx context.Context, p Principal, c call, may standingFunc, fn jobFunc) error {
 	var plain *Error // a refusal whose transaction rolled back, so nothing recorded it yet
 	err := s.write(ctx, c.jobID, func(ctx context.Context, tx store.Tx, now int64) error {
 		plain = nil
@@ -201,23 +210,15 @@ func (s *Service) onJobRead(ctx context.Context, p Principal, c call, may standi
 // is taken here, after standing, so misses never lock a caller out of the jobs it does
 // have standing on.
 func (s *Service) refuseOutsider(ctx context.Context, p Principal, c call, exists bool) error {
-	key, err := identity.Key(p.ID)
-	if err != nil {
+	if _, err := identity.Key(p.ID); err != nil {
 		return invalid("principal", "the caller's id %s", err) // checkPrincipal refuses it first
 	}
 	if !s.outsiders.take(p.ID, s.clock()) {
 		s.log.Warn("refused calls without standing over the limit; not recording more", "principal", p.ID, "call", c.name)
 		return rateLimited()
 	}
-	why := "the caller has no standing on the job"
-	if !exists {
-		why = "no such job"
-	}
-	err = s.write(ctx, "", func(ctx context.Context, tx store.Tx, now int64) error {
-		e := evidence.Event{JobID: evidence.PrincipalChain(key), Kind: evidence.KindRefusal, At: now,
-			Principal: p.ID, AuthMethod: p.Auth, Conflict: EvidenceNoStanding, PresentedHash: c.presented,
-			Reason: fmt.Sprintf("%s of job %s: %s", c.name, c.jobID, why)}
-		return appendEvent(ctx, tx, &e)
+	err := s.write(ctx, "", func(ctx context.Context, tx store.Tx, now int64) error {
+		return outsiderEvent(ctx, tx, p, c, exists, now)
 	})
 	if err != nil {
 		return err

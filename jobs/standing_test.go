@@ -17,64 +17,66 @@ import (
 // the job exists or not, until the allowance refills.
 func TestOutsidersAreRateLimited(t *testing.T) {
 	t.Parallel()
-	st := storetest.OpenSQLite(t)
-	fc := &fakeClock{now: t0}
-	cache, err := snapshots.NewCache(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := jobs.New(jobs.Config{Store: st, Tracker: snapshots.NewTracker(st, cache, nil), Cache: cache,
-		Clock: fc.Now, Outsiders: jobs.OutsiderLimit{Burst: 3, Every: time.Minute}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(svc.Close)
-	if _, err := svc.PutPolicy(context.Background(), admin, []byte(testPolicy), true); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{st: st, svc: svc, clock: fc}
-	ctx := context.Background()
-	j := e.decide(t, payment)
-	prober := jobs.Principal{ID: "prober@example.com", Roles: []string{"treasurer"}}
-	approve := func(id string) error {
-		_, err := svc.Approve(ctx, prober, jobs.ApproveRequest{JobID: id, JobHash: j.Hash})
-		return err
-	}
-	for _, id := range []string{"nope-1", j.ID, "nope-2"} {
-		wantErr(t, approve(id), jobs.CodeNotFound, jobs.ReasonNotFound)
-	}
-	for _, id := range []string{"nope-3", j.ID} {
-		wantErr(t, approve(id), jobs.CodeResourceExhausted, jobs.ReasonRateLimited)
-	}
-	// Over its limit, the prober still acts where it has standing: misses never lock a
-	// caller out of its own work.
-	transfer := e.decide(t, transfer)
-	_, err = svc.Approve(ctx, prober, jobs.ApproveRequest{JobID: transfer.ID, JobHash: transfer.Hash})
-	wantNoErr(t, err)
-	evs := e.wantKinds(t, principalChain(prober), "refusal:NO_STANDING,refusal:NO_STANDING,refusal:NO_STANDING")
-	if !strings.Contains(evs[1].Reason, "Approve of job "+j.ID) || evs[1].PresentedHash != j.Hash {
-		t.Fatalf("refusal %+v", evs[1])
-	}
-	e.wantKinds(t, j.ID, "decision")
-	// Others are not affected; the allowance refills with time.
-	_, err = svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: j.ID, JobHash: j.Hash})
-	wantNoErr(t, err)
-	fc.Advance(time.Minute)
-	_, err = svc.Approve(ctx, prober, jobs.ApproveRequest{JobID: transfer.ID, JobHash: transfer.Hash})
-	wantNoErr(t, err)
-	if got := e.job(t, transfer.ID); got.Status != store.StatusPendingApproval {
-		t.Fatalf("status %s", got.Status)
-	}
+	eachMode(t, func(t *testing.T, m commitMode) {
+		st := storetest.OpenSQLite(t)
+		fc := &fakeClock{now: t0}
+		cache, err := snapshots.NewCache(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, err := jobs.New(jobs.Config{Store: st, Tracker: snapshots.NewTracker(st, cache, nil), Cache: cache,
+			Clock: fc.Now, Batch: m.batch, Outsiders: jobs.OutsiderLimit{Burst: 3, Every: time.Minute}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(svc.Close)
+		if _, err := svc.PutPolicy(context.Background(), admin, []byte(testPolicy), true); err != nil {
+			t.Fatal(err)
+		}
+		e := &env{st: st, svc: svc, clock: fc}
+		ctx := context.Background()
+		j := e.decide(t, payment)
+		prober := jobs.Principal{ID: "prober@example.com", Roles: []string{"treasurer"}}
+		approve := func(id string) error {
+			_, err := svc.Approve(ctx, prober, jobs.ApproveRequest{JobID: id, JobHash: j.Hash})
+			return err
+		}
+		for _, id := range []string{"nope-1", j.ID, "nope-2"} {
+			wantErr(t, approve(id), jobs.CodeNotFound, jobs.ReasonNotFound)
+		}
+		for _, id := range []string{"nope-3", j.ID} {
+			wantErr(t, approve(id), jobs.CodeResourceExhausted, jobs.ReasonRateLimited)
+		}
+		// Over its limit, the prober still acts where it has standing: misses never lock a
+		// caller out of its own work.
+		transfer := e.decide(t, transfer)
+		_, err = svc.Approve(ctx, prober, jobs.ApproveRequest{JobID: transfer.ID, JobHash: transfer.Hash})
+		wantNoErr(t, err)
+		evs := e.wantKinds(t, principalChain(prober), "refusal:NO_STANDING,refusal:NO_STANDING,refusal:NO_STANDING")
+		if !strings.Contains(evs[1].Reason, "Approve of job "+j.ID) || evs[1].PresentedHash != j.Hash {
+			t.Fatalf("refusal %+v", evs[1])
+		}
+		e.wantKinds(t, j.ID, "decision")
+		// Others are not affected; the allowance refills with time.
+		_, err = svc.Approve(ctx, alice, jobs.ApproveRequest{JobID: j.ID, JobHash: j.Hash})
+		wantNoErr(t, err)
+		fc.Advance(time.Minute)
+		_, err = svc.Approve(ctx, prober, jobs.ApproveRequest{JobID: transfer.ID, JobHash: transfer.Hash})
+		wantNoErr(t, err)
+		if got := e.job(t, transfer.ID); got.Status != store.StatusPendingApproval {
+			t.Fatalf("status %s", got.Status)
+		}
+	})
 }
 
 // A snapshot stored before service roles were refused as approver roles keeps loading,
 // but approvals under such a role are refused: its holders have no standing as approvers.
 func TestStoredServiceRoleApproversAreRefused(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
 		ctx := context.Background()
-		e := newEnv(t, st, testPolicy)
+		e := m.env(t, st, testPolicy)
 		legacy := []byte("version: v1\nrules:\n  - id: legacy\n    when: {topic: legacy.job}\n    decision: require_human\n" +
 			"    approval: {roles: [audit, dispatch, operator, admin]}\n")
 		if _, err := e.svc.PutPolicy(ctx, admin, legacy, true); err == nil {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/agate-pdp/agate/jobs"
 	"github.com/agate-pdp/agate/store"
-	"github.com/agate-pdp/agate/store/storetest"
 )
 
 // swappedStore reads one job's payload as something else, as a job row rewritten in
@@ -47,11 +46,11 @@ func (t swappedTx) GetJob(ctx context.Context, id string, forUpdate bool) (store
 // nothing whose content no longer matches the hash that was approved.
 func TestStoredJobTampered(t *testing.T) {
 	t.Parallel()
-	storetest.ForEachBackend(t, func(t *testing.T, st store.Store) {
+	forEachMode(t, func(t *testing.T, st store.Store, m commitMode) {
 		t.Parallel()
 		ctx := context.Background()
 		ss := &swappedStore{Store: st, swapped: map[string][]byte{}}
-		e := newEnv(t, ss, testPolicy)
+		e := m.env(t, ss, testPolicy)
 		const evil = `{"amount": 999999, "currency": "EUR", "invoice": "INV-1001"}`
 
 		j := e.approved(t)
@@ -79,4 +78,16 @@ func TestStoredJobTampered(t *testing.T) {
 		wantErr(t, err, jobs.CodeDataLoss, jobs.ReasonStoredJobTampered)
 		e.wantKinds(t, p.ID, "decision,approval,publish,conflict:STORED_JOB_TAMPERED,conflict:STORED_JOB_TAMPERED")
 	})
+}
+
+func (t swappedTx) GetJobs(ctx context.Context, ids []string, forUpdate bool) ([]store.Job, error) {
+	js, err := t.Tx.GetJobs(ctx, ids, forUpdate)
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
+	for i := range js {
+		if p, ok := t.s.swapped[js[i].ID]; ok {
+			js[i].Payload = p
+		}
+	}
+	return js, err
 }

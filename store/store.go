@@ -90,6 +90,12 @@ type JobTx interface {
 	// the transaction ends (SELECT … FOR UPDATE where the backend has row locks; the
 	// embedded backend's transactions already exclude each other).
 	GetJob(ctx context.Context, id string, forUpdate bool) (Job, error)
+	// GetJobs returns the jobs of ids that exist, ordered by id, and omits the others.
+	// With forUpdate it locks their rows in one statement, in that order, so that two
+	// transactions locking overlapping sets queue rather than deadlock (beyond 500 ids,
+	// one statement per 500 of ids as given: pass them sorted). Ids must be distinct. It
+	// is GetJob for many jobs at the cost of one statement.
+	GetJobs(ctx context.Context, ids []string, forUpdate bool) ([]Job, error)
 	// InsertJob stores a new job; ErrConflict when the id exists.
 	InsertJob(ctx context.Context, j Job) error
 	// InsertJobs stores each job of js whose id does not exist yet and reports which it
@@ -99,6 +105,10 @@ type JobTx interface {
 	// UpdateJob overwrites the mutable state of an existing job (every field except
 	// ID, Topic, Actor, Labels, Payload, Hash, SubmittedBy); ErrNotFound when absent.
 	UpdateJob(ctx context.Context, j Job) error
+	// UpdateJobs is UpdateJob for many jobs at the cost of one statement. Each job must
+	// have been locked by this transaction (GetJob or GetJobs forUpdate), else
+	// ErrNotFound and nothing is written; ids must be distinct.
+	UpdateJobs(ctx context.Context, js []Job) error
 	// ListJobs returns up to q.Limit jobs matching q, ordered by (DecidedAt, ID)
 	// ascending, strictly after the cursor (q.AfterDecidedAt, q.AfterID).
 	ListJobs(ctx context.Context, q JobQuery) ([]Job, error)
@@ -116,8 +126,16 @@ type ApprovalTx interface {
 	// InsertApproval stores a; ErrConflict when the approver already approved that
 	// job revision (so a quorum counts distinct people).
 	InsertApproval(ctx context.Context, a Approval) error
+	// InsertApprovals stores every approval of as at the cost of one statement, or
+	// returns ErrConflict (and the transaction must not commit) when any of them exists,
+	// ErrNotFound when a job is missing.
+	InsertApprovals(ctx context.Context, as []Approval) error
 	// ListApprovals returns the approvals of a job revision, oldest first.
 	ListApprovals(ctx context.Context, jobID string, revision int) ([]Approval, error)
+	// ListApprovalsOf returns the approvals of every revision of the jobs of jobIDs, by
+	// job id, then revision, then oldest first: ListApprovals for many jobs at the cost of
+	// one statement.
+	ListApprovalsOf(ctx context.Context, jobIDs []string) ([]Approval, error)
 }
 
 // EvidenceTx appends and reads evidence events. Events are never updated or deleted.

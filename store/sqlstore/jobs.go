@@ -63,6 +63,7 @@ func (t *Tx) GetJob(ctx context.Context, id string, forUpdate bool) (store.Job, 
 	}
 	t.setHead(id, head)
 	t.active = &active
+	t.lock(id)
 	return j, nil
 }
 

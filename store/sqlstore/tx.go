@@ -26,6 +26,7 @@ type Tx struct {
 	// grows only through this transaction; a retry gets a fresh Tx.
 	heads  map[string]chainHead
 	active *string
+	locked map[string]bool // jobs whose rows this transaction locked (GetJob, GetJobs forUpdate)
 }
 
 type chainHead struct {
