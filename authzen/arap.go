@@ -510,7 +510,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var s submission
-	if !h.readBody(w, r, &s) {
+	if !h.readBody(w, r, &s, shapeSubmission) {
 		return
 	}
 	fail := func(kind string, err error) { h.arapProblem(w, r, kind, err) }
@@ -711,7 +711,7 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, id string) {
 		Reason  string `json:"reason"`
 		Comment string `json:"comment"`
 	}
-	if r.ContentLength != 0 && r.Header.Get("Content-Type") != "" && !h.readBody(w, r, &body) {
+	if r.ContentLength != 0 && r.Header.Get("Content-Type") != "" && !h.readBody(w, r, &body, shapeCancel) {
 		return
 	}
 	why := strings.TrimSpace(strings.Join(slices.DeleteFunc([]string{body.Reason, body.Comment}, func(s string) bool { return s == "" }), ": "))

@@ -147,7 +147,7 @@ func requestID(ctx context.Context) string {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.Header.Get("X-Request-ID")
-	if id == "" {
+	if !validRequestID(id) {
 		var b [16]byte
 		_, _ = rand.Read(b[:])
 		id = hex.EncodeToString(b[:])
@@ -183,6 +183,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(rec, r, server.Failure{Code: codes.NotFound, Reason: jobs.ReasonNotFound,
 			Message: "no such endpoint; see " + MetadataPath}, 0)
 	}
+}
+
+// maxRequestID bounds a caller's X-Request-ID: it is a correlation token, echoed in
+// every answer and logged, not a place for a caller's text.
+const maxRequestID = 128
+
+// validRequestID reports whether id may be kept: 1 to maxRequestID printable ASCII
+// characters. Any other id is replaced by a fresh one.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func (h *Handler) only(w http.ResponseWriter, r *http.Request, method string, serve func(http.ResponseWriter, *http.Request)) {
@@ -302,8 +320,9 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (*jobs.Service, 
 }
 
 // readBody reads a JSON request body within the size limit into v, and answers the
-// request itself when it cannot.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+// request itself when it cannot. The body must also be unambiguous for shape s (see
+// strictJSON).
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, v any, s shape) bool {
 	fail := func(status int, field, msg string) bool {
 		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, invalid(field, msg)), status)
 		return false
@@ -335,6 +354,10 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	if _, err := d.Token(); err != io.EOF {
 		return fail(http.StatusBadRequest, "body", "more than one JSON value")
+	}
+	if err := strictJSON(body, s); err != nil {
+		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), http.StatusBadRequest)
+		return false
 	}
 	return true
 }
@@ -385,7 +408,7 @@ func (h *Handler) evaluation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var ev evaluation
-	if !h.readBody(w, r, &ev) {
+	if !h.readBody(w, r, &ev, shapeEvaluation) {
 		return
 	}
 	ev.normalize()
@@ -440,7 +463,7 @@ func (h *Handler) evaluations(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b batch
-	if !h.readBody(w, r, &b) {
+	if !h.readBody(w, r, &b, shapeBatch) {
 		return
 	}
 	sem := executeAll
