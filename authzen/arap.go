@@ -224,6 +224,7 @@ type approvalRef struct {
 	ID            string          `json:"id"`
 	ApprovedAt    string          `json:"approved_at,omitempty"`
 	ApprovedUntil string          `json:"approved_until,omitempty"`
+	PublishedAt   string          `json:"published_at,omitempty"` // a re-evaluation's: when the job was first published
 	State         json.RawMessage `json:"state,omitempty"`
 }
 
@@ -249,6 +250,12 @@ func (h *Handler) requestable(r *http.Request, ev *evaluation, res *response) er
 // without machinery) with the submission's own members, which the approval's state
 // carries back; Publish compares its hash with the job's, so anything else — another
 // subject, resource, action or context, an altered state — is refused and recorded.
+//
+// The draft (§8) has the PDP evaluate the new request under current policy: the
+// answer is true only when the active policy still decides require_human (or allow)
+// for this content, under the snapshot that decided the job, before the approval's
+// deadline — the job's, the rule's ttl from the decision, and the requester's own
+// requested_until, whichever is first.
 func (h *Handler) reevaluate(ctx context.Context, svc *jobs.Service, p jobs.Principal, ev evaluation, raw json.RawMessage, at string) (response, error) {
 	var appr approvalRef
 	if err := json.Unmarshal(raw, &appr); err != nil {
@@ -257,7 +264,7 @@ func (h *Handler) reevaluate(ctx context.Context, svc *jobs.Service, p jobs.Prin
 	if appr.ID == "" {
 		return response{}, invalid(at+"context.approval.id", "required, a non-empty string")
 	}
-	req, _, err := ev.job(at)
+	req, src, err := ev.job(at)
 	if err != nil {
 		return response{}, err
 	}
@@ -269,6 +276,17 @@ func (h *Handler) reevaluate(ctx context.Context, svc *jobs.Service, p jobs.Prin
 	if err != nil {
 		return response{}, invalid(at+"body", err.Error())
 	}
+	cur, err := svc.Evaluate(ctx, jobs.DecideRequest{Topic: req.Topic, Actor: req.Actor, Labels: req.Labels, Payload: payload}, "")
+	if err != nil {
+		return response{}, requestField(err, at, src)
+	}
+	now := h.cfg.Clock()
+	// The requester's own end is checked before Publish, so that access past it is
+	// never handed out. The state is only claimed until Publish checks its hash; a
+	// claim of an earlier end only refuses sooner.
+	if end, ok := requestedUntil(appr.State); ok && !now.Before(end) {
+		return expired(appr.ID, end.UnixMicro(), "the access requested ends at "+end.UTC().Format(time.RFC3339)), nil
+	}
 	res, err := svc.Publish(ctx, p, jobs.PublishRequest{JobID: appr.ID, JobHash: hash})
 	if err != nil {
 		je, ok := jobs.AsError(err)
@@ -278,16 +296,76 @@ func (h *Handler) reevaluate(ctx context.Context, svc *jobs.Service, p jobs.Prin
 		case je.Retryable(), je.Code == jobs.CodeResourceExhausted, je.Code == jobs.CodeDataLoss:
 			return response{}, err // not the approval's fault: a problem, so the PEP retries
 		}
-		return notApproved(je, server.Classify(ctx, h.cfg.Log, je)), nil
+		out := notApproved(je, server.Classify(ctx, h.cfg.Log, je))
+		if cur.Result.Decision == decision.Deny {
+			out.Context.Reason = "policy_denied"
+		}
+		return out, nil
 	}
 	j := res.Job
-	if res.AlreadyPublished && j.ExpiresAt != 0 && h.cfg.Clock().UnixMicro() > j.ExpiresAt {
-		return response{Context: &decisionContext{Reason: "approval_expired", NextAction: "none",
-			Approval: &approvalRef{ID: j.ID, ApprovedUntil: rfc3339Micro(j.ExpiresAt)}}}, nil
+	switch {
+	case cur.Result.Decision == decision.Deny:
+		return response{Context: &decisionContext{Reason: "policy_denied", NextAction: "none", RuleID: cur.Result.RuleID,
+			SnapshotID: cur.Snapshot, Approval: &approvalRef{ID: j.ID}}}, nil
+	case cur.Snapshot != j.Snapshot && (j.Decision != decision.Allow.String() || cur.Result.Decision != decision.Allow):
+		return expired(j.ID, j.ExpiresAt, "the policy changed since the approval"), nil
 	}
-	return response{Decision: true, Context: &decisionContext{PolicyDecision: j.Decision, RuleID: j.RuleID,
+	deadline := approvalDeadline(&j, cur.Result, appr.State)
+	if deadline != 0 && now.UnixMicro() >= deadline {
+		return expired(j.ID, deadline, "the approval's time has passed"), nil
+	}
+	c := &decisionContext{PolicyDecision: j.Decision, RuleID: j.RuleID,
 		Reason: j.Reason, MatchedRules: j.MatchedRules, SnapshotID: j.Snapshot, JobHash: j.Hash,
-		Approval: &approvalRef{ID: j.ID, ApprovedAt: rfc3339Micro(j.ApprovedAt), ApprovedUntil: rfc3339Micro(j.ExpiresAt)}}}, nil
+		Approval: &approvalRef{ID: j.ID, ApprovedAt: rfc3339Micro(j.ApprovedAt), ApprovedUntil: rfc3339Micro(deadline),
+			PublishedAt: rfc3339Micro(j.PublishedAt)}}
+	if res.AlreadyPublished {
+		c.Repeat = true
+	}
+	return response{Decision: true, Context: c}, nil
+}
+
+// expired is the answer approval_expired, naming the approval and its end.
+func expired(id string, until int64, why string) response {
+	return response{Context: &decisionContext{Reason: "approval_expired", NextAction: "none", RuleReason: why,
+		Approval: &approvalRef{ID: id, ApprovedUntil: rfc3339Micro(until)}}}
+}
+
+// approvalDeadline is when an approved job's grant ends (Unix µs, 0 for none): the
+// earliest of the job's deadline, its decision time plus the ttl the current rule
+// gives (the same snapshot decided it, so a rewritten deadline column does not extend
+// it), and the access request's requested_until.
+func approvalDeadline(j *store.Job, cur decision.Result, state json.RawMessage) int64 {
+	d := j.ExpiresAt
+	earlier := func(t int64) {
+		if d == 0 || t < d {
+			d = t
+		}
+	}
+	if cur.Decision == decision.RequireHuman && j.DecidedAt != 0 {
+		earlier(j.DecidedAt + cur.Approval.TTL.Microseconds())
+	}
+	if end, ok := requestedUntil(state); ok {
+		earlier(end.UnixMicro())
+	}
+	return d
+}
+
+// requestedUntil is requested_access.requested_until of an access request's state,
+// when it names one. Submission refuses a malformed one.
+func requestedUntil(state json.RawMessage) (time.Time, bool) {
+	var s struct {
+		RequestedAccess struct {
+			RequestedUntil string `json:"requested_until"`
+		} `json:"requested_access"`
+	}
+	if len(state) == 0 || json.Unmarshal(state, &s) != nil || s.RequestedAccess.RequestedUntil == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, s.RequestedAccess.RequestedUntil)
+	if err != nil {
+		return time.Unix(0, 0), true // unreadable: the grant has ended (fail closed)
+	}
+	return t, true
 }
 
 // notApproved is the denial of a re-evaluation whose approval does not apply, with
@@ -408,11 +486,14 @@ func (h *Handler) taskOf(r *http.Request, j *store.Job, withResult bool) (taskRe
 		return out, err
 	}
 	until := j.ExpiresAt
+	if until == 0 { // allowed outright: no approval ttl; the task's answer is good for the denial's window
+		until = j.DecidedAt + int64(h.cfg.DenialTTL/time.Microsecond)
+	}
+	if end, ok := requestedUntil(pl.AccessRequest); ok && end.UnixMicro() < until {
+		until = end.UnixMicro() // no longer than the requester asked
+	}
 	out.Result = &taskResult{Mode: "reevaluate", Approval: approvalRef{ID: j.ID,
 		ApprovedAt: rfc3339Micro(j.ApprovedAt), ApprovedUntil: rfc3339Micro(until), State: pl.AccessRequest}}
-	if until == 0 { // allowed outright: no approval ttl; the task's answer is good for the denial's window
-		out.Result.Approval.ApprovedUntil = rfc3339Micro(j.DecidedAt + int64(h.cfg.DenialTTL/time.Microsecond))
-	}
 	return out, nil
 }
 
@@ -575,6 +656,10 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 			"the subject, resource, action or context differ from the denied evaluation's (binding_hash mismatch)"))
 		return
 	}
+	if err := h.checkRequestedAccess(s.RequestedAccess); err != nil {
+		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), 0)
+		return
+	}
 	denial, _ := json.Marshal(s.Denial)
 	meta := arMeta{RequestedAccess: nullless(s.RequestedAccess), Client: nullless(s.Client), Denial: denial}
 	if len(extra) > 0 {
@@ -630,6 +715,31 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.answerTask(w, r, &res.Job)
+}
+
+// checkRequestedAccess checks requested_access.requested_until, which bounds the
+// grant: an RFC 3339 time after now.
+func (h *Handler) checkRequestedAccess(raw json.RawMessage) error {
+	if isNull(raw) {
+		return nil
+	}
+	var ra struct {
+		RequestedUntil *string `json:"requested_until"`
+	}
+	if err := json.Unmarshal(raw, &ra); err != nil {
+		return invalid("requested_access", "must be an object")
+	}
+	if ra.RequestedUntil == nil {
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339, *ra.RequestedUntil)
+	switch {
+	case err != nil:
+		return invalid("requested_access.requested_until", "must be an RFC 3339 date-time")
+	case !t.After(h.cfg.Clock()):
+		return invalid("requested_access.requested_until", "must be in the future")
+	}
+	return nil
 }
 
 func nullless(raw json.RawMessage) json.RawMessage {
