@@ -701,20 +701,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), 0)
 		return
 	}
-	res, err := svc.Decide(r.Context(), p, req)
-	if err != nil {
-		je, ok := jobs.AsError(err)
-		switch {
-		case ok && (je.Reason == jobs.ReasonJobHashMismatch || je.Reason == jobs.ReasonJobIDInUse):
-			out := *je
-			out.Field, out.Msg = "Idempotency-Key", "Idempotency-Key reused with another body: "+je.Msg
-			fail(probDuplicate, &out)
-		default:
-			writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, requestField(err, "", src)), 0)
-		}
-		return
-	}
-	h.answerTask(w, r, &res.Job)
+	h.decideTask(w, r, svc, p, req, src)
 }
 
 // checkRequestedAccess checks requested_access.requested_until, which bounds the
@@ -861,7 +848,9 @@ func (h *Handler) fresh(svc *jobs.Service, ref evalRef, expires string) error {
 
 // retried answers a submission whose denial is no longer fresh when it repeats one the
 // caller made in time with the same key: the same task, or duplicate_request for
-// another body. It reports false, answering nothing, when there is no such task.
+// another body. It reports false, answering nothing, when there is no such task. The
+// answer is Decide's, so a reuse of the key with another body is recorded
+// (JOB_HASH_MISMATCH) as it is while the denial is fresh.
 func (h *Handler) retried(w http.ResponseWriter, r *http.Request, svc *jobs.Service, p jobs.Principal, key string, req jobs.DecideRequest) bool {
 	id, err := taskID(p, key)
 	if err != nil {
@@ -871,15 +860,27 @@ func (h *Handler) retried(w http.ResponseWriter, r *http.Request, svc *jobs.Serv
 	if err != nil || !identity.Same(p.ID, v.Job.SubmittedBy) {
 		return false
 	}
-	hash, err := canonical.JobHash(req.Topic, req.Actor, req.Labels, req.Payload)
-	if err != nil || hash != v.Job.Hash {
-		h.arapProblem(w, r, probDuplicate, &jobs.Error{Code: jobs.CodeAborted, Reason: jobs.ReasonJobHashMismatch,
-			Field: "Idempotency-Key", Msg: "Idempotency-Key reused with another body",
-			Meta: map[string]string{"expected_job_hash": v.Job.Hash, "presented_job_hash": hash}})
-		return true
-	}
-	h.answerTask(w, r, &v.Job)
+	req.JobID = id
+	h.decideTask(w, r, svc, p, req, nil)
 	return true
+}
+
+// decideTask is the Decide of a submission's job, answered as its task.
+func (h *Handler) decideTask(w http.ResponseWriter, r *http.Request, svc *jobs.Service, p jobs.Principal, req jobs.DecideRequest, src map[string]string) {
+	res, err := svc.Decide(r.Context(), p, req)
+	if err != nil {
+		je, ok := jobs.AsError(err)
+		switch {
+		case ok && (je.Reason == jobs.ReasonJobHashMismatch || je.Reason == jobs.ReasonJobIDInUse):
+			out := *je
+			out.Field, out.Msg = "Idempotency-Key", "Idempotency-Key reused with another body: "+je.Msg
+			h.arapProblem(w, r, probDuplicate, &out)
+		default:
+			writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, requestField(err, "", src)), 0)
+		}
+		return
+	}
+	h.answerTask(w, r, &res.Job)
 }
 
 // answerTask answers a submission with its task: 202 while pending, else 201.
