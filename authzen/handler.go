@@ -491,6 +491,15 @@ func (h *Handler) evaluations(w http.ResponseWriter, r *http.Request) {
 		fail(invalid("evaluations", fmt.Sprintf("at most %d items", h.cfg.MaxEvaluations)))
 		return
 	}
+	if err := h.boundBatch(&b); err != nil {
+		je, _ := jobs.AsError(err)
+		status := 0
+		if je != nil && je.Code == jobs.CodeResourceExhausted {
+			status = http.StatusRequestEntityTooLarge
+		}
+		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), status)
+		return
+	}
 	out := make([]response, 0, len(b.Evaluations))
 	for i, item := range b.Evaluations {
 		if err := r.Context().Err(); err != nil {
@@ -517,4 +526,64 @@ func (h *Handler) evaluations(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, struct {
 		Evaluations []response `json:"evaluations"`
 	}{out})
+}
+
+// boundBatch bounds the work of a batch before any of it is done. Each item takes the
+// top-level values it omits, so a small body can stand for many times its size: the
+// items as evaluated, defaults merged, must together fit in MaxBodyBytes, as gRPC's
+// request limit bounds a batch there. And an item may not present an approval: a
+// re-evaluation is an enforcement, recorded as the job's Publish, one per request at
+// /access/v1/evaluation.
+func (h *Handler) boundBatch(b *batch) error {
+	if hasApproval(b.Context) {
+		return invalid("context.approval", "a re-evaluation presenting an approval is one request to "+EvaluationPath+", not a batch default")
+	}
+	size := func(v any) int64 {
+		raw, _ := json.Marshal(v)
+		return int64(len(raw))
+	}
+	def := [4]int64{size(b.Subject), size(b.Resource), size(b.Action), int64(len(b.Context))}
+	var total int64
+	for i := range b.Evaluations {
+		item := &b.Evaluations[i]
+		if hasApproval(item.Context) {
+			return invalid(fmt.Sprintf("evaluations[%d].context.approval", i),
+				"a re-evaluation presenting an approval is one request to "+EvaluationPath+", not a batch item")
+		}
+		// An entity the item names replaces the default's; one it omits is the default.
+		for k, own := range []int64{sizeIf(item.Subject != nil, item.Subject), sizeIf(item.Resource != nil, item.Resource),
+			sizeIf(item.Action != nil, item.Action), int64(len(item.Context))} {
+			if own == 0 {
+				own = def[k]
+			}
+			total += own
+		}
+		if total > h.cfg.MaxBodyBytes {
+			return &jobs.Error{Code: jobs.CodeResourceExhausted, Reason: jobs.ReasonInvalidField, Field: "evaluations",
+				Msg:  fmt.Sprintf("evaluations: the items with their defaults come to more than %d bytes; send the defaults in each item's stead, or fewer items per request", h.cfg.MaxBodyBytes),
+				Meta: map[string]string{"field": "evaluations"}}
+		}
+	}
+	return nil
+}
+
+func sizeIf[T any](ok bool, v *T) int64 {
+	if !ok {
+		return 0
+	}
+	raw, _ := json.Marshal(v)
+	return int64(len(raw))
+}
+
+// hasApproval reports whether a context object holds the profile's approval member.
+func hasApproval(ctx json.RawMessage) bool {
+	if isNull(ctx) {
+		return false
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(ctx, &m) != nil {
+		return false
+	}
+	_, ok := m["approval"]
+	return ok
 }
