@@ -3,7 +3,6 @@ package authzen
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/json"
@@ -85,15 +84,22 @@ type evalRef struct {
 	Members     []string `json:"m"` // the authorization-relevant context members
 }
 
-func (r evalRef) id() string {
+// id is the evaluation_id of r, MACed with the deployment's key.
+func (r evalRef) id(k *macKeys) string {
 	b, _ := json.Marshal(r)
-	return evalPrefix + base64.RawURLEncoding.EncodeToString(b)
+	return k.signEval(base64.RawURLEncoding.EncodeToString(b))
 }
 
-func parseEvalRef(s string) (evalRef, bool) {
+// maxEvalMembers bounds the context members an evaluation_id names.
+const maxEvalMembers = 256
+
+func parseEvalRef(k *macKeys, s string) (evalRef, bool) {
 	var r evalRef
-	enc, ok := strings.CutPrefix(s, evalPrefix)
-	if !ok || len(enc) > 64<<10 {
+	if len(s) > 64<<10 {
+		return r, false
+	}
+	enc, ok := k.openEval(s)
+	if !ok {
 		return r, false
 	}
 	b, err := base64.RawURLEncoding.DecodeString(enc)
@@ -102,11 +108,15 @@ func parseEvalRef(s string) (evalRef, bool) {
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
-	if d.Decode(&r) != nil || r.V != 1 || r.Snapshot == "" || r.Binding == "" || r.ExpiresAt < r.EvaluatedAt {
+	if d.Decode(&r) != nil || r.V != 1 || r.Snapshot == "" || r.Binding == "" || r.ExpiresAt < r.EvaluatedAt ||
+		len(r.Members) > maxEvalMembers {
 		return r, false
 	}
 	return r, true
 }
+
+// macs are the keys Attach derived; only called once a request is admitted.
+func (h *Handler) macs() *macKeys { return h.backend.Load().keys }
 
 func rfc3339(unix int64) string { return time.Unix(unix, 0).UTC().Format(time.RFC3339) }
 
@@ -239,7 +249,7 @@ func (h *Handler) requestable(r *http.Request, ev *evaluation, res *response) er
 	ref := evalRef{V: 1, Snapshot: res.Context.SnapshotID, EvaluatedAt: now,
 		ExpiresAt: now + int64(h.cfg.DenialTTL/time.Second), Binding: bh, Members: members}
 	c := res.Context
-	c.EvaluationID, c.EvaluatedAt, c.BindingHash = ref.id(), rfc3339(now), bh
+	c.EvaluationID, c.EvaluatedAt, c.BindingHash = ref.id(h.macs()), rfc3339(now), bh
 	c.RuleReason, c.Reason = c.Reason, "approval_required"
 	c.AccessRequest = &accessRequestHint{Endpoint: h.baseURL(r) + RequestsPath, ExpiresAt: rfc3339(ref.ExpiresAt)}
 	return nil
@@ -510,18 +520,21 @@ func isTask(j *store.Job) bool {
 	return ok
 }
 
-// taskID is the job id of a submission: derived from the caller and its
-// Idempotency-Key, so a retry names the same job and Decide answers it again, while
-// another caller's equal key names another job; without a key, a new id.
-func taskID(p jobs.Principal, key string) (string, error) {
+// taskID is the job id of a submission: with an Idempotency-Key, arq_ + base32 of
+// HMAC-SHA256(the deployment's task-id key, canonical caller || 0x00 || key), so a
+// retry names the same job and Decide answers it again, another caller's equal key
+// names another job, and no one without the deployment's key can compute it; without
+// a key, a new random id. The id depends on the key: after a rotation of the evidence
+// signing key, a retry with the same Idempotency-Key makes a new task.
+func (k *macKeys) taskID(p jobs.Principal, key string) (string, error) {
 	if key == "" {
 		return taskPrefix + strings.ToLower(ulid.Make().String()), nil
 	}
-	k, err := identity.Key(p.ID)
+	c, err := identity.Key(p.ID)
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256([]byte(k + "\x00" + key))
+	sum := mac(k.task, c+"\x00"+key)
 	return taskPrefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:20])), nil
 }
 
@@ -560,11 +573,12 @@ func (h *Handler) arapProblem(w http.ResponseWriter, r *http.Request, kind strin
 // authenticated authenticates the caller and authorizes it for method, answering the
 // request itself when it refuses.
 func (h *Handler) authenticated(w http.ResponseWriter, r *http.Request, method string) (*jobs.Service, jobs.Principal, bool) {
-	svc := h.jobs.Load()
-	if svc == nil {
+	b := h.backend.Load()
+	if b == nil {
 		writeProblem(w, r, server.Failure{Code: codes.Unavailable, Message: "starting: waiting for the database"}, 0)
 		return nil, jobs.Principal{}, false
 	}
+	svc := b.svc
 	p, err := h.cfg.Auth.AuthenticateHTTP(r)
 	if err == nil {
 		if rec, ok := w.(*recorder); ok {
@@ -612,7 +626,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		fail(probInvalidBinding, invalid("denial.evaluation_id", "required: Agate binds denials by evaluation_id and issues no binding_token"))
 		return
 	}
-	ref, ok := parseEvalRef(s.Denial.EvaluationID)
+	ref, ok := parseEvalRef(h.macs(), s.Denial.EvaluationID)
 	if !ok {
 		fail(probInvalidBinding, invalid("denial.evaluation_id", "not an evaluation id this PDP issued"))
 		return
@@ -697,7 +711,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 			Meta: map[string]string{"status": pre.Result.Decision.String()}})
 		return
 	}
-	if req.JobID, err = taskID(p, key); err != nil {
+	if req.JobID, err = h.macs().taskID(p, key); err != nil {
 		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), 0)
 		return
 	}
@@ -852,7 +866,7 @@ func (h *Handler) fresh(svc *jobs.Service, ref evalRef, expires string) error {
 // answer is Decide's, so a reuse of the key with another body is recorded
 // (JOB_HASH_MISMATCH) as it is while the denial is fresh.
 func (h *Handler) retried(w http.ResponseWriter, r *http.Request, svc *jobs.Service, p jobs.Principal, key string, req jobs.DecideRequest) bool {
-	id, err := taskID(p, key)
+	id, err := h.macs().taskID(p, key)
 	if err != nil {
 		return false
 	}

@@ -102,10 +102,10 @@ func TestUnavailableUntilAttached(t *testing.T) {
 		t.Fatalf("metadata before Attach: %d", resp.StatusCode)
 	}
 	svc, _ := backend(t)
-	if err := h.Attach(svc); err != nil {
+	if err := h.Attach(svc, testSecret); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Attach(svc); err == nil {
+	if err := h.Attach(svc, testSecret); err == nil {
 		t.Fatal("a second Attach succeeded")
 	}
 	if code, _, out := post(t, srv.URL, authzen.EvaluationPath, strings.NewReader(allowBody), nil); code != http.StatusOK || out["decision"] != true {
@@ -213,3 +213,6 @@ func TestParseBaseURL(t *testing.T) {
 		}
 	}
 }
+
+// testSecret stands for the deployment's evidence signing key seed.
+var testSecret = authzen.Secret{Key: []byte("0123456789abcdef0123456789abcdef")}

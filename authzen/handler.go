@@ -57,9 +57,15 @@ type Config struct {
 // Handler serves the AuthZEN endpoints. Until Attach gives it the job service, the
 // evaluation endpoints answer 503.
 type Handler struct {
-	cfg  Config
-	base *url.URL
-	jobs atomic.Pointer[jobs.Service]
+	cfg     Config
+	base    *url.URL
+	backend atomic.Pointer[backend]
+}
+
+// backend is what Attach installs, at once: nothing is served without both.
+type backend struct {
+	svc  *jobs.Service
+	keys *macKeys
 }
 
 // New returns a handler; it checks BaseURL.
@@ -124,12 +130,18 @@ func loopbackHost(h string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Attach installs the job service once the database is reachable.
-func (h *Handler) Attach(svc *jobs.Service) error {
+// Attach installs the job service once the database is reachable, with the
+// deployment's secret for the profile's task ids and evaluation ids. Until then every
+// endpoint but the metadata answers 503.
+func (h *Handler) Attach(svc *jobs.Service, secret Secret) error {
 	if svc == nil {
 		return errors.New("authzen: Attach needs a job service")
 	}
-	if !h.jobs.CompareAndSwap(nil, svc) {
+	keys, err := deriveKeys(secret)
+	if err != nil {
+		return err
+	}
+	if !h.backend.CompareAndSwap(nil, &backend{svc: svc, keys: keys}) {
 		return errors.New("authzen: job service already attached")
 	}
 	return nil
@@ -296,11 +308,12 @@ type caller struct {
 // the backend, authentication, then the roles of gRPC's Evaluate, or of Publish for a
 // dispatcher's re-evaluations. It answers the request itself when it refuses it.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (*jobs.Service, caller, bool) {
-	svc := h.jobs.Load()
-	if svc == nil {
+	b := h.backend.Load()
+	if b == nil {
 		writeProblem(w, r, server.Failure{Code: codes.Unavailable, Message: "starting: waiting for the database"}, 0)
 		return nil, caller{}, false
 	}
+	svc := b.svc
 	p, err := h.cfg.Auth.AuthenticateHTTP(r)
 	var c caller
 	if err == nil {
