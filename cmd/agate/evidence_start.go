@@ -5,13 +5,13 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"github.com/agate-pdp/agate/authzen"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agate-pdp/agate/audit"
+	"github.com/agate-pdp/agate/authzen"
 	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/snapshots"
 	"github.com/agate-pdp/agate/store"
