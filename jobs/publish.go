@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/agate-pdp/agate/decision"
 	"github.com/agate-pdp/agate/evidence"
@@ -39,12 +40,15 @@ func (s *Service) Publish(ctx context.Context, p Principal, r PublishRequest) (P
 		if err := checkContent(ctx, tx, j, p, now, r.JobHash, c.name); err != nil {
 			return err
 		}
-		if err := checkStored(ctx, tx, j, p, now, c.name); err != nil {
+		if err := s.checkStored(ctx, tx, j, p, now, c.name); err != nil {
 			return err
 		}
 		var reevaluated string
 		switch j.Status {
 		case store.StatusAllowedAndPublished, store.StatusApprovedAndPublished, store.StatusSucceeded, store.StatusFailed:
+			if err := checkRepeat(ctx, tx, j, p, now); err != nil {
+				return err
+			}
 			out.AlreadyPublished = true
 			if j.ApprovalRequired {
 				out.Approvals, err = tx.ListApprovals(ctx, j.ID, j.Revision)
@@ -208,4 +212,43 @@ func (s *Service) ReportOutcome(ctx context.Context, p Principal, r OutcomeReque
 func staleAttempt(current, presented int64) *Error {
 	return failed(ReasonStaleAttempt, fmt.Sprintf("attempt %d is not the job's current attempt %d", presented, current),
 		"attempt", fmt.Sprint(current))
+}
+
+// checkRepeat answers a Publish of a job already published only as a retry: from the
+// principal that published it, while what let it through still holds (an approval
+// within its ttl, the snapshot it was published under still active). Anything else is
+// refused — and recorded, as every refusal of a caller with standing is — so a second
+// dispatcher, or a retry after the policy moved on, never gets a second go-ahead.
+// The job is left as it is: its publication stands in the evidence.
+func checkRepeat(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) error {
+	events, err := tx.ListEvents(ctx, j.ID)
+	if err != nil {
+		return err
+	}
+	var last *evidence.Event
+	for i := range events {
+		if events[i].Kind == evidence.KindPublish || events[i].Kind == evidence.KindReplay {
+			last = &events[i]
+		}
+	}
+	if last != nil && last.Principal != p.ID {
+		return failed(ReasonNotPending, fmt.Sprintf("the job is %s: another principal published it", j.Status),
+			"status", string(j.Status))
+	}
+	if j.ApprovalRequired && now >= j.ExpiresAt {
+		return failed(ReasonApprovalExpired, "the approval ttl passed; a published job is not handed out again",
+			"expires_at", strconv.FormatInt(j.ExpiresAt, 10))
+	}
+	active, err := activeSnapshot(ctx, tx)
+	if err != nil {
+		return err
+	}
+	under := j.Snapshot
+	if last != nil && last.PolicySnapshot != "" {
+		under = last.PolicySnapshot
+	}
+	if active != under {
+		return drift(under, active)
+	}
+	return nil
 }

@@ -51,7 +51,7 @@ func (s *Service) Replay(ctx context.Context, p Principal, r ReplayRequest) (Rep
 		if err := checkContent(ctx, tx, j, p, now, r.JobHash, c.name); err != nil {
 			return err
 		}
-		if err := checkStored(ctx, tx, j, p, now, c.name); err != nil {
+		if err := s.checkStored(ctx, tx, j, p, now, c.name); err != nil {
 			return err
 		}
 		if published(j.Status) && j.Attempt == r.ExpectedAttempt+1 {

@@ -3,8 +3,10 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/agate-pdp/agate/canonical"
+	"github.com/agate-pdp/agate/decision"
 	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/store"
 )
@@ -17,7 +19,7 @@ import (
 // matching hash, a status set to approved, a decision turned into allow — fails one of
 // these. Then nothing is handed out, the job is left as it is, and a conflict event
 // records both hashes.
-func checkStored(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64, call string) error {
+func (s *Service) checkStored(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64, call string) error {
 	computed := "(content cannot be hashed)"
 	if labels, err := decodeLabels(j.Labels); err == nil {
 		if h, err := canonical.JobHash(j.Topic, j.Actor, labels, j.Payload); err == nil {
@@ -30,7 +32,12 @@ func checkStored(ctx context.Context, tx store.Tx, j *store.Job, p Principal, no
 	}
 	decided, why := chainVerdict(events, j)
 	if computed == j.Hash && why == "" {
-		return nil
+		if why, err = s.ruleVerdict(ctx, tx, events, j); err != nil {
+			return err
+		}
+		if why == "" {
+			return nil
+		}
 	}
 	if why == "" {
 		why = fmt.Sprintf("the stored job's content hashes to %s, not to its stored job_hash", computed)
@@ -73,4 +80,59 @@ func chainVerdict(events []evidence.Event, j *store.Job) (decided, why string) {
 		}
 	}
 	return d.JobHash, "it needs a human's approval and its evidence holds none that completed the quorum"
+}
+
+// ruleVerdict holds the columns a decision derives from its rule — the snapshot, the
+// approver roles, the quorum and the approval deadline — to what the decision event's
+// snapshot says for this content at the event's time. No event carries them, and a
+// rewritten quorum, deadline or snapshot would otherwise let an approval outlive or
+// outgrow what the policy gave. It returns why j disagrees, or "".
+func (s *Service) ruleVerdict(ctx context.Context, tx store.Tx, events []evidence.Event, j *store.Job) (string, error) {
+	var d *evidence.Event
+	for i := range events {
+		if events[i].Kind == evidence.KindDecision {
+			d = &events[i]
+		}
+	}
+	if d == nil {
+		return "", nil // chainVerdict has said so
+	}
+	if d.PolicySnapshot != j.Snapshot {
+		return fmt.Sprintf("its decision event names snapshot %s, the stored job %s", d.PolicySnapshot, j.Snapshot), nil
+	}
+	var eng *decision.Engine
+	if act, ok := s.tracker.Current(); ok && act.Snapshot.ID == d.PolicySnapshot {
+		eng = act.Engine
+	} else {
+		snap, err := tx.GetSnapshot(ctx, d.PolicySnapshot)
+		if err != nil {
+			return "", err
+		}
+		if eng, err = s.cache.Engine(snap); err != nil {
+			return "", err
+		}
+	}
+	labels, err := decodeLabels(j.Labels)
+	if err != nil {
+		return "its labels cannot be decoded: " + err.Error(), nil
+	}
+	res, err := eng.Evaluate(&decision.Job{Topic: j.Topic, Actor: j.Actor, Labels: labels})
+	if err != nil {
+		return "its content breaks the schema of the snapshot that decided it: " + err.Error(), nil
+	}
+	switch {
+	case res.Decision.String() != d.Decision || res.RuleID != d.RuleID:
+		return fmt.Sprintf("its snapshot decides %s by rule %s, its decision event %s by rule %s",
+			res.Decision, res.RuleID, d.Decision, d.RuleID), nil
+	case res.Decision != decision.RequireHuman:
+		return "", nil
+	case j.Quorum != res.Approval.Quorum:
+		return fmt.Sprintf("its rule asks for %d approvals, the stored job %d", res.Approval.Quorum, j.Quorum), nil
+	case !slices.Equal(j.ApprovalRoles, res.Approval.Roles):
+		return fmt.Sprintf("its rule names approver roles %v, the stored job %v", res.Approval.Roles, j.ApprovalRoles), nil
+	case j.DecidedAt != d.At || j.ExpiresAt != d.At+res.Approval.TTL.Microseconds():
+		return fmt.Sprintf("its approval deadline is %d (decided at %d, ttl %s), the stored job's %d (decided at %d)",
+			d.At+res.Approval.TTL.Microseconds(), d.At, res.Approval.TTL, j.ExpiresAt, j.DecidedAt), nil
+	}
+	return "", nil
 }

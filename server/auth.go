@@ -85,14 +85,14 @@ var errUnauthenticated = &accessError{unauthenticated: true, reason: "UNAUTHENTI
 // principal they must name the same one: a stolen token does not work over another
 // principal's mTLS connection.
 func (a *Authenticator) Authenticate(ctx context.Context) (jobs.Principal, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
 	var state *tls.ConnectionState
 	if pr, ok := peer.FromContext(ctx); ok {
 		if ti, ok := pr.AuthInfo.(credentials.TLSInfo); ok {
 			state = &ti.State
 		}
 	}
-	return a.authenticate(ctx, md.Get("authorization"), state)
+	// Only the one header is copied, not the whole metadata.
+	return a.authenticate(ctx, metadata.ValueFromIncomingContext(ctx, "authorization"), state)
 }
 
 // AuthenticateHTTP is Authenticate for an HTTP request: its Authorization header
@@ -181,14 +181,20 @@ func (ids *Identities) peerCertificate(state *tls.ConnectionState) (jobs.Princip
 	return ids.certificate(state.VerifiedChains[0][0])
 }
 
-type principalKey struct{}
-
-// withPrincipal and principalFrom carry the authenticated caller to handlers.
+// withPrincipal and principalFrom carry the authenticated caller to handlers. The
+// principal goes into the callInfo that observeUnary or observeStream left in ctx, so a
+// call builds one context value, not two; ctx without one gets a new one.
 func withPrincipal(ctx context.Context, p jobs.Principal) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
+	if ci, ok := ctx.Value(callInfoKey{}).(*callInfo); ok {
+		ci.principal = p
+		return ctx
+	}
+	return context.WithValue(ctx, callInfoKey{}, &callInfo{principal: p})
 }
 
 func principalFrom(ctx context.Context) jobs.Principal {
-	p, _ := ctx.Value(principalKey{}).(jobs.Principal)
-	return p
+	if ci, ok := ctx.Value(callInfoKey{}).(*callInfo); ok {
+		return ci.principal
+	}
+	return jobs.Principal{}
 }

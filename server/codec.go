@@ -3,6 +3,7 @@ package server
 import (
 	"iter"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
@@ -24,8 +25,9 @@ import (
 // INVALID_ARGUMENT after authentication. Any other decoding error stays INTERNAL, as
 // grpc-go has it.
 type requestCodec struct {
-	base encoding.CodecV2
-	bad  sync.Map // proto.Message → field path
+	base    encoding.CodecV2
+	bad     sync.Map     // proto.Message → field path
+	records atomic.Int64 // entries in bad: while there are none, take looks nothing up
 }
 
 var _ encoding.CodecV2 = (*requestCodec)(nil)
@@ -50,20 +52,29 @@ func (c *requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		field = "request"
 	}
 	proto.Reset(m) // nothing half-decoded reaches a handler, should the record be missed
-	c.bad.Store(v, field)
+	c.record(v, field)
 	return nil
+}
+
+// record remembers that v, a decoded message, held invalid UTF-8 in field.
+func (c *requestCodec) record(v any, field string) {
+	c.records.Add(1)
+	c.bad.Store(v, field)
 }
 
 // take returns, and forgets, the INVALID_FIELD error of a message the codec found
 // invalid UTF-8 in; nil for any other.
 func (c *requestCodec) take(v any) error {
-	if v == nil {
+	// The record of v, if any, was counted before v's decoding returned, which happened
+	// before v reached an interceptor; a count of zero means there is none.
+	if v == nil || c.records.Load() == 0 {
 		return nil
 	}
 	field, ok := c.bad.LoadAndDelete(v)
 	if !ok {
 		return nil
 	}
+	c.records.Add(-1)
 	f := field.(string)
 	return &jobs.Error{Code: jobs.CodeInvalidArgument, Reason: jobs.ReasonInvalidField, Field: f,
 		Msg: f + ": is not valid UTF-8", Meta: map[string]string{"field": f}}

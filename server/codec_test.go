@@ -158,8 +158,8 @@ func TestInvalidUTF8IsInvalidArgument(t *testing.T) {
 	// The codec keeps no record once the requests are answered.
 	n := 0
 	srv.codec.bad.Range(func(any, any) bool { n++; return true })
-	if n != 0 {
-		t.Errorf("%d invalid-UTF-8 records left behind", n)
+	if n != 0 || srv.codec.records.Load() != 0 {
+		t.Errorf("%d invalid-UTF-8 records left behind, %d counted", n, srv.codec.records.Load())
 	}
 }
 
@@ -239,13 +239,13 @@ func TestStartingServerForgetsCodecRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := &agatev1.ApproveRequest{}
-	srv.codec.bad.Store(req, "reason")
+	srv.codec.record(req, "reason")
 	_, err = srv.attachedUnary(context.Background(), req, &grpc.UnaryServerInfo{FullMethod: "/agate.v1.DecisionService/Approve"},
 		func(context.Context, any) (any, error) { return nil, nil })
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("err = %v, want UNAVAILABLE while starting", err)
 	}
-	if _, kept := srv.codec.bad.Load(req); kept {
+	if _, kept := srv.codec.bad.Load(req); kept || srv.codec.records.Load() != 0 {
 		t.Fatal("the codec's record outlived a request refused while starting")
 	}
 }

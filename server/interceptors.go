@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/agate-pdp/agate/jobs"
 )
 
 // recoverUnary turns a handler panic into INTERNAL and logs its stack; the process and
@@ -41,6 +43,11 @@ func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
 // deadlineUnary caps how long any call may run, whatever deadline the client sent.
 func deadlineUnary(max time.Duration) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		// A client's own deadline within the cap needs no second one; the transport
+		// cancels the call's context when it ends either way.
+		if d, ok := ctx.Deadline(); ok && time.Until(d) <= max {
+			return h(ctx, req)
+		}
 		ctx, cancel := context.WithTimeout(ctx, max)
 		defer cancel()
 		return h(ctx, req)
@@ -84,9 +91,6 @@ func (s *Server) authorize(ctx context.Context, method string) (context.Context,
 	if err := Authorize(method, p); err != nil {
 		return ctx, err
 	}
-	if ci, ok := ctx.Value(callInfoKey{}).(*callInfo); ok {
-		ci.principal = p.ID
-	}
 	return withPrincipal(ctx, p), nil
 }
 
@@ -117,8 +121,9 @@ func (s *Server) observeStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	return err
 }
 
-// callInfo carries what inner interceptors learn back out to the logging one.
-type callInfo struct{ principal string }
+// callInfo is the one context value a call carries: the principal, which
+// authentication sets for the handlers and the logging interceptor reads back out.
+type callInfo struct{ principal jobs.Principal }
 
 type callInfoKey struct{}
 
@@ -126,8 +131,9 @@ func (s *Server) observe(ctx context.Context, ci *callInfo, method string, start
 	code := status.Code(err)
 	elapsed := time.Since(start)
 	if s.metrics != nil {
-		s.metrics.rpcs.WithLabelValues(method, code.String()).Inc()
-		s.metrics.latency.WithLabelValues(method, code.String()).Observe(elapsed.Seconds())
+		r := s.rpcSeries(method, code)
+		r.count.Inc()
+		r.latency.Observe(elapsed.Seconds())
 	}
 	// Successful calls log at debug: at thousands of decisions a second the evidence
 	// store, not the log, is the record.
@@ -144,6 +150,9 @@ func (s *Server) observe(ctx context.Context, ci *callInfo, method string, start
 	default:
 		level = slog.LevelInfo
 	}
+	if !s.log.Enabled(ctx, level) {
+		return // spares boxing the attributes of a line nobody reads
+	}
 	s.log.Log(ctx, level, "rpc", "method", method, "code", code.String(),
-		"duration_ms", float64(elapsed.Microseconds())/1000, "principal", ci.principal)
+		"duration_ms", float64(elapsed.Microseconds())/1000, "principal", ci.principal.ID)
 }

@@ -82,3 +82,14 @@ func streamMethods(g *grpc.Server) map[string]bool {
 	}
 	return out
 }
+
+// serviceMethods lists every registered method by its full name.
+func serviceMethods(g *grpc.Server) []string {
+	var out []string
+	for svc, info := range g.GetServiceInfo() {
+		for _, m := range info.Methods {
+			out = append(out, "/"+svc+"/"+m.Name)
+		}
+	}
+	return out
+}

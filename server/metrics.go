@@ -4,8 +4,10 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
 
 	"github.com/agate-pdp/agate/buildinfo"
 	"github.com/agate-pdp/agate/jobs"
@@ -103,4 +105,43 @@ func (s *Server) countApproval(outcome string, err error) {
 		outcome = strings.ToLower(je.Reason)
 	}
 	s.metrics.approvals.WithLabelValues(outcome).Inc()
+}
+
+// rpcSeries are one method's and code's request counter and latency histogram.
+type rpcSeries struct {
+	count   prometheus.Counter
+	latency prometheus.Observer
+}
+
+// methodSeries holds a method's series by code, each created on the method's first
+// answer with that code, so /metrics lists only what happened. Looking a series up
+// here, rather than by its label values, spares hashing them on every call.
+type methodSeries [codes.Unauthenticated + 1]atomic.Pointer[rpcSeries]
+
+// newSeriesTable returns an empty table for methods.
+func newSeriesTable(methods []string) map[string]*methodSeries {
+	t := make(map[string]*methodSeries, len(methods))
+	for _, m := range methods {
+		t[m] = new(methodSeries)
+	}
+	return t
+}
+
+// rpcSeries returns the series of a call to method answered with code.
+func (s *Server) rpcSeries(method string, code codes.Code) *rpcSeries {
+	byCode, ok := s.series[method]
+	if !ok || int(code) >= len(byCode) {
+		return s.metrics.newRPCSeries(method, code) // a method or code outside the table
+	}
+	if r := byCode[code].Load(); r != nil {
+		return r
+	}
+	r := s.metrics.newRPCSeries(method, code)
+	byCode[code].Store(r) // a racing call stores the same series: both come from the vectors
+	return r
+}
+
+func (m *Metrics) newRPCSeries(method string, code codes.Code) *rpcSeries {
+	return &rpcSeries{count: m.rpcs.WithLabelValues(method, code.String()),
+		latency: m.latency.WithLabelValues(method, code.String())}
 }

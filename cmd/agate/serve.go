@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"syscall"
@@ -32,6 +33,20 @@ import (
 	"github.com/agate-pdp/agate/telemetry"
 )
 
+// serveGCPercent is the garbage collector's target when GOGC does not set one: collect
+// once the heap has grown to five times what survived the last collection. A replica
+// keeps only a few MB live, so at Go's default of 100 it collected every few hundred
+// calls and the collector took a fifth of an Evaluate's instructions; at 400 it takes
+// a quarter of that, for some 20 MB more heap. GOMEMLIMIT, when set, still bounds it.
+const serveGCPercent = 400
+
+// collectLessOften applies serveGCPercent unless the operator chose with GOGC.
+func collectLessOften() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(serveGCPercent)
+	}
+}
+
 // policyFilePrincipal is who activates the --policy file, as recorded in evidence.
 const policyFilePrincipal = "agate:policy-file"
 
@@ -42,6 +57,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	level, _ := parseLevel(cfg.LogLevel)
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	collectLessOften()
 
 	// Everything that can be checked without the database is checked first, and nothing
 	// touches the database before both listeners are bound: a start that fails (a bad
