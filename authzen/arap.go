@@ -652,10 +652,14 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		fail(probInvalidBinding, invalid("context", "must be an object"))
 		return
 	}
+	members := make(map[string]struct{}, len(ref.Members))
+	for _, m := range ref.Members {
+		members[m] = struct{}{}
+	}
 	bound, extra := map[string]json.RawMessage{}, map[string]json.RawMessage{}
 	for k, v := range all {
 		b, _ := json.Marshal(v)
-		if slices.Contains(ref.Members, k) {
+		if _, ok := members[k]; ok {
 			bound[k] = b
 		} else {
 			extra[k] = b
@@ -816,6 +820,10 @@ func (h *Handler) taskError(w http.ResponseWriter, r *http.Request, id string, e
 func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, id string) {
 	svc, p, ok := h.authenticated(w, r, agatev1.DecisionService_Cancel_FullMethodName)
 	if !ok {
+		return
+	}
+	if !strings.HasPrefix(id, taskPrefix) { // not a task: this endpoint cancels only tasks
+		h.arapProblem(w, r, probUnknownTask, unknownTask(id))
 		return
 	}
 	var body struct {

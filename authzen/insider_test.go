@@ -351,3 +351,28 @@ func TestInsiderReplayAcrossSnapshot(t *testing.T) {
 		t.Fatalf("evidence: %v", events)
 	}
 }
+
+// TestInsiderCancelNonTaskJob: the cancellation endpoint cancels tasks only. A job its
+// caller submitted over gRPC is not a task: cancelling it here is unknown_task, as for
+// the status endpoint, and the job stays as it was.
+func TestInsiderCancelNonTaskJob(t *testing.T) {
+	a := newARAPServer(t)
+	res, err := a.svc.Decide(context.Background(), a.ids["pep-arap"], jobs.DecideRequest{JobID: "job-plain-1", Topic: "can_edit",
+		Actor: "alice", Labels: map[string]any{"subject.id": "alice", "resource.type": "document", "resource.id": "doc-1"}})
+	if err != nil || res.Job.Status != store.StatusPendingApproval {
+		t.Fatalf("decide: %v %v", err, res.Job.Status)
+	}
+	for _, path := range []string{"/access/v1/requests/job-plain-1", "/access/v1/requests/job-plain-1/cancel"} {
+		method := http.MethodGet
+		if strings.HasSuffix(path, "/cancel") {
+			method = http.MethodPost
+		}
+		code, out := a.call(t, method, path, "tok-pep", "", nil)
+		if code != http.StatusNotFound || out["type"] != "urn:openid:authzen:access-request:error:unknown_task" {
+			t.Fatalf("%s %s: %d %v", method, path, code, out)
+		}
+	}
+	if j := a.job(t, "job-plain-1"); j.Status != store.StatusPendingApproval {
+		t.Fatalf("a non-task job was cancelled through the task endpoint: %s", j.Status)
+	}
+}
