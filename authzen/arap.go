@@ -165,6 +165,26 @@ func (e *evaluation) stripMachinery(at string) (json.RawMessage, error) {
 	return appr, nil
 }
 
+// responseMembers refuses, in an evaluation's context, a member the profile defines
+// for answers (a requestable denial's reason, evaluation_id, evaluated_at,
+// access_request): a request that sends one means something by it, and dropping it
+// silently would decide what the caller did not ask. approval is the re-evaluation's.
+func (e *evaluation) responseMembers(at string) error {
+	if isNull(e.Context) {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(e.Context, &m) != nil {
+		return nil // stripMachinery names the error
+	}
+	for _, k := range machinery {
+		if _, ok := m[k]; ok && k != "approval" {
+			return invalid(at+"context."+k, "a member of the profile's answers, not a request's; rename it")
+		}
+	}
+	return nil
+}
+
 // decoded is v (a JSON-encodable value) as decoded JSON, numbers as json.Number.
 func decoded(v any) (map[string]any, error) {
 	b, err := json.Marshal(v)

@@ -438,6 +438,9 @@ func (h *Handler) evaluation(w http.ResponseWriter, r *http.Request) {
 // re-evaluation: the job's Publish.
 func (h *Handler) evaluate(r *http.Request, svc *jobs.Service, c caller, ev evaluation, at string) (response, error) {
 	ctx := r.Context()
+	if err := ev.responseMembers(at); err != nil {
+		return response{}, err
+	}
 	appr, err := ev.stripMachinery(at)
 	if err != nil {
 		return response{}, err
