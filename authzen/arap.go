@@ -265,6 +265,9 @@ func (h *Handler) requestable(r *http.Request, ev *evaluation, res *response) er
 	if err != nil {
 		return err
 	}
+	if len(members) > maxEvalMembers {
+		return invalid("context", fmt.Sprintf("a requestable denial binds at most %d context members", maxEvalMembers))
+	}
 	now := h.cfg.Clock().Unix()
 	ref := evalRef{V: 1, Snapshot: res.Context.SnapshotID, EvaluatedAt: now,
 		ExpiresAt: now + int64(h.cfg.DenialTTL/time.Second), Binding: bh, Members: members}
