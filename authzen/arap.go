@@ -330,8 +330,8 @@ func (h *Handler) reevaluate(ctx context.Context, svc *jobs.Service, p jobs.Prin
 			return response{}, err // not the approval's fault: a problem, so the PEP retries
 		}
 		out := notApproved(je, server.Classify(ctx, h.cfg.Log, je))
-		if cur.Result.Decision == decision.Deny {
-			out.Context.Reason = "policy_denied"
+		if cur.Result.Decision == decision.Deny && out.Context.Reason == "approval_expired" {
+			out.Context.Reason = "policy_denied" // the policy changed, and now denies it
 		}
 		return out, nil
 	}
