@@ -12,7 +12,9 @@
 #   - RSS of `agate serve` sampled from /proc at 64 clients.
 # Writes bench/results/load-<time>.md (RESULTS_DIR overrides) and prints it.
 # Environment: DURATION_S, WARMUP_S, CLIENTS, AGATE_BIN (+ AGATE_COMMIT to name it),
-# AGATE_FLAGS (more `agate serve` flags), KEEP_RAW=1 (keep raw outputs), and
+# AGATE_FLAGS (more `agate serve` flags), KEEP_RAW=1 (keep raw outputs), PROFILE=1
+# (a CPU profile of agate during each 64-client case and each pipeline, next to the
+# report), and
 # SOAK_S=300 to add a soak: Decide on PostgreSQL at 64 clients for that long, RSS sampled;
 # PG_URL_OPTS (e.g. '&pool_max_conns=32') is appended to agate's PostgreSQL URL.
 
@@ -23,6 +25,11 @@ mkdir -p "$RAW"/{ghz,pipeline,pgbench,rss}
 RESULTS_DIR=${RESULTS_DIR:-$BENCH/results}
 mkdir -p "$RESULTS_DIR"
 OUT=$RESULTS_DIR/load-$(date -u +%Y%m%dT%H%M%SZ).md
+PROFILES=${OUT%.md}-profiles
+if [[ ${PROFILE:-0} == 1 ]]; then
+  mkdir -p "$PROFILES"
+  AGATE_FLAGS="${AGATE_FLAGS:-} --pprof"
+fi
 
 log "building agate and the load tools"
 build_agate
@@ -103,9 +110,18 @@ measure_case() {
     sampler=$!
     PIDS+=("$sampler")
   fi
+  local profiler=''
+  if [[ ${PROFILE:-0} == 1 && ($name == *-c64 || $name == pipeline/*) ]]; then
+    # The profile covers the case's middle: it starts with the load and ends before it.
+    curl -sf -o "$PROFILES/${name//\//-}.pprof" \
+      "http://$AGATE_HTTP/debug/pprof/profile?seconds=$((DURATION_S > 4 ? DURATION_S - 2 : 2))" &
+    profiler=$!
+    PIDS+=("$profiler")
+  fi
   with_cpu "$AGATE_PID" "$RAW/$name.cpu" "$@"
   rm -f "$flag"
   [[ -z $sampler ]] || wait "$sampler" || true
+  [[ -z $profiler ]] || wait "$profiler" || echo "no profile for $name" >&2
   if [[ $PG_STATS == 1 ]]; then
     stop_pid "$AGATE_PID"
     echo "$x0 $(pg_xacts)" | awk '{print $3 - $1, $4 - $2}' >"$RAW/$name.pg"

@@ -46,7 +46,7 @@ func (s *Service) Publish(ctx context.Context, p Principal, r PublishRequest) (P
 		var reevaluated string
 		switch j.Status {
 		case store.StatusAllowedAndPublished, store.StatusApprovedAndPublished, store.StatusSucceeded, store.StatusFailed:
-			if err := checkRepeat(ctx, tx, j, p, now); err != nil {
+			if err := checkRepeat(ctx, tx, j, p, now, true); err != nil {
 				return err
 			}
 			out.AlreadyPublished = true
@@ -214,13 +214,14 @@ func staleAttempt(current, presented int64) *Error {
 		"attempt", fmt.Sprint(current))
 }
 
-// checkRepeat answers a Publish of a job already published only as a retry: from the
-// principal that published it, while what let it through still holds (an approval
-// within its ttl, the snapshot it was published under still active). Anything else is
+// checkRepeat answers a Publish (or Replay) of a job already published (replayed) only
+// as a retry: from the principal that published it, while what let it through still
+// holds (the snapshot it was published under still active and, with ttl, an approval
+// within its ttl; Replay does not hold a job to its ttl). Anything else is
 // refused — and recorded, as every refusal of a caller with standing is — so a second
 // dispatcher, or a retry after the policy moved on, never gets a second go-ahead.
 // The job is left as it is: its publication stands in the evidence.
-func checkRepeat(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64) error {
+func checkRepeat(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64, ttl bool) error {
 	events, err := tx.ListEvents(ctx, j.ID)
 	if err != nil {
 		return err
@@ -231,11 +232,13 @@ func checkRepeat(ctx context.Context, tx store.Tx, j *store.Job, p Principal, no
 			last = &events[i]
 		}
 	}
-	if last != nil && last.Principal != p.ID {
+	// checkStored has refused a published job without its publish event; a repeat
+	// without one is nobody's retry.
+	if last == nil || !sameIdentity(p, last.Principal) {
 		return failed(ReasonNotPending, fmt.Sprintf("the job is %s: another principal published it", j.Status),
 			"status", string(j.Status))
 	}
-	if j.ApprovalRequired && now >= j.ExpiresAt {
+	if ttl && j.ApprovalRequired && now >= j.ExpiresAt {
 		return failed(ReasonApprovalExpired, "the approval ttl passed; a published job is not handed out again",
 			"expires_at", strconv.FormatInt(j.ExpiresAt, 10))
 	}
@@ -244,7 +247,7 @@ func checkRepeat(ctx context.Context, tx store.Tx, j *store.Job, p Principal, no
 		return err
 	}
 	under := j.Snapshot
-	if last != nil && last.PolicySnapshot != "" {
+	if last.PolicySnapshot != "" {
 		under = last.PolicySnapshot
 	}
 	if active != under {

@@ -56,6 +56,10 @@ func (s *Service) Replay(ctx context.Context, p Principal, r ReplayRequest) (Rep
 		}
 		if published(j.Status) && j.Attempt == r.ExpectedAttempt+1 {
 			done, err := replayedTo(ctx, tx, j.ID, j.Attempt)
+			if err == nil && done {
+				// A repeat is the replayer's retry only, while what let it through holds.
+				err = checkRepeat(ctx, tx, j, p, now, false)
+			}
 			if err != nil || done {
 				out.AlreadyReplayed = done
 				return cmp.Or(err, listApprovals(ctx, tx, j, &out.Approvals))

@@ -66,6 +66,18 @@ func chainVerdict(events []evidence.Event, j *store.Job) (decided, why string) {
 		return j.Hash, "the job has no decision event"
 	}
 	d := events[last]
+	if published(j.Status) {
+		// A published job left through a publish or replay event of its current attempt.
+		out := false
+		for _, e := range events[last+1:] {
+			if (e.Kind == evidence.KindPublish || e.Kind == evidence.KindReplay) && e.Attempt == j.Attempt {
+				out = true
+			}
+		}
+		if !out {
+			return d.JobHash, fmt.Sprintf("it is stored as %s (attempt %d) and its evidence holds no publish of that attempt", j.Status, j.Attempt)
+		}
+	}
 	switch {
 	case d.JobHash != j.Hash:
 		return d.JobHash, fmt.Sprintf("its decision event names job_hash %s, the stored job %s", d.JobHash, j.Hash)

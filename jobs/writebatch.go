@@ -436,3 +436,6 @@ func (t *writeTx) SettleNotification(context.Context, string, store.Notification
 func (t *writeTx) PruneNotifications(context.Context, int64, int) (int, error) {
 	return 0, errNotBatched
 }
+func (t *writeTx) RequeueNotifications(context.Context, []string, int64) (int, error) {
+	return 0, errNotBatched
+}

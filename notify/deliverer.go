@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,7 +82,7 @@ func (c *Config) defaults() {
 // and after a crash at least once.
 type Deliverer struct {
 	cfg     Config
-	clients map[string]*http.Client // by destination name
+	dests   atomic.Pointer[destSet] // swapped whole by SetDestinations; a round uses one
 	metrics metrics
 }
 
@@ -96,12 +97,9 @@ func New(cfg Config) (*Deliverer, error) {
 		return nil, errors.New("notify: Config.Store is required")
 	}
 	cfg.defaults()
-	if cfg.Lease <= cfg.Timeout*time.Duration(max(1, len(cfg.Destinations))) {
-		return nil, fmt.Errorf("notify: the lease (%s) must outlast a request (%s) to each of the %d destinations", cfg.Lease, cfg.Timeout, len(cfg.Destinations))
-	}
-	d := &Deliverer{cfg: cfg, clients: map[string]*http.Client{}}
-	for _, dest := range cfg.Destinations {
-		d.clients[dest.Name] = newClient(dest.AllowPrivateNetwork || cfg.AllowPrivateNetworks, cfg.Timeout)
+	d := &Deliverer{cfg: cfg}
+	if err := d.SetDestinations(cfg.Destinations); err != nil {
+		return nil, err
 	}
 	d.metrics = metrics{
 		deadLetter: prometheus.NewGauge(prometheus.GaugeOpts{Name: "agate_notifications_dead_letter",
@@ -119,6 +117,32 @@ func New(cfg Config) (*Deliverer, error) {
 		}
 	}
 	return d, nil
+}
+
+// destSet is the destinations a deliverer sends to, each with its HTTP client.
+type destSet struct {
+	list    []*Destination
+	clients map[string]*http.Client // by destination name
+}
+
+// SetDestinations replaces the destinations, from the next delivery round on (a round
+// under way finishes with the set it started with). A notification already delivered
+// to a destination of that name is not sent to it again; one pending is sent to the new
+// set. It refuses a set the lease could not cover, keeping the current one.
+func (d *Deliverer) SetDestinations(dests []*Destination) error {
+	if d.cfg.Lease <= d.cfg.Timeout*time.Duration(max(1, len(dests))) {
+		return fmt.Errorf("notify: the lease (%s) must outlast a request (%s) to each of the %d destinations", d.cfg.Lease, d.cfg.Timeout, len(dests))
+	}
+	set := &destSet{list: dests, clients: make(map[string]*http.Client, len(dests))}
+	for _, dest := range dests {
+		set.clients[dest.Name] = newClient(dest.AllowPrivateNetwork || d.cfg.AllowPrivateNetworks, d.cfg.Timeout)
+	}
+	if old := d.dests.Swap(set); old != nil {
+		for _, c := range old.clients {
+			c.CloseIdleConnections()
+		}
+	}
+	return nil
 }
 
 // newClient is an HTTP client that dials through the guard, uses no proxy (a proxy
@@ -152,7 +176,7 @@ func (d *Deliverer) Run(ctx context.Context) {
 			lastHouse = time.Now()
 			d.housekeep(ctx)
 		}
-		for len(d.cfg.Destinations) > 0 && ctx.Err() == nil {
+		for len(d.dests.Load().list) > 0 && ctx.Err() == nil {
 			n, err := d.RunOnce(ctx)
 			if err != nil && ctx.Err() == nil {
 				d.cfg.Log.Warn("notifications: claiming", "err", err)
@@ -208,6 +232,7 @@ func (d *Deliverer) RefreshGauges(ctx context.Context) error {
 // RunOnce claims up to Batch due notifications, delivers them in parallel and settles
 // each, and returns how many it claimed.
 func (d *Deliverer) RunOnce(ctx context.Context) (int, error) {
+	set := d.dests.Load()
 	now := d.cfg.Clock()
 	var claimed []store.Notification
 	err := d.cfg.Store.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) (err error) {
@@ -229,7 +254,7 @@ func (d *Deliverer) RunOnce(ctx context.Context) (int, error) {
 		}
 		byJob[i] = append(byJob[i], n)
 	}
-	perRow := d.cfg.Timeout * time.Duration(max(1, len(d.cfg.Destinations)))
+	perRow := d.cfg.Timeout * time.Duration(max(1, len(set.list)))
 	var wg sync.WaitGroup
 	for _, ns := range byJob {
 		wg.Go(func() {
@@ -240,7 +265,7 @@ func (d *Deliverer) RunOnce(ctx context.Context) (int, error) {
 					// lapse instead, so no two send it at once.
 					return
 				}
-				d.deliver(ctx, n)
+				d.deliver(ctx, set, n)
 			}
 		})
 	}
@@ -249,17 +274,17 @@ func (d *Deliverer) RunOnce(ctx context.Context) (int, error) {
 }
 
 // deliver sends n to every destination that wants it and has not had it, then settles it.
-func (d *Deliverer) deliver(ctx context.Context, n store.Notification) {
+func (d *Deliverer) deliver(ctx context.Context, set *destSet, n store.Notification) {
 	e, j, err := d.load(ctx, &n)
 	var failures []string
 	if err != nil {
 		failures = append(failures, "reading the transition: "+err.Error())
 	} else {
-		for _, dest := range d.cfg.Destinations {
+		for _, dest := range set.list {
 			if slices.Contains(n.DeliveredTo, dest.Name) || !dest.Matches(n.Kind, j.Topic) {
 				continue
 			}
-			if err := d.send(ctx, dest, &n, &e, &j); err != nil {
+			if err := d.send(ctx, set.clients[dest.Name], dest, &n, &e, &j); err != nil {
 				if ctx.Err() != nil {
 					return // shutting down: the lease lapses and the row is sent again
 				}
@@ -332,7 +357,7 @@ func (d *Deliverer) load(ctx context.Context, n *store.Notification) (e evidence
 }
 
 // send makes one signed request. Its error names no URL: the URL may be a credential.
-func (d *Deliverer) send(ctx context.Context, dest *Destination, n *store.Notification, e *evidence.Event, j *store.Job) error {
+func (d *Deliverer) send(ctx context.Context, client *http.Client, dest *Destination, n *store.Notification, e *evidence.Event, j *store.Job) error {
 	b, err := body(dest.Format, n, e, j, dest.Trusted)
 	if err != nil {
 		return err
@@ -349,7 +374,7 @@ func (d *Deliverer) send(ctx context.Context, dest *Destination, n *store.Notifi
 	if len(dest.keys) > 0 {
 		req.Header.Set(HeaderSignature, Sign(dest.keys, n.ID, ts, b))
 	}
-	resp, err := d.clients[dest.Name].Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {

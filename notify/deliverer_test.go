@@ -339,3 +339,39 @@ func TestFailuresRevealNoCredentials(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// SetDestinations (serve calls it on SIGHUP) changes where the next notifications go,
+// with the new signing secrets, and refuses a set the lease cannot cover, keeping the
+// current one.
+func TestSetDestinations(t *testing.T) {
+	t.Parallel()
+	st := storetest.OpenSQLite(t)
+	svc := newJobs(t, st)
+	old, rotated := newReceiver(t, secret('o'), nil), newReceiver(t, secret('n'), nil)
+	d := deliverer(t, st, notify.Config{Lease: 3 * time.Second, Timeout: time.Second},
+		destination(t, fmt.Sprintf("  - {name: hooks, url: %s, secrets: [%s], allow_private_network: true}", old.URL, secret('o'))))
+	run(t, d)
+	pending(t, svc, "pay-1")
+	waitFor(t, "the first notification delivered", func() bool { return len(old.all()) == 1 })
+
+	three := []*notify.Destination{
+		destination(t, fmt.Sprintf("  - {name: a, url: %s, format: slack, allow_private_network: true}", rotated.URL)),
+		destination(t, fmt.Sprintf("  - {name: b, url: %s, format: slack, allow_private_network: true}", rotated.URL)),
+		destination(t, fmt.Sprintf("  - {name: c, url: %s, format: slack, allow_private_network: true}", rotated.URL)),
+	}
+	if err := d.SetDestinations(three); err == nil || !strings.Contains(err.Error(), "lease") {
+		t.Fatalf("three destinations at 1 s each under a 3 s lease: %v, want a refusal naming the lease", err)
+	}
+	if err := d.SetDestinations([]*notify.Destination{destination(t, fmt.Sprintf(
+		"  - {name: hooks, url: %s, secrets: [%s], allow_private_network: true}", rotated.URL, secret('n')))}); err != nil {
+		t.Fatal(err)
+	}
+	pending(t, svc, "pay-2")
+	waitFor(t, "the second notification delivered to the new destination", func() bool { return len(rotated.all()) == 1 })
+	if h := rotated.all()[0]; h.verified != nil || message(t, h.body).Data.JobID != "pay-2" {
+		t.Errorf("new destination: verified %v, body %s", h.verified, h.body)
+	}
+	if n := len(old.all()); n != 1 {
+		t.Errorf("the replaced destination got %d requests, want only the first", n)
+	}
+}

@@ -203,6 +203,12 @@ type NotificationTx interface {
 	// ListNotifications returns up to q.Limit notifications matching q (see
 	// NotificationQuery).
 	ListNotifications(ctx context.Context, q NotificationQuery) ([]Notification, error)
+	// RequeueNotifications makes dead-lettered notifications pending again, due at now,
+	// with their attempts, lease, error and done time reset; the destinations that
+	// received them stay recorded, so they are not sent there again. ids limits it to
+	// those notifications (every dead one when ids is empty; ids that are not dead change
+	// nothing). It returns how many it requeued.
+	RequeueNotifications(ctx context.Context, ids []string, now int64) (int, error)
 	// CountNotifications counts notifications by state; states with none are absent.
 	CountNotifications(ctx context.Context) (map[NotificationState]int, error)
 	// PruneNotifications deletes up to limit notifications that are delivered or dead

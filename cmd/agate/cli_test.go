@@ -19,7 +19,7 @@ func TestHelpExitsZero(t *testing.T) {
 		{"serve", "-h"}, {"serve", "--help"},
 		{"policy", "-h"}, {"policy", "check", "--help"},
 		{"evidence", "-h"}, {"evidence", "verify", "-h"}, {"evidence", "public-key", "--help"},
-		{"notifications", "-h"}, {"notifications", "dead-letter", "-h"},
+		{"notifications", "-h"}, {"notifications", "dead-letter", "-h"}, {"notifications", "requeue", "-h"},
 	} {
 		out, errs, code := runArgs(t, args...)
 		if code != 0 || !strings.Contains(strings.ToLower(out+errs), "usage") {

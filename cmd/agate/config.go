@@ -167,7 +167,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) *string {
 	num(&c.MaxPublicStreams, "max-public-streams", "unauthenticated streams (health Watch, reflection) open at once; more are refused RESOURCE_EXHAUSTED")
 	num(&c.MaxConcurrentStreams, "max-concurrent-streams", "concurrent calls per client connection")
 	dur(&c.MaxStreamTime, "max-stream-time", "longest a streaming call (ExportEvidence, health Watch, reflection) may run; clients reconnect or resume")
-	str(&c.NotificationsFile, "notifications", "webhook destinations file (YAML; see the README's Notifications section); empty delivers no notifications")
+	str(&c.NotificationsFile, "notifications", "webhook destinations file (YAML; see the README's Notifications section), reloaded on SIGHUP; empty delivers no notifications")
 	boolean(&c.NotifyAllowPrivateNetworks, "notify-allow-private-networks", "let every webhook destination reach loopback and private addresses (per destination: allow_private_network)")
 	num(&c.NotifyMaxAttempts, "notify-max-attempts", "failed attempts after which a notification is dead-lettered")
 	dur(&c.NotifyBackoff, "notify-backoff", "wait after a notification's first failed attempt, doubled after each (with jitter)")

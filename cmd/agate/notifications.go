@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -47,9 +48,15 @@ func (c serveConfig) newDeliverer(st store.Store, dests []*notify.Destination, r
 }
 
 const notificationsUsage = `usage:
-  agate notifications dead-letter --db DB [--limit N] [--json]
+  agate notifications dead-letter [--db DB] [--limit N] [--json]
       list the notifications that failed --notify-max-attempts times, oldest first, with
       the destinations that did receive them and the last error
+  agate notifications requeue [--db DB] (--all | ID...)
+      make dead-lettered notifications pending again, due now: a running replica sends
+      them to the destinations that have not received them
+
+--db defaults to $AGATE_DB; --db-password-file FILE supplies a PostgreSQL password, so
+that neither has to appear in the command line.
 `
 
 func runNotifications(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -60,6 +67,8 @@ func runNotifications(ctx context.Context, args []string, stdout, stderr io.Writ
 	switch args[0] {
 	case "dead-letter":
 		return notificationsDeadLetter(ctx, args[1:], stdout, stderr)
+	case "requeue":
+		return notificationsRequeue(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, notificationsUsage)
 		return nil
@@ -84,7 +93,7 @@ type deadLetter struct {
 func notificationsDeadLetter(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags := flag.NewFlagSet("agate notifications dead-letter", flag.ContinueOnError)
 	flags.SetOutput(stderr)
-	db := flags.String("db", "", "database: a SQLite file path, or a postgres:// / postgresql:// URL")
+	db, pwFile := outboxDBFlags(flags)
 	limit := flags.Int("limit", 100, "most notifications listed")
 	asJSON := flags.Bool("json", false, "print one JSON object a line")
 	if err := parseFlags(flags, args); err != nil {
@@ -103,7 +112,7 @@ func notificationsDeadLetter(ctx context.Context, args []string, stdout, stderr 
 	}
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	st, err := openStore(octx, *db, "", slog.New(slog.DiscardHandler), nil)
+	st, err := openOutbox(octx, *db, *pwFile)
 	if err != nil {
 		return err
 	}
@@ -138,4 +147,65 @@ func notificationsDeadLetter(ctx context.Context, args []string, stdout, stderr 
 			strings.Join(n.DeliveredTo, ","), n.LastError)
 	}
 	return w.Flush()
+}
+
+// outboxDBFlags are the database flags of the notifications commands.
+func outboxDBFlags(flags *flag.FlagSet) (db, passwordFile *string) {
+	db = flags.String("db", os.Getenv("AGATE_DB"), "database: a SQLite file path, or a postgres:// / postgresql:// URL (default $AGATE_DB)")
+	passwordFile = flags.String("db-password-file", "", "file holding the PostgreSQL password")
+	return db, passwordFile
+}
+
+func openOutbox(ctx context.Context, db, passwordFile string) (store.Store, error) {
+	log := slog.New(slog.DiscardHandler)
+	password, err := readPasswordFile(passwordFile, log)
+	if err != nil {
+		return nil, fmt.Errorf("--db-password-file: %w", err)
+	}
+	return openStore(ctx, db, password, log, nil)
+}
+
+func notificationsRequeue(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	flags := flag.NewFlagSet("agate notifications requeue", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	db, pwFile := outboxDBFlags(flags)
+	all := flags.Bool("all", false, "requeue every dead-lettered notification")
+	if err := parseFlags(flags, args); err != nil {
+		return err
+	}
+	ids := flags.Args()
+	switch {
+	case *db == "":
+		fmt.Fprintf(stderr, "--db (or $AGATE_DB) is required\n%s", notificationsUsage)
+		return exitError(2)
+	case *all == (len(ids) > 0):
+		fmt.Fprintf(stderr, "name the notifications to requeue, or --all, not both\n%s", notificationsUsage)
+		return exitError(2)
+	}
+	for _, id := range ids {
+		if id == "" || len(id) > 128 || strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }) {
+			fmt.Fprintf(stderr, "notification id %q: want printable ASCII, 1 to 128 characters\n", id)
+			return exitError(2)
+		}
+	}
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := openOutbox(octx, *db, *pwFile)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var n int
+	err = st.ReadWrite(octx, func(ctx context.Context, tx store.Tx) (err error) {
+		n, err = tx.RequeueNotifications(ctx, ids, time.Now().UnixMicro())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "requeued %d notification(s)\n", n)
+	if len(ids) > 0 && n < len(ids) {
+		fmt.Fprintf(stderr, "%d of the named notifications were not dead-lettered (or do not exist): left as they were\n", len(ids)-n)
+	}
+	return nil
 }

@@ -61,3 +61,44 @@ func TestServeRefusesBadDestinations(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// Requeueing makes named (or all) dead notifications pending again and leaves others.
+func TestNotificationsRequeue(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "agate.db")
+	st, err := sqlite.Open(context.Background(), db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const at = 1775001600000000
+	dead := func(id string) store.Notification {
+		return store.Notification{ID: id, JobID: "pay-1", EventID: "01" + id, Kind: "approved", CreatedAt: at,
+			State: store.NotificationDead, Attempts: 10, DoneAt: at + 1, LastError: "HTTP 503"}
+	}
+	ns := []store.Notification{dead("msg_a"), dead("msg_b"), dead("msg_c"),
+		{ID: "msg_ok", JobID: "pay-2", EventID: "01B", Kind: "approved", CreatedAt: at, State: store.NotificationDelivered, DoneAt: at}}
+	err = st.ReadWrite(context.Background(), func(ctx context.Context, tx store.Tx) error { return tx.InsertNotifications(ctx, ns) })
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{}, {"--all", "msg_a"}, {"msg a"}} {
+		if _, errs, code := runArgs(t, append([]string{"notifications", "requeue", "--db", db}, args...)...); code != 2 {
+			t.Errorf("requeue %q: exit %d, want 2 (%s)", args, code, errs)
+		}
+	}
+	out, errs, code := runArgs(t, "notifications", "requeue", "--db", db, "msg_a", "msg_ok")
+	if code != 0 || !strings.Contains(out, "requeued 1 ") || !strings.Contains(errs, "1 of the named") {
+		t.Fatalf("requeue msg_a msg_ok: exit %d\n%s%s", code, out, errs)
+	}
+	out, _, _ = runArgs(t, "notifications", "dead-letter", "--db", db)
+	if strings.Contains(out, "msg_a") || !strings.Contains(out, "msg_b") {
+		t.Fatalf("dead letters after requeueing msg_a:\n%s", out)
+	}
+	if out, errs, code := runArgs(t, "notifications", "requeue", "--db", db, "--all"); code != 0 || !strings.Contains(out, "requeued 2 ") {
+		t.Fatalf("requeue --all: exit %d\n%s%s", code, out, errs)
+	}
+	if out, _, _ := runArgs(t, "notifications", "dead-letter", "--db", db); !strings.Contains(out, "no dead-lettered") {
+		t.Fatalf("dead letters after --all:\n%s", out)
+	}
+}

@@ -277,7 +277,7 @@ func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *ser
 	go svc.RunExpiry(ctx, cfg.ExpiryInterval)
 	go srv.WatchHealth(ctx, time.Second)
 	go followActive(ctx, tracker, metrics)
-	go reloadOnHUP(ctx, cfg, svc, auth, log)
+	go reloadOnHUP(ctx, cfg, svc, auth, deliverer, log)
 	return closeAll, nil
 }
 
@@ -294,9 +294,9 @@ func loadPolicyFile(ctx context.Context, svc *jobs.Service, path string, log *sl
 	return nil
 }
 
-// reloadOnHUP re-reads the tokens file and the policy file on SIGHUP. A bad file is
-// logged and the previous one stays in force.
-func reloadOnHUP(ctx context.Context, cfg serveConfig, svc *jobs.Service, auth *server.Authenticator, log *slog.Logger) {
+// reloadOnHUP re-reads the tokens file, the notification destinations and the policy
+// file on SIGHUP. A bad file is logged and the previous one stays in force.
+func reloadOnHUP(ctx context.Context, cfg serveConfig, svc *jobs.Service, auth *server.Authenticator, deliverer *notify.Deliverer, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -312,6 +312,17 @@ func reloadOnHUP(ctx context.Context, cfg serveConfig, svc *jobs.Service, auth *
 			auth.Swap(ids)
 			log.Info("tokens reloaded", "file", cfg.TokensFile)
 			go checkOIDCIssuer(ctx, ids, log)
+		}
+		if cfg.NotificationsFile != "" {
+			// Rotating a webhook's signing secret means editing this file twice: with both
+			// secrets, then with the new one only; neither edit needs a restart.
+			dests, err := cfg.loadDestinations(log)
+			if err == nil {
+				err = deliverer.SetDestinations(dests)
+			}
+			if err != nil {
+				log.Error("reloading notification destinations: keeping the previous ones", "err", err)
+			}
 		}
 		if cfg.PolicyFile != "" {
 			if err := loadPolicyFile(ctx, svc, cfg.PolicyFile, log); err != nil {

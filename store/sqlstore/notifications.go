@@ -162,3 +162,23 @@ func (t *Tx) PruneNotifications(ctx context.Context, before int64, limit int) (i
 	}
 	return int(n), nil
 }
+
+// RequeueNotifications implements store.NotificationTx.
+func (t *Tx) RequeueNotifications(ctx context.Context, ids []string, now int64) (int, error) {
+	q := `UPDATE notifications SET state = 'pending', attempts = 0, next_at = $1, last_error = '',
+		done_at = 0, claimed_by = '', claim_until = 0 WHERE state = 'dead'`
+	args := []any{now}
+	if len(ids) > 0 {
+		ph := make([]string, len(ids))
+		for i, id := range ids {
+			args = append(args, id)
+			ph[i] = fmt.Sprintf("$%d", i+2)
+		}
+		q += ` AND id IN (` + strings.Join(ph, ", ") + `)`
+	}
+	n, err := t.q.Exec(ctx, q, args...)
+	if err != nil {
+		return 0, t.err(err)
+	}
+	return int(n), nil
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 
@@ -243,5 +244,55 @@ func testNotificationsPrune(t *testing.T, s store.Store) {
 	left := notificationIDs(listNotifications(t, s, store.NotificationQuery{}))
 	if want := []string{"p_new_pending", "p_new_delivered", "p_new_dead"}; !reflect.DeepEqual(left, want) {
 		t.Errorf("left %v, want %v", left, want)
+	}
+}
+
+// Requeueing makes dead rows pending and due again, keeps whom they reached, and leaves
+// rows in other states alone, whether named or not.
+func testNotificationsRequeue(t *testing.T, s store.Store) {
+	mk := func(id string, st store.NotificationState) store.Notification {
+		n := pendingNotification(id, base)
+		n.State, n.Attempts, n.LastError = st, 10, "receiver down"
+		if st != store.NotificationPending {
+			n.DoneAt = base + 50
+		}
+		n.DeliveredTo = []string{"ops"}
+		return n
+	}
+	ns := []store.Notification{mk("r_dead_a", store.NotificationDead), mk("r_dead_b", store.NotificationDead),
+		mk("r_dead_c", store.NotificationDead), mk("r_delivered", store.NotificationDelivered), mk("r_pending", store.NotificationPending)}
+	write(t, s, func(ctx context.Context, tx store.Tx) error { return tx.InsertNotifications(ctx, ns) })
+	requeue := func(ids []string) (n int) {
+		write(t, s, func(ctx context.Context, tx store.Tx) (err error) {
+			n, err = tx.RequeueNotifications(ctx, ids, base+100)
+			return err
+		})
+		return n
+	}
+	if n := requeue([]string{"r_dead_a", "r_delivered", "r_pending", "r_missing"}); n != 1 {
+		t.Fatalf("requeued %d of the named rows, want only the dead one", n)
+	}
+	got := listNotifications(t, s, store.NotificationQuery{State: store.NotificationPending})
+	var a store.Notification
+	for _, n := range got {
+		if n.ID == "r_dead_a" {
+			a = n
+		}
+	}
+	if a.ID == "" || a.Attempts != 0 || a.NextAt != base+100 || a.LastError != "" || a.DoneAt != 0 ||
+		!reflect.DeepEqual(a.DeliveredTo, []string{"ops"}) {
+		t.Fatalf("requeued row %+v: want pending, due at %d, attempts and error reset, delivered_to kept", a, base+100)
+	}
+	if claimed := claim(t, s, "replica-a", base+100, base+200, 10); !slices.Contains(notificationIDs(claimed), "r_dead_a") {
+		t.Errorf("the requeued row is not claimable when due: %v", notificationIDs(claimed))
+	}
+	if n := requeue(nil); n != 2 {
+		t.Errorf("requeueing every dead row: %d, want 2", n)
+	}
+	if dead := listNotifications(t, s, store.NotificationQuery{State: store.NotificationDead}); len(dead) != 0 {
+		t.Errorf("dead rows left: %v", notificationIDs(dead))
+	}
+	if del := listNotifications(t, s, store.NotificationQuery{State: store.NotificationDelivered}); len(del) != 1 {
+		t.Errorf("delivered rows: %v", notificationIDs(del))
 	}
 }

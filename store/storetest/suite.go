@@ -47,6 +47,7 @@ func Run(t *testing.T, open Opener) {
 		{"NotificationsClaim", testNotificationsClaim},
 		{"NotificationsClaimRace", testNotificationsClaimRace},
 		{"NotificationsPrune", testNotificationsPrune},
+		{"NotificationsRequeue", testNotificationsRequeue},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

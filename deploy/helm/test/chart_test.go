@@ -27,6 +27,7 @@ var valueSets = []struct {
 	sqlite bool
 	sm     bool
 	pvc    bool
+	notify bool
 }{
 	{name: "plaintext", values: base + "plaintext: true\n"},
 	{name: "tls", values: base + "tls: {existingSecret: agate-tls}\n", tls: true},
@@ -54,7 +55,8 @@ affinity:
           topologyKey: kubernetes.io/hostname
           labelSelector: {matchLabels: {app.kubernetes.io/name: agate}}
 `, tls: true, mtls: true, policy: "agate-policy", sm: true},
-	{name: "existing policy ConfigMap", values: base + "plaintext: true\npolicy: {existingConfigMap: my-policy, key: prod.yaml}\n", policy: "my-policy"},
+	{name: "existing policy ConfigMap, notifications", values: base + "plaintext: true\npolicy: {existingConfigMap: my-policy, key: prod.yaml}\nnotifications: {existingSecret: agate-webhooks}\n",
+		policy: "my-policy", notify: true},
 	{name: "sqlite on a volume", values: `
 database: {sqlite: true}
 tokens: {existingSecret: agate-tokens}
@@ -101,6 +103,13 @@ func TestValueSets(t *testing.T) {
 				}
 			} else if got != nil || strings.Contains(args, "--policy") {
 				t.Errorf("policy mounted or --policy set without a policy: %s", args)
+			}
+			if got := volumeFrom(pod, "notifications"); vs.notify {
+				if got == nil || got.Secret == nil || got.Secret.SecretName != "agate-webhooks" || !strings.Contains(args, "--notifications=/etc/agate/notifications/notifications.yaml") {
+					t.Errorf("notifications: want Secret agate-webhooks mounted and --notifications set; volume %+v, args %s", got, args)
+				}
+			} else if got != nil || strings.Contains(args, "--notifications") {
+				t.Errorf("notifications mounted or --notifications set without a Secret: %s", args)
 			}
 			if got := count[corev1.ConfigMap](r) == 1; got != (vs.policy == "agate-policy") {
 				t.Errorf("chart's policy ConfigMap rendered = %v, want %v", got, vs.policy == "agate-policy")
@@ -265,7 +274,7 @@ func checkArgsMatchMounts(t *testing.T, pod corev1.PodSpec) {
 		if !ok || !strings.HasPrefix(val, "/") {
 			continue
 		}
-		if !slices.Contains([]string{"tokens", "evidence-key", "tls-cert", "tls-key", "tls-client-ca", "policy"}, name) {
+		if !slices.Contains([]string{"tokens", "evidence-key", "tls-cert", "tls-key", "tls-client-ca", "policy", "notifications"}, name) {
 			continue
 		}
 		var found bool
@@ -357,6 +366,8 @@ func TestRefusals(t *testing.T) {
 		{"evidence key inline", ok + "evidenceKey: {pem: '-----BEGIN PRIVATE KEY-----'}\n", "pem"},
 		{"TLS key inline", ok + "tls: {key: '-----BEGIN PRIVATE KEY-----'}\n", "key"},
 		{"tokens file as a flag", ok + "flags: {tokens: /tmp/tokens.yaml}\n", "tokens.existingSecret"},
+		{"destinations file as a flag", ok + "flags: {notifications: /tmp/webhooks.yaml}\n", "notifications.existingSecret"},
+		{"destinations inline", ok + "notifications: {content: 'secret: whsec_x'}\n", "content"},
 		{"config file as a flag", ok + "flags: {config: /tmp/agate.yaml}\n", "no config file"},
 		{"listen address as a flag", ok + "flags: {grpc-addr: '127.0.0.1:7070'}\n", "containerPorts.grpc"},
 		{"plaintext tokens as a flag", ok + "flags: {insecure-plaintext-tokens: true}\n", "plaintext=true"},
