@@ -3,7 +3,6 @@ package authzen
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/json"
@@ -85,15 +84,22 @@ type evalRef struct {
 	Members     []string `json:"m"` // the authorization-relevant context members
 }
 
-func (r evalRef) id() string {
+// id is the evaluation_id of r, MACed with the deployment's key.
+func (r evalRef) id(k *macKeys) string {
 	b, _ := json.Marshal(r)
-	return evalPrefix + base64.RawURLEncoding.EncodeToString(b)
+	return k.signEval(base64.RawURLEncoding.EncodeToString(b))
 }
 
-func parseEvalRef(s string) (evalRef, bool) {
+// maxEvalMembers bounds the context members an evaluation_id names.
+const maxEvalMembers = 256
+
+func parseEvalRef(k *macKeys, s string) (evalRef, bool) {
 	var r evalRef
-	enc, ok := strings.CutPrefix(s, evalPrefix)
-	if !ok || len(enc) > 64<<10 {
+	if len(s) > 64<<10 {
+		return r, false
+	}
+	enc, ok := k.openEval(s)
+	if !ok {
 		return r, false
 	}
 	b, err := base64.RawURLEncoding.DecodeString(enc)
@@ -102,11 +108,15 @@ func parseEvalRef(s string) (evalRef, bool) {
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
-	if d.Decode(&r) != nil || r.V != 1 || r.Snapshot == "" || r.Binding == "" || r.ExpiresAt < r.EvaluatedAt {
+	if d.Decode(&r) != nil || r.V != 1 || r.Snapshot == "" || r.Binding == "" || r.ExpiresAt < r.EvaluatedAt ||
+		len(r.Members) > maxEvalMembers {
 		return r, false
 	}
 	return r, true
 }
+
+// macs are the keys Attach derived; only called once a request is admitted.
+func (h *Handler) macs() *macKeys { return h.backend.Load().keys }
 
 func rfc3339(unix int64) string { return time.Unix(unix, 0).UTC().Format(time.RFC3339) }
 
@@ -153,6 +163,26 @@ func (e *evaluation) stripMachinery(at string) (json.RawMessage, error) {
 		appr = nil
 	}
 	return appr, nil
+}
+
+// responseMembers refuses, in an evaluation's context, a member the profile defines
+// for answers (a requestable denial's reason, evaluation_id, evaluated_at,
+// access_request): a request that sends one means something by it, and dropping it
+// silently would decide what the caller did not ask. approval is the re-evaluation's.
+func (e *evaluation) responseMembers(at string) error {
+	if isNull(e.Context) {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(e.Context, &m) != nil {
+		return nil // stripMachinery names the error
+	}
+	for _, k := range machinery {
+		if _, ok := m[k]; ok && k != "approval" {
+			return invalid(at+"context."+k, "a member of the profile's answers, not a request's; rename it")
+		}
+	}
+	return nil
 }
 
 // decoded is v (a JSON-encodable value) as decoded JSON, numbers as json.Number.
@@ -224,6 +254,7 @@ type approvalRef struct {
 	ID            string          `json:"id"`
 	ApprovedAt    string          `json:"approved_at,omitempty"`
 	ApprovedUntil string          `json:"approved_until,omitempty"`
+	PublishedAt   string          `json:"published_at,omitempty"` // a re-evaluation's: when the job was first published
 	State         json.RawMessage `json:"state,omitempty"`
 }
 
@@ -234,11 +265,14 @@ func (h *Handler) requestable(r *http.Request, ev *evaluation, res *response) er
 	if err != nil {
 		return err
 	}
+	if len(members) > maxEvalMembers {
+		return invalid("context", fmt.Sprintf("a requestable denial binds at most %d context members", maxEvalMembers))
+	}
 	now := h.cfg.Clock().Unix()
 	ref := evalRef{V: 1, Snapshot: res.Context.SnapshotID, EvaluatedAt: now,
 		ExpiresAt: now + int64(h.cfg.DenialTTL/time.Second), Binding: bh, Members: members}
 	c := res.Context
-	c.EvaluationID, c.EvaluatedAt, c.BindingHash = ref.id(), rfc3339(now), bh
+	c.EvaluationID, c.EvaluatedAt, c.BindingHash = ref.id(h.macs()), rfc3339(now), bh
 	c.RuleReason, c.Reason = c.Reason, "approval_required"
 	c.AccessRequest = &accessRequestHint{Endpoint: h.baseURL(r) + RequestsPath, ExpiresAt: rfc3339(ref.ExpiresAt)}
 	return nil
@@ -249,6 +283,12 @@ func (h *Handler) requestable(r *http.Request, ev *evaluation, res *response) er
 // without machinery) with the submission's own members, which the approval's state
 // carries back; Publish compares its hash with the job's, so anything else — another
 // subject, resource, action or context, an altered state — is refused and recorded.
+//
+// The draft (§8) has the PDP evaluate the new request under current policy: the
+// answer is true only when the active policy still decides require_human (or allow)
+// for this content, under the snapshot that decided the job, before the approval's
+// deadline — the job's, the rule's ttl from the decision, and the requester's own
+// requested_until, whichever is first.
 func (h *Handler) reevaluate(ctx context.Context, svc *jobs.Service, p jobs.Principal, ev evaluation, raw json.RawMessage, at string) (response, error) {
 	var appr approvalRef
 	if err := json.Unmarshal(raw, &appr); err != nil {
@@ -257,7 +297,7 @@ func (h *Handler) reevaluate(ctx context.Context, svc *jobs.Service, p jobs.Prin
 	if appr.ID == "" {
 		return response{}, invalid(at+"context.approval.id", "required, a non-empty string")
 	}
-	req, _, err := ev.job(at)
+	req, src, err := ev.job(at)
 	if err != nil {
 		return response{}, err
 	}
@@ -269,6 +309,17 @@ func (h *Handler) reevaluate(ctx context.Context, svc *jobs.Service, p jobs.Prin
 	if err != nil {
 		return response{}, invalid(at+"body", err.Error())
 	}
+	cur, err := svc.Evaluate(ctx, jobs.DecideRequest{Topic: req.Topic, Actor: req.Actor, Labels: req.Labels, Payload: payload}, "")
+	if err != nil {
+		return response{}, requestField(err, at, src)
+	}
+	now := h.cfg.Clock()
+	// The requester's own end is checked before Publish, so that access past it is
+	// never handed out. The state is only claimed until Publish checks its hash; a
+	// claim of an earlier end only refuses sooner.
+	if end, ok := requestedUntil(appr.State); ok && !now.Before(end) {
+		return expired(appr.ID, end.UnixMicro(), "the access requested ends at "+end.UTC().Format(time.RFC3339)), nil
+	}
 	res, err := svc.Publish(ctx, p, jobs.PublishRequest{JobID: appr.ID, JobHash: hash})
 	if err != nil {
 		je, ok := jobs.AsError(err)
@@ -278,16 +329,76 @@ func (h *Handler) reevaluate(ctx context.Context, svc *jobs.Service, p jobs.Prin
 		case je.Retryable(), je.Code == jobs.CodeResourceExhausted, je.Code == jobs.CodeDataLoss:
 			return response{}, err // not the approval's fault: a problem, so the PEP retries
 		}
-		return notApproved(je, server.Classify(ctx, h.cfg.Log, je)), nil
+		out := notApproved(je, server.Classify(ctx, h.cfg.Log, je))
+		if cur.Result.Decision == decision.Deny && out.Context.Reason == "approval_expired" {
+			out.Context.Reason = "policy_denied" // the policy changed, and now denies it
+		}
+		return out, nil
 	}
 	j := res.Job
-	if res.AlreadyPublished && j.ExpiresAt != 0 && h.cfg.Clock().UnixMicro() > j.ExpiresAt {
-		return response{Context: &decisionContext{Reason: "approval_expired", NextAction: "none",
-			Approval: &approvalRef{ID: j.ID, ApprovedUntil: rfc3339Micro(j.ExpiresAt)}}}, nil
+	switch {
+	case cur.Result.Decision == decision.Deny:
+		return response{Context: &decisionContext{Reason: "policy_denied", NextAction: "none", RuleID: cur.Result.RuleID,
+			SnapshotID: cur.Snapshot, Approval: &approvalRef{ID: j.ID}}}, nil
+	case cur.Snapshot != j.Snapshot && (j.Decision != decision.Allow.String() || cur.Result.Decision != decision.Allow):
+		return expired(j.ID, j.ExpiresAt, "the policy changed since the approval"), nil
 	}
-	return response{Decision: true, Context: &decisionContext{PolicyDecision: j.Decision, RuleID: j.RuleID,
+	deadline := approvalDeadline(&j, cur.Result, appr.State)
+	if deadline != 0 && now.UnixMicro() >= deadline {
+		return expired(j.ID, deadline, "the approval's time has passed"), nil
+	}
+	c := &decisionContext{PolicyDecision: j.Decision, RuleID: j.RuleID,
 		Reason: j.Reason, MatchedRules: j.MatchedRules, SnapshotID: j.Snapshot, JobHash: j.Hash,
-		Approval: &approvalRef{ID: j.ID, ApprovedAt: rfc3339Micro(j.ApprovedAt), ApprovedUntil: rfc3339Micro(j.ExpiresAt)}}}, nil
+		Approval: &approvalRef{ID: j.ID, ApprovedAt: rfc3339Micro(j.ApprovedAt), ApprovedUntil: rfc3339Micro(deadline),
+			PublishedAt: rfc3339Micro(j.PublishedAt)}}
+	if res.AlreadyPublished {
+		c.Repeat = true
+	}
+	return response{Decision: true, Context: c}, nil
+}
+
+// expired is the answer approval_expired, naming the approval and its end.
+func expired(id string, until int64, why string) response {
+	return response{Context: &decisionContext{Reason: "approval_expired", NextAction: "none", RuleReason: why,
+		Approval: &approvalRef{ID: id, ApprovedUntil: rfc3339Micro(until)}}}
+}
+
+// approvalDeadline is when an approved job's grant ends (Unix µs, 0 for none): the
+// earliest of the job's deadline, its decision time plus the ttl the current rule
+// gives (the same snapshot decided it, so a rewritten deadline column does not extend
+// it), and the access request's requested_until.
+func approvalDeadline(j *store.Job, cur decision.Result, state json.RawMessage) int64 {
+	d := j.ExpiresAt
+	earlier := func(t int64) {
+		if d == 0 || t < d {
+			d = t
+		}
+	}
+	if cur.Decision == decision.RequireHuman && j.DecidedAt != 0 {
+		earlier(j.DecidedAt + cur.Approval.TTL.Microseconds())
+	}
+	if end, ok := requestedUntil(state); ok {
+		earlier(end.UnixMicro())
+	}
+	return d
+}
+
+// requestedUntil is requested_access.requested_until of an access request's state,
+// when it names one. Submission refuses a malformed one.
+func requestedUntil(state json.RawMessage) (time.Time, bool) {
+	var s struct {
+		RequestedAccess struct {
+			RequestedUntil string `json:"requested_until"`
+		} `json:"requested_access"`
+	}
+	if len(state) == 0 || json.Unmarshal(state, &s) != nil || s.RequestedAccess.RequestedUntil == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, s.RequestedAccess.RequestedUntil)
+	if err != nil {
+		return time.Unix(0, 0), true // unreadable: the grant has ended (fail closed)
+	}
+	return t, true
 }
 
 // notApproved is the denial of a re-evaluation whose approval does not apply, with
@@ -408,11 +519,14 @@ func (h *Handler) taskOf(r *http.Request, j *store.Job, withResult bool) (taskRe
 		return out, err
 	}
 	until := j.ExpiresAt
+	if until == 0 { // allowed outright: no approval ttl; the task's answer is good for the denial's window
+		until = j.DecidedAt + int64(h.cfg.DenialTTL/time.Microsecond)
+	}
+	if end, ok := requestedUntil(pl.AccessRequest); ok && end.UnixMicro() < until {
+		until = end.UnixMicro() // no longer than the requester asked
+	}
 	out.Result = &taskResult{Mode: "reevaluate", Approval: approvalRef{ID: j.ID,
 		ApprovedAt: rfc3339Micro(j.ApprovedAt), ApprovedUntil: rfc3339Micro(until), State: pl.AccessRequest}}
-	if until == 0 { // allowed outright: no approval ttl; the task's answer is good for the denial's window
-		out.Result.Approval.ApprovedUntil = rfc3339Micro(j.DecidedAt + int64(h.cfg.DenialTTL/time.Microsecond))
-	}
 	return out, nil
 }
 
@@ -429,18 +543,21 @@ func isTask(j *store.Job) bool {
 	return ok
 }
 
-// taskID is the job id of a submission: derived from the caller and its
-// Idempotency-Key, so a retry names the same job and Decide answers it again, while
-// another caller's equal key names another job; without a key, a new id.
-func taskID(p jobs.Principal, key string) (string, error) {
+// taskID is the job id of a submission: with an Idempotency-Key, arq_ + base32 of
+// HMAC-SHA256(the deployment's task-id key, canonical caller || 0x00 || key), so a
+// retry names the same job and Decide answers it again, another caller's equal key
+// names another job, and no one without the deployment's key can compute it; without
+// a key, a new random id. The id depends on the key: after a rotation of the evidence
+// signing key, a retry with the same Idempotency-Key makes a new task.
+func (k *macKeys) taskID(p jobs.Principal, key string) (string, error) {
 	if key == "" {
 		return taskPrefix + strings.ToLower(ulid.Make().String()), nil
 	}
-	k, err := identity.Key(p.ID)
+	c, err := identity.Key(p.ID)
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256([]byte(k + "\x00" + key))
+	sum := mac(k.task, c+"\x00"+key)
 	return taskPrefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:20])), nil
 }
 
@@ -479,11 +596,12 @@ func (h *Handler) arapProblem(w http.ResponseWriter, r *http.Request, kind strin
 // authenticated authenticates the caller and authorizes it for method, answering the
 // request itself when it refuses.
 func (h *Handler) authenticated(w http.ResponseWriter, r *http.Request, method string) (*jobs.Service, jobs.Principal, bool) {
-	svc := h.jobs.Load()
-	if svc == nil {
+	b := h.backend.Load()
+	if b == nil {
 		writeProblem(w, r, server.Failure{Code: codes.Unavailable, Message: "starting: waiting for the database"}, 0)
 		return nil, jobs.Principal{}, false
 	}
+	svc := b.svc
 	p, err := h.cfg.Auth.AuthenticateHTTP(r)
 	if err == nil {
 		if rec, ok := w.(*recorder); ok {
@@ -510,7 +628,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var s submission
-	if !h.readBody(w, r, &s) {
+	if !h.readBody(w, r, &s, shapeSubmission) {
 		return
 	}
 	fail := func(kind string, err error) { h.arapProblem(w, r, kind, err) }
@@ -531,7 +649,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		fail(probInvalidBinding, invalid("denial.evaluation_id", "required: Agate binds denials by evaluation_id and issues no binding_token"))
 		return
 	}
-	ref, ok := parseEvalRef(s.Denial.EvaluationID)
+	ref, ok := parseEvalRef(h.macs(), s.Denial.EvaluationID)
 	if !ok {
 		fail(probInvalidBinding, invalid("denial.evaluation_id", "not an evaluation id this PDP issued"))
 		return
@@ -557,10 +675,14 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		fail(probInvalidBinding, invalid("context", "must be an object"))
 		return
 	}
+	members := make(map[string]struct{}, len(ref.Members))
+	for _, m := range ref.Members {
+		members[m] = struct{}{}
+	}
 	bound, extra := map[string]json.RawMessage{}, map[string]json.RawMessage{}
 	for k, v := range all {
 		b, _ := json.Marshal(v)
-		if slices.Contains(ref.Members, k) {
+		if _, ok := members[k]; ok {
 			bound[k] = b
 		} else {
 			extra[k] = b
@@ -573,6 +695,10 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 	if bh, _, err := ev.binding(ref.Members); err != nil || bh != ref.Binding {
 		fail(probInvalidBinding, invalid("denial.evaluation_id",
 			"the subject, resource, action or context differ from the denied evaluation's (binding_hash mismatch)"))
+		return
+	}
+	if err := h.checkRequestedAccess(s.RequestedAccess); err != nil {
+		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), 0)
 		return
 	}
 	denial, _ := json.Marshal(s.Denial)
@@ -612,24 +738,36 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 			Meta: map[string]string{"status": pre.Result.Decision.String()}})
 		return
 	}
-	if req.JobID, err = taskID(p, key); err != nil {
+	if req.JobID, err = h.macs().taskID(p, key); err != nil {
 		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), 0)
 		return
 	}
-	res, err := svc.Decide(r.Context(), p, req)
-	if err != nil {
-		je, ok := jobs.AsError(err)
-		switch {
-		case ok && (je.Reason == jobs.ReasonJobHashMismatch || je.Reason == jobs.ReasonJobIDInUse):
-			out := *je
-			out.Field, out.Msg = "Idempotency-Key", "Idempotency-Key reused with another body: "+je.Msg
-			fail(probDuplicate, &out)
-		default:
-			writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, requestField(err, "", src)), 0)
-		}
-		return
+	h.decideTask(w, r, svc, p, req, src)
+}
+
+// checkRequestedAccess checks requested_access.requested_until, which bounds the
+// grant: an RFC 3339 time after now.
+func (h *Handler) checkRequestedAccess(raw json.RawMessage) error {
+	if isNull(raw) {
+		return nil
 	}
-	h.answerTask(w, r, &res.Job)
+	var ra struct {
+		RequestedUntil *string `json:"requested_until"`
+	}
+	if err := json.Unmarshal(raw, &ra); err != nil {
+		return invalid("requested_access", "must be an object")
+	}
+	if ra.RequestedUntil == nil {
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339, *ra.RequestedUntil)
+	switch {
+	case err != nil:
+		return invalid("requested_access.requested_until", "must be an RFC 3339 date-time")
+	case !t.After(h.cfg.Clock()):
+		return invalid("requested_access.requested_until", "must be in the future")
+	}
+	return nil
 }
 
 func nullless(raw json.RawMessage) json.RawMessage {
@@ -707,11 +845,15 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, id string) {
 	if !ok {
 		return
 	}
+	if !strings.HasPrefix(id, taskPrefix) { // not a task: this endpoint cancels only tasks
+		h.arapProblem(w, r, probUnknownTask, unknownTask(id))
+		return
+	}
 	var body struct {
 		Reason  string `json:"reason"`
 		Comment string `json:"comment"`
 	}
-	if r.ContentLength != 0 && r.Header.Get("Content-Type") != "" && !h.readBody(w, r, &body) {
+	if r.ContentLength != 0 && r.Header.Get("Content-Type") != "" && !h.readBody(w, r, &body, shapeCancel) {
 		return
 	}
 	why := strings.TrimSpace(strings.Join(slices.DeleteFunc([]string{body.Reason, body.Comment}, func(s string) bool { return s == "" }), ": "))
@@ -751,9 +893,11 @@ func (h *Handler) fresh(svc *jobs.Service, ref evalRef, expires string) error {
 
 // retried answers a submission whose denial is no longer fresh when it repeats one the
 // caller made in time with the same key: the same task, or duplicate_request for
-// another body. It reports false, answering nothing, when there is no such task.
+// another body. It reports false, answering nothing, when there is no such task. The
+// answer is Decide's, so a reuse of the key with another body is recorded
+// (JOB_HASH_MISMATCH) as it is while the denial is fresh.
 func (h *Handler) retried(w http.ResponseWriter, r *http.Request, svc *jobs.Service, p jobs.Principal, key string, req jobs.DecideRequest) bool {
-	id, err := taskID(p, key)
+	id, err := h.macs().taskID(p, key)
 	if err != nil {
 		return false
 	}
@@ -761,15 +905,27 @@ func (h *Handler) retried(w http.ResponseWriter, r *http.Request, svc *jobs.Serv
 	if err != nil || !identity.Same(p.ID, v.Job.SubmittedBy) {
 		return false
 	}
-	hash, err := canonical.JobHash(req.Topic, req.Actor, req.Labels, req.Payload)
-	if err != nil || hash != v.Job.Hash {
-		h.arapProblem(w, r, probDuplicate, &jobs.Error{Code: jobs.CodeAborted, Reason: jobs.ReasonJobHashMismatch,
-			Field: "Idempotency-Key", Msg: "Idempotency-Key reused with another body",
-			Meta: map[string]string{"expected_job_hash": v.Job.Hash, "presented_job_hash": hash}})
-		return true
-	}
-	h.answerTask(w, r, &v.Job)
+	req.JobID = id
+	h.decideTask(w, r, svc, p, req, nil)
 	return true
+}
+
+// decideTask is the Decide of a submission's job, answered as its task.
+func (h *Handler) decideTask(w http.ResponseWriter, r *http.Request, svc *jobs.Service, p jobs.Principal, req jobs.DecideRequest, src map[string]string) {
+	res, err := svc.Decide(r.Context(), p, req)
+	if err != nil {
+		je, ok := jobs.AsError(err)
+		switch {
+		case ok && (je.Reason == jobs.ReasonJobHashMismatch || je.Reason == jobs.ReasonJobIDInUse):
+			out := *je
+			out.Field, out.Msg = "Idempotency-Key", "Idempotency-Key reused with another body: "+je.Msg
+			h.arapProblem(w, r, probDuplicate, &out)
+		default:
+			writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, requestField(err, "", src)), 0)
+		}
+		return
+	}
+	h.answerTask(w, r, &res.Job)
 }
 
 // answerTask answers a submission with its task: 202 while pending, else 201.

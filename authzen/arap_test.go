@@ -111,7 +111,7 @@ func newARAPServer(t *testing.T) *arapServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Attach(svc); err != nil {
+	if err := h.Attach(svc, testSecret); err != nil {
 		t.Fatal(err)
 	}
 	a.srv = httptest.NewServer(h)

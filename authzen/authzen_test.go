@@ -82,12 +82,15 @@ func TestTwoAuthorizationHeaders(t *testing.T) {
 	}
 }
 
-// Before the job service is attached (the database is still being reached), the
-// evaluation endpoints answer 503 and the metadata is served.
+// Before the job service and the deployment's secret are attached (the database is
+// still being reached), every endpoint but the metadata answers 503, the access
+// request endpoints included: without the secret no task id or evaluation id can be
+// made or checked. A secret too short to key a MAC is refused.
 func TestUnavailableUntilAttached(t *testing.T) {
 	t.Parallel()
 	srv, h, _ := serve(t, nil, false)
-	for _, path := range []string{authzen.EvaluationPath, authzen.EvaluationsPath} {
+	for _, path := range []string{authzen.EvaluationPath, authzen.EvaluationsPath, authzen.RequestsPath,
+		authzen.RequestsPath + "/arq_x/cancel"} {
 		code, hdr, out := post(t, srv.URL, path, strings.NewReader(allowBody), nil)
 		if code != http.StatusServiceUnavailable || hdr.Get("X-Request-ID") == "" {
 			t.Fatalf("%s before Attach: %d %v", path, code, out)
@@ -102,10 +105,18 @@ func TestUnavailableUntilAttached(t *testing.T) {
 		t.Fatalf("metadata before Attach: %d", resp.StatusCode)
 	}
 	svc, _ := backend(t)
-	if err := h.Attach(svc); err != nil {
+	for _, bad := range []authzen.Secret{{}, {Key: []byte("short")}} {
+		if err := h.Attach(svc, bad); err == nil {
+			t.Fatalf("Attach with a %d-byte secret succeeded", len(bad.Key))
+		}
+	}
+	if code, _, out := post(t, srv.URL, authzen.EvaluationPath, strings.NewReader(allowBody), nil); code != http.StatusServiceUnavailable {
+		t.Fatalf("after a refused Attach: %d %v", code, out)
+	}
+	if err := h.Attach(svc, testSecret); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Attach(svc); err == nil {
+	if err := h.Attach(svc, testSecret); err == nil {
 		t.Fatal("a second Attach succeeded")
 	}
 	if code, _, out := post(t, srv.URL, authzen.EvaluationPath, strings.NewReader(allowBody), nil); code != http.StatusOK || out["decision"] != true {
@@ -213,3 +224,6 @@ func TestParseBaseURL(t *testing.T) {
 		}
 	}
 }
+
+// testSecret stands for the deployment's evidence signing key seed.
+var testSecret = authzen.Secret{Key: []byte("0123456789abcdef0123456789abcdef")}

@@ -94,7 +94,7 @@ func serve(t *testing.T, tune func(*authzen.Config), attach bool) (*httptest.Ser
 	if attach {
 		var svc *jobs.Service
 		svc, st = backend(t)
-		if err := h.Attach(svc); err != nil {
+		if err := h.Attach(svc, testSecret); err != nil {
 			t.Fatal(err)
 		}
 	}

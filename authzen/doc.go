@@ -11,5 +11,8 @@
 // require_human answer is a requestable denial bound by evaluation_id and the draft's
 // binding_hash; an access request is the job's Decide, keyed by the caller and its
 // Idempotency-Key; task status and cancellation are GetJob and Cancel; and an
-// evaluation presenting the task's approval is the job's Publish.
+// evaluation presenting the task's approval is the job's Publish, answered true only
+// while the current policy still decides as it did. Task ids and evaluation ids are
+// MACed with keys derived from the deployment's secret (secret.go), and every body is
+// checked to mean one thing to every JSON reader before it is decoded (strict.go).
 package authzen

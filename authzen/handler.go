@@ -57,9 +57,15 @@ type Config struct {
 // Handler serves the AuthZEN endpoints. Until Attach gives it the job service, the
 // evaluation endpoints answer 503.
 type Handler struct {
-	cfg  Config
-	base *url.URL
-	jobs atomic.Pointer[jobs.Service]
+	cfg     Config
+	base    *url.URL
+	backend atomic.Pointer[backend]
+}
+
+// backend is what Attach installs, at once: nothing is served without both.
+type backend struct {
+	svc  *jobs.Service
+	keys *macKeys
 }
 
 // New returns a handler; it checks BaseURL.
@@ -124,12 +130,18 @@ func loopbackHost(h string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Attach installs the job service once the database is reachable.
-func (h *Handler) Attach(svc *jobs.Service) error {
+// Attach installs the job service once the database is reachable, with the
+// deployment's secret for the profile's task ids and evaluation ids. Until then every
+// endpoint but the metadata answers 503.
+func (h *Handler) Attach(svc *jobs.Service, secret Secret) error {
 	if svc == nil {
 		return errors.New("authzen: Attach needs a job service")
 	}
-	if !h.jobs.CompareAndSwap(nil, svc) {
+	keys, err := deriveKeys(secret)
+	if err != nil {
+		return err
+	}
+	if !h.backend.CompareAndSwap(nil, &backend{svc: svc, keys: keys}) {
 		return errors.New("authzen: job service already attached")
 	}
 	return nil
@@ -147,7 +159,7 @@ func requestID(ctx context.Context) string {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.Header.Get("X-Request-ID")
-	if id == "" {
+	if !validRequestID(id) {
 		var b [16]byte
 		_, _ = rand.Read(b[:])
 		id = hex.EncodeToString(b[:])
@@ -183,6 +195,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(rec, r, server.Failure{Code: codes.NotFound, Reason: jobs.ReasonNotFound,
 			Message: "no such endpoint; see " + MetadataPath}, 0)
 	}
+}
+
+// maxRequestID bounds a caller's X-Request-ID: it is a correlation token, echoed in
+// every answer and logged, not a place for a caller's text.
+const maxRequestID = 128
+
+// validRequestID reports whether id may be kept: 1 to maxRequestID printable ASCII
+// characters. Any other id is replaced by a fresh one.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func (h *Handler) only(w http.ResponseWriter, r *http.Request, method string, serve func(http.ResponseWriter, *http.Request)) {
@@ -278,11 +308,12 @@ type caller struct {
 // the backend, authentication, then the roles of gRPC's Evaluate, or of Publish for a
 // dispatcher's re-evaluations. It answers the request itself when it refuses it.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (*jobs.Service, caller, bool) {
-	svc := h.jobs.Load()
-	if svc == nil {
+	b := h.backend.Load()
+	if b == nil {
 		writeProblem(w, r, server.Failure{Code: codes.Unavailable, Message: "starting: waiting for the database"}, 0)
 		return nil, caller{}, false
 	}
+	svc := b.svc
 	p, err := h.cfg.Auth.AuthenticateHTTP(r)
 	var c caller
 	if err == nil {
@@ -302,8 +333,9 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (*jobs.Service, 
 }
 
 // readBody reads a JSON request body within the size limit into v, and answers the
-// request itself when it cannot.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+// request itself when it cannot. The body must also be unambiguous for shape s (see
+// strictJSON).
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, v any, s shape) bool {
 	fail := func(status int, field, msg string) bool {
 		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, invalid(field, msg)), status)
 		return false
@@ -335,6 +367,10 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	if _, err := d.Token(); err != io.EOF {
 		return fail(http.StatusBadRequest, "body", "more than one JSON value")
+	}
+	if err := strictJSON(body, s); err != nil {
+		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), http.StatusBadRequest)
+		return false
 	}
 	return true
 }
@@ -385,7 +421,7 @@ func (h *Handler) evaluation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var ev evaluation
-	if !h.readBody(w, r, &ev) {
+	if !h.readBody(w, r, &ev, shapeEvaluation) {
 		return
 	}
 	ev.normalize()
@@ -402,6 +438,9 @@ func (h *Handler) evaluation(w http.ResponseWriter, r *http.Request) {
 // re-evaluation: the job's Publish.
 func (h *Handler) evaluate(r *http.Request, svc *jobs.Service, c caller, ev evaluation, at string) (response, error) {
 	ctx := r.Context()
+	if err := ev.responseMembers(at); err != nil {
+		return response{}, err
+	}
 	appr, err := ev.stripMachinery(at)
 	if err != nil {
 		return response{}, err
@@ -440,7 +479,7 @@ func (h *Handler) evaluations(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b batch
-	if !h.readBody(w, r, &b) {
+	if !h.readBody(w, r, &b, shapeBatch) {
 		return
 	}
 	sem := executeAll
@@ -466,6 +505,15 @@ func (h *Handler) evaluations(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(b.Evaluations) > h.cfg.MaxEvaluations {
 		fail(invalid("evaluations", fmt.Sprintf("at most %d items", h.cfg.MaxEvaluations)))
+		return
+	}
+	if err := h.boundBatch(&b); err != nil {
+		je, _ := jobs.AsError(err)
+		status := 0
+		if je != nil && je.Code == jobs.CodeResourceExhausted {
+			status = http.StatusRequestEntityTooLarge
+		}
+		writeProblem(w, r, server.Classify(r.Context(), h.cfg.Log, err), status)
 		return
 	}
 	out := make([]response, 0, len(b.Evaluations))
@@ -494,4 +542,64 @@ func (h *Handler) evaluations(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, struct {
 		Evaluations []response `json:"evaluations"`
 	}{out})
+}
+
+// boundBatch bounds the work of a batch before any of it is done. Each item takes the
+// top-level values it omits, so a small body can stand for many times its size: the
+// items as evaluated, defaults merged, must together fit in MaxBodyBytes, as gRPC's
+// request limit bounds a batch there. And an item may not present an approval: a
+// re-evaluation is an enforcement, recorded as the job's Publish, one per request at
+// /access/v1/evaluation.
+func (h *Handler) boundBatch(b *batch) error {
+	if hasApproval(b.Context) {
+		return invalid("context.approval", "a re-evaluation presenting an approval is one request to "+EvaluationPath+", not a batch default")
+	}
+	size := func(v any) int64 {
+		raw, _ := json.Marshal(v)
+		return int64(len(raw))
+	}
+	def := [4]int64{size(b.Subject), size(b.Resource), size(b.Action), int64(len(b.Context))}
+	var total int64
+	for i := range b.Evaluations {
+		item := &b.Evaluations[i]
+		if hasApproval(item.Context) {
+			return invalid(fmt.Sprintf("evaluations[%d].context.approval", i),
+				"a re-evaluation presenting an approval is one request to "+EvaluationPath+", not a batch item")
+		}
+		// An entity the item names replaces the default's; one it omits is the default.
+		for k, own := range []int64{sizeIf(item.Subject != nil, item.Subject), sizeIf(item.Resource != nil, item.Resource),
+			sizeIf(item.Action != nil, item.Action), int64(len(item.Context))} {
+			if own == 0 {
+				own = def[k]
+			}
+			total += own
+		}
+		if total > h.cfg.MaxBodyBytes {
+			return &jobs.Error{Code: jobs.CodeResourceExhausted, Reason: jobs.ReasonInvalidField, Field: "evaluations",
+				Msg:  fmt.Sprintf("evaluations: the items with their defaults come to more than %d bytes; send the defaults in each item's stead, or fewer items per request", h.cfg.MaxBodyBytes),
+				Meta: map[string]string{"field": "evaluations"}}
+		}
+	}
+	return nil
+}
+
+func sizeIf[T any](ok bool, v *T) int64 {
+	if !ok {
+		return 0
+	}
+	raw, _ := json.Marshal(v)
+	return int64(len(raw))
+}
+
+// hasApproval reports whether a context object holds the profile's approval member.
+func hasApproval(ctx json.RawMessage) bool {
+	if isNull(ctx) {
+		return false
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(ctx, &m) != nil {
+		return false
+	}
+	_, ok := m["approval"]
+	return ok
 }

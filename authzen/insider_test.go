@@ -167,11 +167,11 @@ func TestInsiderCancelAnothersTask(t *testing.T) {
 	}
 }
 
-// TestInsiderForgedEvaluationID: a PEP that writes its own evaluation_id (the binding
-// is by reference and carries no signature) for content the policy allows or denies
-// outright gets not_requestable and stores nothing; one with a later deadline of its
-// own gains nothing a fresh evaluation would not give it, and one naming a snapshot
-// that is not active is refused.
+// TestInsiderForgedEvaluationID: a PEP that writes its own evaluation_id — for content
+// the policy allows outright, naming a snapshot that is not active, or with a later
+// deadline — without the deployment's key cannot MAC it: it is refused as
+// invalid_denial_binding and stores nothing. So is a real one with its MAC moved onto
+// another payload.
 func TestInsiderForgedEvaluationID(t *testing.T) {
 	a := newARAPServer(t)
 	real := a.denial(t, "tok-pep", edit)
@@ -203,13 +203,23 @@ func TestInsiderForgedEvaluationID(t *testing.T) {
 			"expires_at": real["denial"].(map[string]any)["expires_at"]}
 		return sub
 	}
-	code, out := a.call(t, http.MethodPost, "/access/v1/requests", "tok-pep", "k-read", forge(read, nil))
-	if code != http.StatusBadRequest || out["type"] != "urn:openid:authzen:access-request:error:not_requestable" {
-		t.Fatalf("a forged denial of an allowed action: %d %v", code, out)
-	}
-	code, out = a.call(t, http.MethodPost, "/access/v1/requests", "tok-pep", "k-snap", forge(edit, func(r map[string]any) { r["s"] = "snap_0000000000000000" }))
-	if code != http.StatusGone || out["reason"] != "SNAPSHOT_DRIFT" {
-		t.Fatalf("a forged snapshot: %d %v", code, out)
+	realID := real["denial"].(map[string]any)["evaluation_id"].(string)
+	_, sig, _ := strings.Cut(realID, ".")
+	for name, sub := range map[string]map[string]any{
+		"allowed action":    forge(read, nil),
+		"inactive snapshot": forge(edit, func(r map[string]any) { r["s"] = "snap_0000000000000000" }),
+		"later deadline":    forge(edit, func(r map[string]any) { r["x"] = r["x"].(float64) + 3600 }),
+	} {
+		for _, withSig := range []bool{false, true} {
+			if withSig { // the real MAC on another payload
+				d := sub["denial"].(map[string]any)
+				d["evaluation_id"] = strings.SplitN(d["evaluation_id"].(string), ".", 2)[0] + "." + sig
+			}
+			code, out := a.call(t, http.MethodPost, "/access/v1/requests", "tok-pep", "k-"+strings.ReplaceAll(name, " ", "-"), sub)
+			if code != http.StatusBadRequest || out["type"] != "urn:openid:authzen:access-request:error:invalid_denial_binding" {
+				t.Fatalf("a forged evaluation_id (%s, real MAC %v): %d %v", name, withSig, code, out)
+			}
+		}
 	}
 	err := a.st.Read(context.Background(), func(ctx context.Context, tx store.Tx) error {
 		js, err := tx.ListJobs(ctx, store.JobQuery{Limit: 10})
@@ -225,7 +235,8 @@ func TestInsiderForgedEvaluationID(t *testing.T) {
 
 func decodeRef(t *testing.T, id string) map[string]any {
 	t.Helper()
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(id, "eval_"))
+	payload, _, _ := strings.Cut(strings.TrimPrefix(id, "eval_"), ".")
+	raw, err := base64.RawURLEncoding.DecodeString(payload)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,5 +349,30 @@ func TestInsiderReplayAcrossSnapshot(t *testing.T) {
 	events := a.events(t, task)
 	if count(events, evidence.KindPublish) != 0 || count(events, evidence.KindConflict) == 0 {
 		t.Fatalf("evidence: %v", events)
+	}
+}
+
+// TestInsiderCancelNonTaskJob: the cancellation endpoint cancels tasks only. A job its
+// caller submitted over gRPC is not a task: cancelling it here is unknown_task, as for
+// the status endpoint, and the job stays as it was.
+func TestInsiderCancelNonTaskJob(t *testing.T) {
+	a := newARAPServer(t)
+	res, err := a.svc.Decide(context.Background(), a.ids["pep-arap"], jobs.DecideRequest{JobID: "job-plain-1", Topic: "can_edit",
+		Actor: "alice", Labels: map[string]any{"subject.id": "alice", "resource.type": "document", "resource.id": "doc-1"}})
+	if err != nil || res.Job.Status != store.StatusPendingApproval {
+		t.Fatalf("decide: %v %v", err, res.Job.Status)
+	}
+	for _, path := range []string{"/access/v1/requests/job-plain-1", "/access/v1/requests/job-plain-1/cancel"} {
+		method := http.MethodGet
+		if strings.HasSuffix(path, "/cancel") {
+			method = http.MethodPost
+		}
+		code, out := a.call(t, method, path, "tok-pep", "", nil)
+		if code != http.StatusNotFound || out["type"] != "urn:openid:authzen:access-request:error:unknown_task" {
+			t.Fatalf("%s %s: %d %v", method, path, code, out)
+		}
+	}
+	if j := a.job(t, "job-plain-1"); j.Status != store.StatusPendingApproval {
+		t.Fatalf("a non-task job was cancelled through the task endpoint: %s", j.Status)
 	}
 }

@@ -326,7 +326,10 @@ type decisionContext struct {
 	SnapshotID   string       `json:"snapshot_id,omitempty"`
 	JobHash      string       `json:"job_hash,omitempty"`
 	Approval     *approvalRef `json:"approval,omitempty"` // a re-evaluation's
-	Required     *approval    `json:"approval_required,omitempty"`
+	// Repeat marks the allow of a re-evaluation whose job was already published: the
+	// same enforcement answered again, not a second one.
+	Repeat   bool      `json:"repeat,omitempty"`
+	Required *approval `json:"approval_required,omitempty"`
 	// A requestable denial's (ARAP): the binding by reference, and where to submit it.
 	EvaluationID  string             `json:"evaluation_id,omitempty"`
 	EvaluatedAt   string             `json:"evaluated_at,omitempty"`

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agate-pdp/agate/audit"
+	"github.com/agate-pdp/agate/authzen"
 	"github.com/agate-pdp/agate/evidence"
 	"github.com/agate-pdp/agate/snapshots"
 	"github.com/agate-pdp/agate/store"
@@ -28,6 +29,9 @@ type evidenceRuntime struct {
 	witness *audit.Witness
 	clock   *clockguard.Monitor
 	skew    prometheus.Gauge
+	// key and from are the deployment's signing key and, during a rotation, the key
+	// rotated from: the roots of the access request profile's MAC keys.
+	key, from ed25519.PrivateKey
 }
 
 // startEvidence prepares a replica's evidence before it serves, and refuses to start
@@ -68,7 +72,8 @@ func startEvidence(ctx context.Context, cfg serveConfig, st store.Store, cache *
 	}
 
 	rt := &evidenceRuntime{skew: prometheus.NewGauge(prometheus.GaugeOpts{Name: "agate_clock_skew_seconds",
-		Help: "This replica's clock minus the database's, as last measured; beyond --max-clock-skew (either way) it writes nothing."})}
+		Help: "This replica's clock minus the database's, as last measured; beyond --max-clock-skew (either way) it writes nothing."}),
+		key: key, from: from}
 	source, ok := st.(store.ClockReader)
 	if !ok {
 		return nil, errors.New("the store cannot read the database's clock")
@@ -118,6 +123,17 @@ func startEvidence(ctx context.Context, cfg serveConfig, st store.Store, cache *
 	}
 	log.Info("evidence witness", "file", rt.witness.Path())
 	return rt, nil
+}
+
+// AuthZENSecret is the root of the access request profile's task-id and
+// evaluation-id MACs: the signing key's seed, which every replica shares, and during
+// a rotation the from-key's, whose evaluation ids are still accepted.
+func (rt *evidenceRuntime) AuthZENSecret() authzen.Secret {
+	s := authzen.Secret{Key: rt.key.Seed()}
+	if rt.from != nil {
+		s.From = rt.from.Seed()
+	}
+	return s
 }
 
 // Collectors are the runtime's metrics, to register.

@@ -264,7 +264,7 @@ func startBackend(ctx context.Context, cfg serveConfig, st store.Store, srv *ser
 		return nil, err
 	}
 	if az != nil {
-		if err := az.Attach(svc); err != nil {
+		if err := az.Attach(svc, ev.AuthZENSecret()); err != nil {
 			return nil, err
 		}
 	}
