@@ -110,17 +110,12 @@ func notificationsDeadLetter(ctx context.Context, args []string, stdout, stderr 
 		fmt.Fprintf(stderr, "--limit must be positive\n%s", notificationsUsage)
 		return exitError(2)
 	}
-	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	st, err := openOutbox(octx, *db, *pwFile)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	var ns []store.Notification
-	err = st.Read(octx, func(ctx context.Context, tx store.Tx) (err error) {
-		ns, err = tx.ListNotifications(ctx, store.NotificationQuery{State: store.NotificationDead, Limit: *limit})
-		return err
+	err := withOutbox(ctx, *db, *pwFile, func(ctx context.Context, st store.Store) error {
+		return st.Read(ctx, func(ctx context.Context, tx store.Tx) (err error) {
+			ns, err = tx.ListNotifications(ctx, store.NotificationQuery{State: store.NotificationDead, Limit: *limit})
+			return err
+		})
 	})
 	if err != nil {
 		return err
@@ -156,13 +151,22 @@ func outboxDBFlags(flags *flag.FlagSet) (db, passwordFile *string) {
 	return db, passwordFile
 }
 
-func openOutbox(ctx context.Context, db, passwordFile string) (store.Store, error) {
+// withOutbox opens the database for a notifications command and runs fn on it, all
+// within 30 s.
+func withOutbox(ctx context.Context, db, passwordFile string, fn func(context.Context, store.Store) error) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	log := slog.New(slog.DiscardHandler)
 	password, err := readPasswordFile(passwordFile, log)
 	if err != nil {
-		return nil, fmt.Errorf("--db-password-file: %w", err)
+		return fmt.Errorf("--db-password-file: %w", err)
 	}
-	return openStore(ctx, db, password, log, nil)
+	st, err := openStore(ctx, db, password, log, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(ctx, st)
 }
 
 func notificationsRequeue(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -188,17 +192,12 @@ func notificationsRequeue(ctx context.Context, args []string, stdout, stderr io.
 			return exitError(2)
 		}
 	}
-	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	st, err := openOutbox(octx, *db, *pwFile)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	var n int
-	err = st.ReadWrite(octx, func(ctx context.Context, tx store.Tx) (err error) {
-		n, err = tx.RequeueNotifications(ctx, ids, time.Now().UnixMicro())
-		return err
+	err := withOutbox(ctx, *db, *pwFile, func(ctx context.Context, st store.Store) error {
+		return st.ReadWrite(ctx, func(ctx context.Context, tx store.Tx) (err error) {
+			n, err = tx.RequeueNotifications(ctx, ids, time.Now().UnixMicro())
+			return err
+		})
 	})
 	if err != nil {
 		return err
