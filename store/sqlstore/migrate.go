@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/agate-pdp/agate/store"
 )
 
 //go:embed migrations/*.sql
@@ -125,7 +128,7 @@ func (d *Dialect) Migrate(ctx context.Context, log *slog.Logger, begin BeginFunc
 		switch c := d.Classify(err); {
 		case ctx.Err() != nil:
 			// Both: the caller's deadline ended the wait, and the database was unavailable.
-			return fmt.Errorf("store: migrating the %s schema: gave up waiting (%w): %w", d.Name, ctx.Err(), d.MapError(err))
+			return fmt.Errorf("store: migrating the %s schema: gave up waiting (%w): %w", d.Name, ctx.Err(), d.unavailable(err))
 		case c == ClassRetry || c == ClassUnavailable:
 		case races < catalogRaces:
 			races++
@@ -137,9 +140,20 @@ func (d *Dialect) Migrate(ctx context.Context, log *slog.Logger, begin BeginFunc
 			log.Warn("database not ready: waiting for it", "backend", d.Name, "err", err.Error())
 		}
 		if serr := sleep(ctx, startupWait(n)); serr != nil {
-			return fmt.Errorf("store: migrating the %s schema: gave up waiting (%w): %w", d.Name, serr, d.MapError(err))
+			return fmt.Errorf("store: migrating the %s schema: gave up waiting (%w): %w", d.Name, serr, d.unavailable(err))
 		}
 	}
+}
+
+// unavailable is the error of a wait for the database that ended before it answered: the
+// database was unavailable, whatever the last attempt's own error was (an attempt cut
+// short by the deadline fails with the context's error, not the driver's).
+func (d *Dialect) unavailable(err error) error {
+	mapped := d.MapError(err)
+	if errors.Is(mapped, store.ErrUnavailable) {
+		return mapped
+	}
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, mapped)
 }
 
 // startupWait is a random duration up to min(waitMax, waitMin·2ⁿ), at least 1 ms.
