@@ -40,13 +40,14 @@ func (s *Service) Publish(ctx context.Context, p Principal, r PublishRequest) (P
 		if err := checkContent(ctx, tx, j, p, now, r.JobHash, c.name); err != nil {
 			return err
 		}
-		if err := s.checkStored(ctx, tx, j, p, now, c.name); err != nil {
+		events, err := s.checkStored(ctx, tx, j, p, now, c.name)
+		if err != nil {
 			return err
 		}
 		var reevaluated string
 		switch j.Status {
 		case store.StatusAllowedAndPublished, store.StatusApprovedAndPublished, store.StatusSucceeded, store.StatusFailed:
-			if err := checkRepeat(ctx, tx, j, p, now, true); err != nil {
+			if err := checkRepeat(ctx, tx, j, p, events, now, true); err != nil {
 				return err
 			}
 			out.AlreadyPublished = true
@@ -221,11 +222,7 @@ func staleAttempt(current, presented int64) *Error {
 // refused — and recorded, as every refusal of a caller with standing is — so a second
 // dispatcher, or a retry after the policy moved on, never gets a second go-ahead.
 // The job is left as it is: its publication stands in the evidence.
-func checkRepeat(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64, ttl bool) error {
-	events, err := tx.ListEvents(ctx, j.ID)
-	if err != nil {
-		return err
-	}
+func checkRepeat(ctx context.Context, tx store.Tx, j *store.Job, p Principal, events []evidence.Event, now int64, ttl bool) error {
 	var last *evidence.Event
 	for i := range events {
 		if events[i].Kind == evidence.KindPublish || events[i].Kind == evidence.KindReplay {

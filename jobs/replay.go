@@ -51,14 +51,15 @@ func (s *Service) Replay(ctx context.Context, p Principal, r ReplayRequest) (Rep
 		if err := checkContent(ctx, tx, j, p, now, r.JobHash, c.name); err != nil {
 			return err
 		}
-		if err := s.checkStored(ctx, tx, j, p, now, c.name); err != nil {
+		events, err := s.checkStored(ctx, tx, j, p, now, c.name)
+		if err != nil {
 			return err
 		}
 		if published(j.Status) && j.Attempt == r.ExpectedAttempt+1 {
 			done, err := replayedTo(ctx, tx, j.ID, j.Attempt)
 			if err == nil && done {
 				// A repeat is the replayer's retry only, while what let it through holds.
-				err = checkRepeat(ctx, tx, j, p, now, false)
+				err = checkRepeat(ctx, tx, j, p, events, now, false)
 			}
 			if err != nil || done {
 				out.AlreadyReplayed = done

@@ -19,7 +19,9 @@ import (
 // matching hash, a status set to approved, a decision turned into allow — fails one of
 // these. Then nothing is handed out, the job is left as it is, and a conflict event
 // records both hashes.
-func (s *Service) checkStored(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64, call string) error {
+//
+// It returns the job's events it read, for the caller's further checks.
+func (s *Service) checkStored(ctx context.Context, tx store.Tx, j *store.Job, p Principal, now int64, call string) ([]evidence.Event, error) {
 	computed := "(content cannot be hashed)"
 	if labels, err := decodeLabels(j.Labels); err == nil {
 		if h, err := canonical.JobHash(j.Topic, j.Actor, labels, j.Payload); err == nil {
@@ -28,15 +30,15 @@ func (s *Service) checkStored(ctx context.Context, tx store.Tx, j *store.Job, p 
 	}
 	events, err := tx.ListEvents(ctx, j.ID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	decided, why := chainVerdict(events, j)
 	if computed == j.Hash && why == "" {
 		if why, err = s.ruleVerdict(ctx, tx, events, j); err != nil {
-			return err
+			return nil, err
 		}
 		if why == "" {
-			return nil
+			return events, nil
 		}
 	}
 	if why == "" {
@@ -45,9 +47,9 @@ func (s *Service) checkStored(ctx context.Context, tx store.Tx, j *store.Job, p 
 	e := conflictEvent(j, p, now, ReasonStoredJobTampered, call+" refused: "+why)
 	e.PresentedHash = computed
 	if err := appendEvent(ctx, tx, &e); err != nil {
-		return err
+		return nil, err
 	}
-	return refuseAfterCommit(&Error{Code: CodeDataLoss, Reason: ReasonStoredJobTampered,
+	return nil, refuseAfterCommit(&Error{Code: CodeDataLoss, Reason: ReasonStoredJobTampered,
 		Msg:  "the stored job does not match what was decided and approved: nothing was handed out; restore it and investigate",
 		Meta: map[string]string{"expected_job_hash": decided, "computed_job_hash": computed}})
 }
