@@ -327,22 +327,7 @@ func doCase(t *testing.T, base string, c testCase) any {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	for k, v := range c.Headers {
-		if v == nil {
-			req.Header.Del(k)
-		} else {
-			req.Header.Set(k, *v)
-		}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	got, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, got := exchange(t, req, c.Headers)
 	if resp.StatusCode != c.Status {
 		t.Fatalf("%s\n%s %s: status %d, want %d; body %s", c.Source, c.Method, c.Path, resp.StatusCode, c.Status, got)
 	}

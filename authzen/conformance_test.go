@@ -167,22 +167,7 @@ func runCase(t *testing.T, base string, c testCase) {
 	}
 	req.Header.Set("Authorization", "Bearer tok-decide")
 	req.Header.Set("Content-Type", "application/json")
-	for k, v := range c.Headers {
-		if v == nil {
-			req.Header.Del(k)
-		} else {
-			req.Header.Set(k, *v)
-		}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	got, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, got := exchange(t, req, c.Headers)
 	t.Logf("answer %d %s", resp.StatusCode, got)
 	if resp.StatusCode != c.Status {
 		t.Fatalf("%s\nstatus %d, want %d; body %s", c.Source, resp.StatusCode, c.Status, got)
@@ -258,4 +243,27 @@ func match(want, got any, at, base string) error {
 		return fmt.Errorf("%s: got %v, want %v", at, got, want)
 	}
 	return nil
+}
+
+// exchange sends req with headers set over its defaults (nil removes one) and returns
+// the response with its whole body.
+func exchange(t *testing.T, req *http.Request, headers map[string]*string) (*http.Response, []byte) {
+	t.Helper()
+	for k, v := range headers {
+		if v == nil {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, *v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, got
 }
